@@ -1,0 +1,403 @@
+"""Options of the infrastructure probes, their validation, and the start-up connectivity check.
+
+Importing this module registers the ``--probes``, ``--redis-*``, ``--pg-*``, ``--clickhouse-*`` and ``--health-*``
+options (each also as a ``LOCUST_*`` env var) and an ``init`` listener that, on every runner (master, worker,
+local):
+
+1. applies the per-probe user counts (``--redis-probe-users N`` → ``RedisProbeUser.fixed_count = N``) and drops the
+   probe users of switched-off tiers (``--probes``, or a count of 0) from the run;
+2. checks that every tier whose probe is on answers, and otherwise logs one clear error naming the URL (password
+   hidden) and the option to fix, and exits with code 2 (Locust's usage-error convention) before the test starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust import events
+
+from users.probe_base import ProbeFailure, redact_url
+
+logger = logging.getLogger(__name__)
+
+TIERS: tuple[str, ...] = ("redis", "pg", "clickhouse", "health")
+_TIER_ALIASES: dict[str, str] = {
+    "redis": "redis",
+    "pg": "pg", "postgres": "pg", "postgresql": "pg",
+    "ch": "clickhouse", "clickhouse": "clickhouse",
+    "health": "health", "http": "health",
+}
+# Which option to fix, and which env var, per tier (used in error messages).
+TIER_URL_OPTION: dict[str, tuple[str, str]] = {
+    "redis": ("--redis-url", "LOCUST_REDIS_URL"),
+    "pg": ("--pg-dsn", "LOCUST_PG_DSN"),
+    "clickhouse": ("--clickhouse-url", "LOCUST_CLICKHOUSE_URL"),
+    "health": ("--health-url", "LOCUST_HEALTH_URL"),
+}
+TIER_USER_CLASS: dict[str, str] = {
+    "redis": "RedisProbeUser",
+    "pg": "PostgresProbeUser",
+    "clickhouse": "ClickHouseProbeUser",
+    "health": "HealthCheckUser",
+}
+DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
+
+
+class ProbeConfigError(ValueError):
+    """A probe option has a bad value; the text names the option, the value (password hidden) and the fix."""
+
+
+def parse_probes(text: str) -> frozenset[str]:
+    """``"redis,pg"`` → ``{"redis", "pg"}``; ``"all"`` → every tier; ``"none"``/``""`` → none. Aliases: postgres,
+    postgresql (pg), ch (clickhouse), http (health)."""
+    words = [w.strip().lower() for w in text.replace(" ", ",").split(",") if w.strip()]
+    if not words or words == ["none"]:
+        return frozenset()
+    if words == ["all"]:
+        return frozenset(TIERS)
+    bad = [w for w in words if w not in _TIER_ALIASES]
+    if bad:
+        raise ProbeConfigError(
+            f"--probes has unknown tier(s) {', '.join(repr(b) for b in bad)} in {text!r}; "
+            f"use a comma-separated list of {', '.join(TIERS)} (or 'all' / 'none')"
+        )
+    return frozenset(_TIER_ALIASES[w] for w in words)
+
+
+def derive_health_url(host: str | None) -> str:
+    """The target's HTTP base URL from Locust's ``--host`` (``ws://h:p/ws`` → ``http://h:p``), else the default."""
+    if not host:
+        return DEFAULT_HEALTH_URL
+    parts = urlsplit(host)
+    scheme = {"ws": "http", "wss": "https", "http": "http", "https": "https"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        return DEFAULT_HEALTH_URL
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((scheme, netloc, "", "", ""))
+
+
+def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise ProbeConfigError(f"{option} {redact_url(url)!r} is not a valid URL ({exc}); "
+                               f"expected e.g. {schemes[0]}://127.0.0.1:PORT") from None
+    if parts.scheme.lower() not in schemes:
+        raise ProbeConfigError(
+            f"{option} {redact_url(url)!r} has scheme {parts.scheme or '(none)'!r}; expected one of "
+            f"{', '.join(s + '://' for s in schemes)}"
+        )
+    if not parts.hostname and parts.scheme != "unix":
+        raise ProbeConfigError(f"{option} {redact_url(url)!r} has no host; expected e.g. {schemes[0]}://127.0.0.1:PORT")
+
+
+@dataclass
+class ProbeConfig:
+    """Validated probe settings (from Locust's parsed options, or built directly in tests)."""
+
+    probes: frozenset[str] = frozenset(TIERS)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_pool_size: int = 4
+    redis_pool_timeout: float = 5.0
+    redis_timeout: float = 10.0
+    redis_large_value_kb: int = 256
+    redis_probe_users: int = 1
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
+    pg_pool_size: int = 2
+    pg_pool_timeout: float = 5.0
+    pg_connect_timeout: float = 5.0
+    pg_statement_timeout: float = 15.0
+    pg_probe_users: int = 1
+    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_batch_size: int = 100
+    clickhouse_timeout: float = 15.0
+    clickhouse_probe_users: int = 1
+    health_url: str = DEFAULT_HEALTH_URL
+    health_timeout: float = 10.0
+    health_probe_users: int = 1
+
+    def __post_init__(self) -> None:
+        _check_url("--redis-url", self.redis_url, ("redis", "rediss", "unix"))
+        if "://" in self.pg_dsn:
+            _check_url("--pg-dsn", self.pg_dsn, ("postgresql", "postgres"))
+        elif "=" not in self.pg_dsn:
+            raise ProbeConfigError(
+                f"--pg-dsn {redact_url(self.pg_dsn)!r} is neither a postgresql:// URL nor a 'key=value' conninfo; "
+                "expected e.g. postgresql://postgres@127.0.0.1:5432/test"
+            )
+        _check_url("--clickhouse-url", self.clickhouse_url, ("http", "https"))
+        _check_url("--health-url", self.health_url, ("http", "https"))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            option = "--" + f.name.replace("_", "-")
+            if f.name.endswith(("_size", "_kb")) and value < 1:
+                raise ProbeConfigError(f"{option} must be >= 1, got {value}")
+            if f.name.endswith("_probe_users") and value < 0:
+                raise ProbeConfigError(f"{option} must be >= 0 (0 switches that probe off), got {value}")
+            if f.name.endswith("_timeout") and not value > 0:
+                raise ProbeConfigError(f"{option} must be > 0 seconds, got {value}")
+
+    @classmethod
+    def from_options(cls, options: Any) -> ProbeConfig:
+        """Build from Locust's ``parsed_options`` (attributes missing there keep their defaults)."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "probes":
+                continue
+            value = getattr(options, f.name, None)
+            if value is not None and value != "":
+                kwargs[f.name] = value
+        probes = parse_probes(getattr(options, "probes", None) or "all")
+        if getattr(options, "health_url", None) in (None, ""):
+            kwargs["health_url"] = derive_health_url(getattr(options, "host", None))
+        return cls(probes=probes, **kwargs)
+
+    def users_for(self, tier: str) -> int:
+        """How many probe users of ``tier`` run (0 when switched off)."""
+        if tier not in self.probes:
+            return 0
+        return int(getattr(self, f"{tier}_probe_users"))
+
+
+def probe_config(environment: Any) -> ProbeConfig:
+    """The run's probe settings: ``environment.probe_config`` if set, else from ``parsed_options``, else defaults."""
+    cfg = getattr(environment, "probe_config", None)
+    if cfg is None:
+        options = getattr(environment, "parsed_options", None)
+        cfg = ProbeConfig.from_options(options) if options is not None else ProbeConfig()
+        environment.probe_config = cfg
+    return cfg
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    group = parser.add_argument_group("Infrastructure probes (users/*_probe.py, users/health.py)")
+    group.add_argument("--probes", type=str, default="redis,pg,clickhouse,health", env_var="LOCUST_PROBES",
+                       include_in_web_ui=True,
+                       help="Tiers probed when their probe user is selected: comma-separated redis, pg, clickhouse, "
+                            "health, or 'all'/'none' (default: all)")
+    group.add_argument("--redis-url", type=str, default=ProbeConfig.redis_url, env_var="LOCUST_REDIS_URL",
+                       is_secret=True, include_in_web_ui=True,
+                       help="Redis probed by RedisProbeUser, e.g. redis://:PASSWORD@host:6379/0")
+    group.add_argument("--redis-pool-size", type=int, default=ProbeConfig.redis_pool_size,
+                       env_var="LOCUST_REDIS_POOL_SIZE", help="Connections in the Redis probes' shared pool")
+    group.add_argument("--redis-pool-timeout", type=float, default=ProbeConfig.redis_pool_timeout,
+                       env_var="LOCUST_REDIS_POOL_TIMEOUT", help="Seconds to wait for a free pooled Redis connection")
+    group.add_argument("--redis-timeout", type=float, default=ProbeConfig.redis_timeout,
+                       env_var="LOCUST_REDIS_TIMEOUT", help="Socket (connect and command) timeout in seconds")
+    group.add_argument("--redis-large-value-kb", type=int, default=ProbeConfig.redis_large_value_kb,
+                       env_var="LOCUST_REDIS_LARGE_VALUE_KB", help="Size of the large-value writes (KiB)")
+    group.add_argument("--redis-probe-users", type=int, default=ProbeConfig.redis_probe_users,
+                       env_var="LOCUST_REDIS_PROBE_USERS", include_in_web_ui=True,
+                       help="RedisProbeUser instances (fixed count; 0 = off)")
+    group.add_argument("--pg-dsn", type=str, default=ProbeConfig.pg_dsn, env_var="LOCUST_PG_DSN",
+                       is_secret=True, include_in_web_ui=True,
+                       help="PostgreSQL probed by PostgresProbeUser (URL or key=value conninfo)")
+    group.add_argument("--pg-pool-size", type=int, default=ProbeConfig.pg_pool_size, env_var="LOCUST_PG_POOL_SIZE",
+                       help="Connections in the PG probes' bounded pool")
+    group.add_argument("--pg-pool-timeout", type=float, default=ProbeConfig.pg_pool_timeout,
+                       env_var="LOCUST_PG_POOL_TIMEOUT",
+                       help="Seconds to wait for a pooled PG connection before 'PG pool acquire' fails")
+    group.add_argument("--pg-connect-timeout", type=float, default=ProbeConfig.pg_connect_timeout,
+                       env_var="LOCUST_PG_CONNECT_TIMEOUT", help="PG connect timeout in seconds")
+    group.add_argument("--pg-statement-timeout", type=float, default=ProbeConfig.pg_statement_timeout,
+                       env_var="LOCUST_PG_STATEMENT_TIMEOUT",
+                       help="PG statement_timeout and lock_timeout of probe sessions, seconds")
+    group.add_argument("--pg-probe-users", type=int, default=ProbeConfig.pg_probe_users,
+                       env_var="LOCUST_PG_PROBE_USERS", include_in_web_ui=True,
+                       help="PostgresProbeUser instances (fixed count; 0 = off)")
+    group.add_argument("--clickhouse-url", type=str, default=ProbeConfig.clickhouse_url,
+                       env_var="LOCUST_CLICKHOUSE_URL", is_secret=True, include_in_web_ui=True,
+                       help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
+    group.add_argument("--clickhouse-batch-size", type=int, default=ProbeConfig.clickhouse_batch_size,
+                       env_var="LOCUST_CLICKHOUSE_BATCH_SIZE", help="Agent-event rows per 'CH insert'")
+    group.add_argument("--clickhouse-timeout", type=float, default=ProbeConfig.clickhouse_timeout,
+                       env_var="LOCUST_CLICKHOUSE_TIMEOUT", help="ClickHouse HTTP timeout in seconds")
+    group.add_argument("--clickhouse-probe-users", type=int, default=ProbeConfig.clickhouse_probe_users,
+                       env_var="LOCUST_CLICKHOUSE_PROBE_USERS", include_in_web_ui=True,
+                       help="ClickHouseProbeUser instances (fixed count; 0 = off)")
+    group.add_argument("--health-url", type=str, default="", env_var="LOCUST_HEALTH_URL", include_in_web_ui=True,
+                       help="Target's HTTP base URL for /health (default: --host with ws→http, else "
+                            f"{DEFAULT_HEALTH_URL})")
+    group.add_argument("--health-timeout", type=float, default=ProbeConfig.health_timeout,
+                       env_var="LOCUST_HEALTH_TIMEOUT", help="Health check HTTP timeout in seconds")
+    group.add_argument("--health-probe-users", type=int, default=ProbeConfig.health_probe_users,
+                       env_var="LOCUST_HEALTH_PROBE_USERS", include_in_web_ui=True,
+                       help="HealthCheckUser instances (fixed count; 0 = off)")
+
+
+# ---------------------------------------------------------------- connectivity checks (run once, at init)
+
+def check_redis(cfg: ProbeConfig) -> None:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    conn = redis.Connection(**_redis_kwargs(cfg.redis_url), retry=Retry(NoBackoff(), 0),
+                            socket_connect_timeout=min(cfg.redis_timeout, 5.0), socket_timeout=min(cfg.redis_timeout, 5.0))
+    try:
+        conn.connect()
+        conn.send_command("PING")
+        conn.read_response()
+    finally:
+        conn.disconnect()
+
+
+def _redis_kwargs(url: str) -> dict[str, Any]:
+    from redis.connection import parse_url
+
+    kwargs = parse_url(url)
+    if kwargs.pop("connection_class", None) is not None:
+        raise ProbeConfigError(f"--redis-url {redact_url(url)!r}: rediss:// and unix:// are not supported by the "
+                               "probe's connect check; use redis://")
+    return kwargs
+
+
+def check_pg(cfg: ProbeConfig) -> None:
+    import psycopg
+
+    from target.schema import PG_SCHEMA
+
+    with psycopg.connect(cfg.pg_dsn, connect_timeout=max(1, round(min(cfg.pg_connect_timeout, 5.0))),
+                         autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        for stmt in PG_SCHEMA:
+            try:
+                conn.execute(stmt)  # type: ignore[arg-type]
+            except psycopg.errors.UniqueViolation:  # a concurrent CREATE ... IF NOT EXISTS by the backend
+                pass
+
+
+def clickhouse_request(url: str, query: str, body: bytes | None = None, timeout: float = 5.0) -> bytes:
+    """One blocking-looking (gevent-cooperative when patched) ClickHouse HTTP call; used for checks and setup."""
+    parts = urlsplit(url)
+    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    from urllib.parse import quote, unquote
+
+    req = urllib.request.Request(base.rstrip("/") + "/?query=" + quote(query), data=body,
+                                 method="POST" if body is not None else "GET")
+    if parts.username:
+        import base64
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read()
+
+
+def check_clickhouse(cfg: ProbeConfig) -> None:
+    from target.schema import CH_SCHEMA
+
+    timeout = min(cfg.clickhouse_timeout, 5.0)
+    clickhouse_request(cfg.clickhouse_url, "SELECT 1", timeout=timeout)
+    for stmt in CH_SCHEMA:
+        clickhouse_request(cfg.clickhouse_url, " ".join(stmt.split()), body=b"", timeout=timeout)
+
+
+def check_health(cfg: ProbeConfig) -> None:
+    with urllib.request.urlopen(cfg.health_url.rstrip("/") + "/health", timeout=min(cfg.health_timeout, 5.0)) as r:
+        if r.status != 200:
+            raise ProbeFailure(f"GET /health answered {r.status}")
+
+
+_CHECKS = {"redis": check_redis, "pg": check_pg, "clickhouse": check_clickhouse, "health": check_health}
+_TIER_URL_FIELD = {"redis": "redis_url", "pg": "pg_dsn", "clickhouse": "clickhouse_url", "health": "health_url"}
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def check_tiers(cfg: ProbeConfig, tiers: list[str]) -> list[str]:
+    """Check each tier in ``tiers``; return one error message per unreachable tier (empty when all answer)."""
+    errors = []
+    for tier in tiers:
+        url = getattr(cfg, _TIER_URL_FIELD[tier])
+        option, env_var = TIER_URL_OPTION[tier]
+        start = time.perf_counter()
+        try:
+            _CHECKS[tier](cfg)
+        except ProbeConfigError as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # noqa: BLE001  (any failure means unreachable; say why)
+            reason = _describe(exc).replace(url, redact_url(url))
+            errors.append(
+                f"{TIER_USER_CLASS[tier]}: cannot reach {redact_url(url)} ({reason}). Fix {option} "
+                f"(env {env_var}), start the service, or switch this probe off with "
+                f"--{tier}-probe-users 0 / --probes without {tier}"
+            )
+        else:
+            logger.debug("probe check %s ok in %.1f ms", tier, (time.perf_counter() - start) * 1000)
+    return errors
+
+
+def selected_probe_tiers(environment: Any, cfg: ProbeConfig) -> list[str]:
+    """Tiers whose probe user is part of this run (selected user class and switched on)."""
+    names = {cls.__name__ for cls in getattr(environment, "user_classes", [])}
+    return [t for t in TIERS if TIER_USER_CLASS[t] in names and cfg.users_for(t) > 0]
+
+
+def apply_user_counts(environment: Any, cfg: ProbeConfig) -> None:
+    """Set each probe class's ``fixed_count`` from the options; drop switched-off probe classes from the run."""
+    classes = getattr(environment, "user_classes", None)
+    if classes is None:
+        return
+    keep = []
+    for cls in classes:
+        tier = next((t for t, n in TIER_USER_CLASS.items() if n == cls.__name__), None)
+        if tier is None:
+            keep.append(cls)
+            continue
+        count = cfg.users_for(tier)
+        if count > 0:
+            cls.fixed_count = count
+            keep.append(cls)
+        else:
+            logger.info("%s switched off (--probes / --%s-probe-users)", cls.__name__, tier)
+    if keep or not classes:
+        classes[:] = keep
+    else:
+        logger.warning("every selected user is a switched-off probe; nothing would run")
+
+
+def _fail_start(message: str) -> None:
+    logger.error(message)
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    options = getattr(environment, "parsed_options", None)
+    if options is None:  # in-process use (tests): nothing to check at init
+        return
+    try:
+        cfg = ProbeConfig.from_options(options)
+    except ProbeConfigError as exc:
+        _fail_start(f"Bad probe option: {exc}")
+        return
+    environment.probe_config = cfg
+    tiers = selected_probe_tiers(environment, cfg)
+    apply_user_counts(environment, cfg)
+    errors = check_tiers(cfg, tiers)
+    if errors:
+        _fail_start("Probe start-up check failed:\n  " + "\n  ".join(errors))
+
+
+__all__ = [
+    "ProbeConfig", "ProbeConfigError", "TIERS", "apply_user_counts", "check_tiers", "derive_health_url",
+    "parse_probes", "probe_config", "redact_url", "selected_probe_tiers",
+]
