@@ -287,7 +287,7 @@ def _line_chart(
     Each data point is a ``<circle class="pt">`` with a ``<title>`` tooltip; ``bands`` shades x positions (failed
     windows); ``hlines`` draws dashed limit lines.
     """
-    left, right, top, bottom = 64, 16, 14, 44
+    left, right, top, bottom = 64, 40, 14, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for _, points in series for v in points if v is not None]
     values += [v for _, v in hlines]
@@ -834,6 +834,7 @@ def write_html_report(report: Mapping[str, Any], path: str | os.PathLike[str]) -
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
