@@ -1,0 +1,297 @@
+"""Load and validate SLA threshold profiles (TOML, pure: no Locust, no I/O besides reading the file).
+
+A profile is one TOML file, ``config/<name>.toml``::
+
+    description = "what this profile is for"
+    extends = "local"          # optional: inherit another profile of the same folder; a metric listed here
+                               # replaces the parent's thresholds for that metric
+    window_s = 300             # optional: also judge every threshold per window of this many seconds (soak)
+    eval_interval_s = 5        # optional: live evaluation period
+
+    # 95 % of chat replies must arrive within 2 s
+    [[thresholds."WS agent_completed"]]
+    expression = "p(95) < 2000"
+    description = "95 % of chat replies arrive within 2 s"
+    abort_on_fail = false      # stop the run as soon as it fails (after delay_abort_eval)
+    delay_abort_eval = "10s"   # grace period before abort_on_fail may act ("10s", "1m", or seconds)
+    required = false           # no samples at all -> fail instead of "no data"
+
+    [thresholds]
+    "REDIS *" = ["p(95) < 50"] # short form: a list of expressions
+
+Metric names are ``"TYPE name"`` per DESIGN.md §2 (a glob ``*``/``?`` allowed in the name). Every error is a
+:class:`ConfigError` naming the file, the key, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sla_checks.evaluate import ThresholdSpec
+from sla_checks.expressions import ExpressionError, parse_expression
+
+__all__ = [
+    "CONFIG_DIR",
+    "ConfigError",
+    "Profile",
+    "load_profile",
+    "profile_path",
+    "available_profiles",
+    "validate_metric",
+    "parse_duration",
+    "KNOWN_METRICS",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+REQUEST_TYPES = ("WS", "FLOW", "REDIS", "PG", "CH", "HTTP")
+_WS_NAMES = (
+    "connect",
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+    "events missing",
+    "heartbeat",
+)
+_TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "thresholds"}
+_ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", "required"}
+
+
+def _known_metrics() -> dict[str, tuple[str, ...]]:
+    try:
+        from target.schema import CH_QUERIES, PG_QUERIES
+
+        pg, ch = tuple(PG_QUERIES), tuple(CH_QUERIES)
+    except ImportError:  # pragma: no cover - target/ ships with the suite
+        pg, ch = (), ()
+    return {
+        "WS": _WS_NAMES,
+        "FLOW": ("login→send→receive",),
+        "PG": ("connect", "pool acquire", "commit", *pg),
+        "CH": ("connect", "insert", *ch),
+    }
+
+
+KNOWN_METRICS: dict[str, tuple[str, ...]] = _known_metrics()
+"""Closed name sets per request type; REDIS (command names) and HTTP (paths, ``ready:<tier>``) are open."""
+
+_REDIS_NAME = re.compile(r"^(connect|[A-Z][A-Z0-9_ ]*)$")
+_HTTP_NAME = re.compile(r"^(/\S*|ready:[a-z]+)$")
+
+
+class ConfigError(ValueError):
+    """A bad SLA profile; the message names file, key, bad value and what was expected."""
+
+
+@dataclass
+class Profile:
+    """A loaded threshold profile."""
+
+    name: str
+    path: str
+    description: str = ""
+    window_s: float = 0.0
+    eval_interval_s: float = 5.0
+    thresholds: list[ThresholdSpec] = field(default_factory=list)
+
+
+def profile_path(name: str, config_dir: Path | str = CONFIG_DIR) -> Path:
+    return Path(config_dir) / f"{name}.toml"
+
+
+def available_profiles(config_dir: Path | str = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(config_dir).glob("*.toml"))
+
+
+def parse_duration(value: Any) -> float:
+    """``10`` / ``10.5`` (seconds), ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10, '10s', '500ms' or '2m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", value)
+        if m:
+            return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    raise ValueError("expected a duration such as 10, '10s', '500ms' or '2m'")
+
+
+def validate_metric(metric: str) -> str | None:
+    """None if ``metric`` names a DESIGN.md §2 metric (or a glob over them), else what was expected."""
+    if not isinstance(metric, str) or " " not in metric.strip():
+        return f"a metric 'TYPE name' with TYPE one of {', '.join(REQUEST_TYPES)} (e.g. 'WS agent_completed')"
+    rtype, name = metric.strip().split(" ", 1)
+    if rtype not in REQUEST_TYPES:
+        return f"a request type {', '.join(REQUEST_TYPES)} before the name (got {rtype!r})"
+    is_glob = any(c in name for c in "*?[")
+    if rtype in KNOWN_METRICS:
+        known = KNOWN_METRICS[rtype]
+        if is_glob:
+            if not any(fnmatch.fnmatchcase(n, name) for n in known):
+                return f"a glob matching at least one {rtype} metric name ({', '.join(known)})"
+        elif name not in known:
+            return f"a {rtype} metric name, one of: {', '.join(known)}"
+        return None
+    if is_glob:
+        return None
+    if rtype == "REDIS" and not _REDIS_NAME.match(name):
+        return "a Redis command name in upper case (GET, SET, ...) or 'connect'"
+    if rtype == "HTTP" and not _HTTP_NAME.match(name):
+        return "an HTTP path starting with '/' (e.g. '/health') or 'ready:<tier>'"
+    return None
+
+
+def _read(path: Path, where: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where}: SLA config file {str(path)!r} does not exist; available profiles in {path.parent}:"
+            f" {', '.join(available_profiles(path.parent)) or 'none'} (use --sla-profile NAME or --sla-config FILE)"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"SLA config file {str(path)!r} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"SLA config file {str(path)!r} cannot be read: {e.strerror}") from None
+
+
+def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec]]:
+    f = str(path)
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{f}: key 'thresholds' must be a table of metric = [expressions] (got {type(table).__name__})"
+        )
+    out: dict[str, list[ThresholdSpec]] = {}
+    for metric, items in table.items():
+        key = f"thresholds.{metric!r}".replace("'", '"')
+        problem = validate_metric(metric)
+        if problem:
+            raise ConfigError(f"{f}: key {key}: unknown metric {metric!r}; expected {problem}")
+        if isinstance(items, str | dict):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            raise ConfigError(
+                f"{f}: key {key} must be a non-empty list of expressions or [[{key}]] tables (got {items!r})"
+            )
+        specs = []
+        for i, item in enumerate(items):
+            ikey = f"{key}[{i}]"
+            if isinstance(item, str):
+                item = {"expression": item}
+            if not isinstance(item, dict):
+                raise ConfigError(f"{f}: key {ikey}: expected an expression string or a table, got {item!r}")
+            unknown = set(item) - _ITEM_KEYS
+            if unknown:
+                raise ConfigError(
+                    f"{f}: key {ikey}: unknown key(s) {', '.join(sorted(unknown))}; expected only"
+                    f" {', '.join(sorted(_ITEM_KEYS))}"
+                )
+            if "expression" not in item:
+                raise ConfigError(
+                    f"{f}: key {ikey}: missing 'expression' (e.g. expression = \"p(95) < 2000\")"
+                )
+            try:
+                expr = parse_expression(item["expression"])
+            except ExpressionError as e:
+                raise ConfigError(f"{f}: key {ikey}.expression: {e}") from None
+            for flag in ("abort_on_fail", "required"):
+                if flag in item and not isinstance(item[flag], bool):
+                    raise ConfigError(f"{f}: key {ikey}.{flag} = {item[flag]!r}: expected true or false")
+            if "description" in item and not isinstance(item["description"], str):
+                raise ConfigError(f"{f}: key {ikey}.description = {item['description']!r}: expected a string")
+            try:
+                delay = parse_duration(item.get("delay_abort_eval", 0))
+            except ValueError as e:
+                raise ConfigError(
+                    f"{f}: key {ikey}.delay_abort_eval = {item['delay_abort_eval']!r}: {e}"
+                ) from None
+            specs.append(
+                ThresholdSpec(
+                    metric=metric,
+                    expression=expr,
+                    description=item.get("description", ""),
+                    abort_on_fail=item.get("abort_on_fail", False),
+                    delay_abort_eval_s=delay,
+                    required=item.get("required", False),
+                    source=f"{path.name}: {ikey}",
+                )
+            )
+        out[metric] = specs
+    return out
+
+
+def load_profile(
+    name: str | None = None,
+    path: str | Path | None = None,
+    config_dir: str | Path = CONFIG_DIR,
+    _chain: tuple[str, ...] = (),
+) -> Profile:
+    """Load profile ``name`` from ``config_dir`` or the file ``path`` (which wins); raises :class:`ConfigError`."""
+    if path is None:
+        if not name:
+            raise ConfigError("no SLA profile given: use --sla-profile NAME or --sla-config FILE")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(
+                f"--sla-profile {name!r}: expected a profile name, one of"
+                f" {', '.join(available_profiles(config_dir))} (or a file with --sla-config)"
+            )
+        path = profile_path(name, config_dir)
+        where = f"--sla-profile {name!r}"
+    else:
+        where = f"--sla-config {str(path)!r}"
+    path = Path(path)
+    data = _read(path, where)
+    f = str(path)
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{f}: unknown key(s) {', '.join(sorted(unknown))}; expected only {', '.join(sorted(_TOP_KEYS))}"
+            ' (thresholds go under [thresholds] or [[thresholds."TYPE name"]])'
+        )
+    prof = Profile(name=name or path.stem, path=f)
+    by_metric: dict[str, list[ThresholdSpec]] = {}
+    if "extends" in data:
+        parent = data["extends"]
+        if not isinstance(parent, str) or not parent:
+            raise ConfigError(f"{f}: key extends = {parent!r}: expected the name of another profile")
+        if parent in _chain or parent == path.stem:
+            raise ConfigError(
+                f"{f}: key extends = {parent!r}: circular extends ({' -> '.join((*_chain, parent))})"
+            )
+        base = load_profile(parent, config_dir=path.parent, _chain=(*_chain, path.stem))
+        prof.description, prof.window_s, prof.eval_interval_s = (
+            base.description,
+            base.window_s,
+            base.eval_interval_s,
+        )
+        for spec in base.thresholds:
+            by_metric.setdefault(spec.metric, []).append(spec)
+    if "description" in data:
+        if not isinstance(data["description"], str):
+            raise ConfigError(f"{f}: key description = {data['description']!r}: expected a string")
+        prof.description = data["description"]
+    for key in ("window_s", "eval_interval_s"):
+        if key in data:
+            v = data[key]
+            try:
+                seconds = parse_duration(v)
+            except ValueError as e:
+                raise ConfigError(f"{f}: key {key} = {v!r}: {e}") from None
+            if key == "eval_interval_s" and seconds <= 0:
+                raise ConfigError(f"{f}: key {key} = {v!r}: expected a positive number of seconds")
+            setattr(prof, key, seconds)
+    by_metric.update(_thresholds(path, data.get("thresholds", {})))
+    prof.thresholds = [s for specs in by_metric.values() for s in specs]
+    if not prof.thresholds:
+        raise ConfigError(f"{f}: no thresholds; expected at least one under [thresholds]")
+    return prof

@@ -1,0 +1,218 @@
+"""Pure evaluation of SLA thresholds on histograms and counters.
+
+A metric is named ``"TYPE name"`` (``"WS agent_completed"``, ``"PG thread history"``); a threshold's metric may be
+a glob (``"PG *"``). A glob threshold is judged on each matching metric separately, except on a metric that has a
+threshold of its own with the same statistic (``REDIS connect p(95) < 100`` overrides ``REDIS * p(95) < 50`` for
+``REDIS connect``). A threshold whose metrics got no samples is ``no data`` (not a failure) unless it is
+``required``, then it fails.
+
+Statistics (see :mod:`sla_checks.expressions`): percentiles, avg, med, min, max over all samples of the metric
+(successes and failures, as Locust's own table); ``count`` = samples; ``fail_ratio`` = failures / samples;
+``rps`` = samples / run (or window) duration; ``within(T)`` = successful samples ``<= T`` ms / all samples, in %.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sla_checks.expressions import Expression, parse_expression
+from sla_checks.histogram import Histogram
+
+__all__ = [
+    "MetricData",
+    "ThresholdSpec",
+    "ThresholdResult",
+    "statistic",
+    "evaluate",
+    "matching_metrics",
+    "PASS",
+    "FAIL",
+    "NO_DATA",
+]
+
+PASS, FAIL, NO_DATA = "pass", "fail", "no data"
+
+
+class MetricData:
+    """All samples of one metric (in a run or a window): a histogram of every sample and one of the failures."""
+
+    __slots__ = ("hist", "fails")
+
+    def __init__(self, hist: Histogram | None = None, fails: Histogram | None = None) -> None:
+        self.hist = hist if hist is not None else Histogram()
+        self.fails = fails if fails is not None else Histogram()
+
+    def record(self, response_time_ms: float, failed: bool) -> None:
+        self.hist.record(response_time_ms)
+        if failed:
+            self.fails.record(response_time_ms)
+
+    @property
+    def count(self) -> int:
+        return self.hist.count
+
+    @property
+    def failures(self) -> int:
+        return self.fails.count
+
+    def merge(self, other: MetricData) -> MetricData:
+        self.hist.merge(other.hist)
+        self.fails.merge(other.fails)
+        return self
+
+    def copy(self) -> MetricData:
+        return MetricData().merge(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"h": self.hist.to_dict()}
+        if self.fails.count:
+            d["f"] = self.fails.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MetricData:
+        return cls(Histogram.from_dict(d["h"]), Histogram.from_dict(d["f"]) if "f" in d else None)
+
+    @classmethod
+    def merged(cls, items: Iterable[MetricData]) -> MetricData:
+        out = cls()
+        for m in items:
+            out.merge(m)
+        return out
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """One configured threshold: ``metric`` (exact or glob) must satisfy ``expression``."""
+
+    metric: str
+    expression: Expression
+    description: str = ""
+    abort_on_fail: bool = False
+    delay_abort_eval_s: float = 0.0
+    required: bool = False
+    source: str = ""
+    """Where it was declared (``config/ci.toml: thresholds."WS agent_completed"[0]``), for messages."""
+
+    @classmethod
+    def of(cls, metric: str, expression: str, **kw: Any) -> ThresholdSpec:
+        """Convenience constructor for code and tests: ``ThresholdSpec.of("WS agent_completed", "p(95) < 2000")``."""
+        return cls(metric=metric, expression=parse_expression(expression), **kw)
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.metric for c in "*?[")
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} {self.expression}"
+
+
+@dataclass
+class ThresholdResult:
+    """A threshold judged on one concrete metric (or on its glob, when nothing matched)."""
+
+    spec: ThresholdSpec
+    metric: str
+    status: str
+    value: float | None
+    samples: int
+    failed_windows: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} {self.spec.expression}"
+
+    def describe(self) -> str:
+        """``WS agent_completed p(95) < 2000 was 3120 ms`` / ``... no data (required)``."""
+        if self.value is None:
+            return f"{self.name}: no data{' (required: the metric got no samples)' if self.spec.required else ''}"
+        return f"{self.name} was {format_value(self.value, self.spec.expression.unit)}"
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no data"
+    if unit == "ms":
+        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if unit == "ratio":
+        return f"{value:.4f}"
+    if unit == "rps":
+        return f"{value:.2f} rps"
+    return f"{value:.0f}"
+
+
+def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> float | None:
+    """The value of ``expr``'s statistic on ``data`` (None without samples)."""
+    if data is None or data.count == 0:
+        return None
+    h = data.hist
+    stat = expr.stat
+    if stat == "p":
+        return h.percentile(expr.arg or 0.0)
+    if stat == "med":
+        return h.percentile(50)
+    if stat == "avg":
+        return h.mean
+    if stat == "min":
+        return h.min
+    if stat == "max":
+        return h.max
+    if stat == "count":
+        return float(h.count)
+    if stat == "fail_ratio":
+        return data.failures / h.count
+    if stat == "rps":
+        return h.count / duration_s if duration_s > 0 else None
+    if stat == "within":
+        limit = expr.arg or 0.0
+        ok = h.count_le(limit) - data.fails.count_le(limit)
+        return 100.0 * ok / h.count
+    raise ValueError(f"unknown statistic {stat!r}")  # pragma: no cover - the parser rejects it
+
+
+def matching_metrics(pattern: str, metrics: Iterable[str]) -> list[str]:
+    """Metrics matched by ``pattern`` (exact name or fnmatch glob), sorted."""
+    if not any(c in pattern for c in "*?["):
+        return [pattern] if pattern in set(metrics) else []
+    return sorted(m for m in metrics if fnmatch.fnmatchcase(m, pattern))
+
+
+def evaluate(
+    specs: Iterable[ThresholdSpec],
+    metrics: Mapping[str, MetricData],
+    duration_s: float,
+    *,
+    judge_no_data: bool = True,
+) -> list[ThresholdResult]:
+    """Judge every threshold on ``metrics``.
+
+    ``judge_no_data=False`` (used per window) leaves ``required`` thresholds without samples as ``no data``
+    instead of failing them: a quiet window is not a missing probe.
+    """
+    specs = list(specs)
+    exact = {(s.metric, s.expression.lhs) for s in specs if not s.is_glob}
+    results: list[ThresholdResult] = []
+    present = [m for m, d in metrics.items() if d.count > 0]
+    for spec in specs:
+        targets = matching_metrics(spec.metric, present)
+        if spec.is_glob:
+            targets = [m for m in targets if (m, spec.expression.lhs) not in exact]
+        if not targets:
+            status = FAIL if spec.required and judge_no_data else NO_DATA
+            results.append(ThresholdResult(spec, spec.metric, status, None, 0))
+            continue
+        for m in targets:
+            data = metrics[m]
+            value = statistic(spec.expression, data, duration_s)
+            if value is None:
+                status = FAIL if spec.required and judge_no_data else NO_DATA
+            else:
+                status = PASS if spec.expression.holds(value) else FAIL
+            results.append(ThresholdResult(spec, m, status, value, data.count))
+    return results
