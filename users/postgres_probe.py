@@ -1,0 +1,318 @@
+"""PostgresProbeUser: the backend's message-flow queries, timed in the same run and stats as the chat users.
+
+Samples (request_type ``PG``): ``connect`` (a fresh connection), ``pool acquire`` (wait for a connection of the
+process's bounded pool; fails with "no connection free within N s" instead of hanging), the named queries of
+``target/schema.py`` (``thread upsert``, ``message insert``, ``thread history``, ``thread update``, ``run insert``,
+``run complete``), ``commit`` (COMMIT of a transaction that updates rows shared by every probe user) and
+``lock stats``. Gauges: ``pg:lock_waiters`` and ``pg:lock_wait_max_ms`` (sessions waiting for a lock, from
+``pg_locks``/``pg_stat_activity``), ``pg_probe:pool_in_use``, ``pg_probe:pool_size``.
+
+gevent: psycopg 3 picks its wait function when imported; with gevent's ``select`` patched (locust imports first) it
+uses ``wait_poll`` on the patched ``select`` and yields to other greenlets while the server works. If psycopg was
+imported before the patching it would use its C ``wait_c`` and block the whole process; ``_ensure_cooperative``
+switches it in that case (and says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import psycopg
+import psycopg.waiting
+from locust import User, between, task
+
+from sla_checks.gauges import record_gauge
+from target.schema import PG_QUERIES, PG_SCHEMA, to_pyformat
+from users.probe_base import ProbeFailure, timed
+from users.probe_options import ProbeConfig, probe_config
+
+logger = logging.getLogger(__name__)
+
+SQL: dict[str, str] = {name: to_pyformat(sql) for name, sql in PG_QUERIES.items()}
+
+LOCK_STATS_SQL = (
+    "SELECT count(*), coalesce(max(extract(epoch FROM clock_timestamp() - a.query_start)) * 1000, 0) "
+    "FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() "
+    "AND a.pid IN (SELECT pid FROM pg_locks WHERE NOT granted)"
+)
+
+SHARED_THREADS = 4
+"""Rows every probe user updates in its transaction task (contention on purpose)."""
+
+
+def _ensure_cooperative() -> None:
+    """Make psycopg wait through gevent when gevent has patched ``select`` (see the module docstring)."""
+    waiting = psycopg.waiting
+    if getattr(waiting, "wait_c", None) is not None and waiting.wait is waiting.wait_c \
+            and waiting._is_select_patched():
+        logger.warning("psycopg was imported before gevent patching; switching it to its cooperative wait_poll")
+        waiting.wait = waiting.wait_poll
+
+
+_ensure_cooperative()
+
+C = TypeVar("C")
+
+
+class PoolTimeout(Exception):
+    """No pooled connection became free within the acquire timeout."""
+
+
+class BoundedPool(Generic[C]):
+    """A small bounded connection pool with an acquire timeout; gevent-safe (``threading`` is patched by Locust).
+
+    ``connect()`` makes a connection; ``is_reusable(conn)`` says whether a returned one may be kept. Connections are
+    made lazily, up to ``size``; ``acquire`` waits at most ``timeout`` s, then raises ``PoolTimeout`` naming the pool.
+    """
+
+    def __init__(self, connect: Callable[[], C], size: int, timeout: float, *,
+                 is_reusable: Callable[[C], bool] = lambda c: True, close: Callable[[C], None] = lambda c: None,
+                 name: str = "pool") -> None:
+        if size < 1:
+            raise ValueError(f"pool size must be >= 1, got {size}")
+        self._connect = connect
+        self._is_reusable = is_reusable
+        self._close = close
+        self.size = size
+        self.timeout = timeout
+        self.name = name
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: deque[C] = deque()
+        self.in_use = 0
+
+    def acquire(self, timeout: float | None = None) -> C:
+        wait = self.timeout if timeout is None else timeout
+        if not self._slots.acquire(timeout=wait):
+            raise PoolTimeout(
+                f"{self.name}: no connection free within {wait:g} s (pool size {self.size}, {self.in_use} in use)"
+            )
+        try:
+            conn = self._idle.pop() if self._idle else self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
+        self.in_use += 1
+        return conn
+
+    def release(self, conn: C, *, broken: bool = False) -> None:
+        self.in_use -= 1
+        try:
+            if broken or not self._is_reusable(conn):
+                self._close(conn)
+            else:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        while self._idle:
+            self._close(self._idle.pop())
+
+
+def connect_pg(cfg: ProbeConfig) -> psycopg.Connection[Any]:
+    """A fresh autocommit connection with connect_timeout, statement_timeout and lock_timeout set (nothing hangs)."""
+    conn = psycopg.connect(cfg.pg_dsn, autocommit=True, connect_timeout=max(1, round(cfg.pg_connect_timeout)))
+    try:
+        ms = int(cfg.pg_statement_timeout * 1000)
+        conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")  # type: ignore[arg-type]
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+_schema_done = False
+
+
+def ensure_schema(conn: psycopg.Connection[Any]) -> None:
+    """Create the backend's tables if missing (idempotent; a concurrent creator's race is ignored)."""
+    global _schema_done
+    if _schema_done:
+        return
+    for stmt in PG_SCHEMA:
+        try:
+            conn.execute(stmt)  # type: ignore[arg-type]
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
+            pass
+    _schema_done = True
+
+
+def _reusable(conn: psycopg.Connection[Any]) -> bool:
+    return not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+_pools: dict[tuple[Any, ...], BoundedPool[psycopg.Connection[Any]]] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(cfg: ProbeConfig) -> BoundedPool[psycopg.Connection[Any]]:
+    """The process's bounded PG pool for these settings (shared by all PostgresProbeUsers)."""
+    key = (cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout, cfg.pg_connect_timeout, cfg.pg_statement_timeout)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = BoundedPool(lambda: connect_pg(cfg), cfg.pg_pool_size, cfg.pg_pool_timeout,
+                                             is_reusable=_reusable, close=lambda c: c.close(), name="PG probe pool")
+        return pool
+
+
+def close_pools() -> None:
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+class PostgresProbeUser(User):
+    """Probes PostgreSQL: connect, pool acquire, the backend's named queries, a contended transaction, lock waits."""
+
+    fixed_count = 1
+    """One per run by default (``--pg-probe-users``)."""
+    wait_time = between(0.5, 1.0)
+    history_limit: int = 20
+    """LIMIT of ``PG thread history`` (what the backend loads per message)."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.cfg = probe_config(environment)
+        self.pool = shared_pool(self.cfg)
+        self.user_id = f"probe-{os.getpid()}"
+        self.thread_id = f"probe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.shared_ids = [f"probe-shared-{i}" for i in range(SHARED_THREADS)]
+        self._ready = False
+
+    # -------------------------------------------------------------- helpers
+
+    @contextmanager
+    def lease(self) -> Iterator[psycopg.Connection[Any] | None]:
+        """Borrow a pooled connection (sample ``PG pool acquire``); yields None when none came in time."""
+        conn = None
+        with timed(self.environment, "PG", "pool acquire") as meta:
+            conn = self.pool.acquire()
+            meta["context"]["pool_size"] = self.pool.size
+        if conn is None:
+            yield None
+            return
+        broken = False
+        try:
+            yield conn
+        except BaseException:
+            broken = True
+            raise
+        finally:
+            if not broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                broken = True  # a failed statement inside a transaction: do not hand that session on
+            self.pool.release(conn, broken=broken)
+
+    def query(self, conn: psycopg.Connection[Any], name: str, params: tuple[Any, ...]) -> list[Any] | None:
+        """Run the named query (sample ``PG <name>``); returns its rows, or None when it failed."""
+        rows: list[Any] | None = None
+        with timed(self.environment, "PG", name) as meta:
+            cur = conn.execute(SQL[name], params)  # type: ignore[arg-type]
+            rows = cur.fetchall() if cur.description else []
+            meta["response_length"] = len(rows)
+        return rows
+
+    def _setup(self, conn: psycopg.Connection[Any]) -> bool:
+        """Schema (once per process, as the backend does), this user's thread and the shared rows."""
+        try:
+            ensure_schema(conn)
+            for sid in self.shared_ids:
+                conn.execute(SQL["thread upsert"], (sid, "probe-shared", "probe shared row"))  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            logger.warning("PG probe setup failed: %s", exc)
+            return False
+        return self.query(conn, "thread upsert", (self.thread_id, self.user_id, "probe")) is not None
+
+    def on_start(self) -> None:
+        with self.lease() as conn:
+            if conn is not None:
+                self._ready = self._setup(conn)
+
+    # -------------------------------------------------------------- tasks
+
+    @task(1)
+    def connect(self) -> None:
+        """A fresh connection (TCP, startup, auth, session settings), timed apart from the pool."""
+        conn = None
+        with timed(self.environment, "PG", "connect"):
+            conn = connect_pg(self.cfg)
+        if conn is not None:
+            conn.close()
+
+    @task(6)
+    def message_flow(self) -> None:
+        """What one chat message costs in PG: history, insert, thread update (each its own sample)."""
+        with self.lease() as conn:
+            if conn is None:
+                return
+            if not self._ready:
+                self._ready = self._setup(conn)
+                if not self._ready:
+                    return
+            self.query(conn, "thread history", (self.thread_id, self.history_limit))
+            self.query(conn, "message insert", (self.thread_id, self.user_id, "user", "probe message " + "x" * 200))
+            self.query(conn, "thread update", (1, self.thread_id))
+
+    @task(2)
+    def contended_transaction(self) -> None:
+        """A transaction updating a row all probe users share, then COMMIT (sample ``PG commit``) and lock stats."""
+        with self.lease() as conn:
+            if conn is None:
+                return
+            shared = random.choice(self.shared_ids)
+            run_id = uuid.uuid4().hex
+            conn.execute("BEGIN")
+            ok = self.query(conn, "thread update", (1, shared)) is not None
+            ok = ok and self.query(conn, "run insert", (run_id, shared, self.user_id)) is not None
+            ok = ok and self.query(conn, "run complete", ("completed", 1.0, run_id)) is not None
+            if not ok:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error as exc:
+                    logger.debug("rollback failed (connection will be dropped): %s", exc)
+                return
+            with timed(self.environment, "PG", "commit"):
+                conn.execute("COMMIT")
+            self.record_lock_stats(conn)
+
+    def record_lock_stats(self, conn: psycopg.Connection[Any]) -> tuple[int, float] | None:
+        """Sessions waiting for a lock in this database → gauges ``pg:lock_waiters``, ``pg:lock_wait_max_ms``."""
+        result: tuple[int, float] | None = None
+        with timed(self.environment, "PG", "lock stats"):
+            row = conn.execute(LOCK_STATS_SQL).fetchone()  # type: ignore[arg-type]
+            if row is None:
+                raise ProbeFailure("lock stats query returned no row")
+            result = (int(row[0]), float(row[1]))
+        if result is not None:
+            record_gauge(self.environment, "pg:lock_waiters", result[0])
+            record_gauge(self.environment, "pg:lock_wait_max_ms", result[1])
+        record_gauge(self.environment, "pg_probe:pool_in_use", self.pool.in_use)
+        record_gauge(self.environment, "pg_probe:pool_size", self.pool.size)
+        return result
+
+    def on_stop(self) -> None:
+        """Remove this user's own thread (its messages and runs cascade)."""
+        try:
+            conn = self.pool.acquire(timeout=min(self.pool.timeout, 2.0))
+        except (PoolTimeout, psycopg.Error) as exc:
+            logger.debug("pg probe cleanup skipped: %s", exc)
+            return
+        broken = False
+        try:
+            conn.execute("DELETE FROM threads WHERE id = %s", (self.thread_id,))
+        except psycopg.Error as exc:
+            broken = True
+            logger.debug("pg probe cleanup failed: %s", exc)
+        finally:
+            self.pool.release(conn, broken=broken)
+
