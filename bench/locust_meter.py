@@ -1,0 +1,147 @@
+"""A measuring plug-in for bench runs of Locust: loaded as an extra locustfile, it adds no users.
+
+Each Locust process (standalone, master or worker) that loads it measures one steady window: it waits until its
+runner is running (all users spawned), then ``BENCH_WARMUP`` seconds, then records for ``BENCH_WINDOW`` seconds:
+
+* its own CPU time (user + system, ``getrusage``) and RSS;
+* the number of ``BENCH_METER_TYPE`` ``BENCH_METER_NAME`` samples (default ``WS agent_completed``) fired in this
+  process, their failures, and the raw response times (and ``context["intended_ms"]`` when present), so that
+  percentiles are exact rather than Locust's 10 ms-wide buckets above 100 ms;
+* live greenlets at the start and end of the window.
+
+At the end of the window it writes ``BENCH_METER_DIR/<role>-<pid>.json``. The request listener is one comparison
+and one list append per sample (well under 1 µs), the same for every user class the bench compares.
+
+Usage::
+
+    BENCH_METER_DIR=/tmp/m BENCH_WINDOW=10 locust -f bench/naive_user.py,bench/locust_meter.py --headless ...
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import resource
+import time
+from typing import Any
+
+import gevent
+import greenlet
+import locust  # noqa: F401  (first: monkey-patches gevent)
+import orjson
+import psutil
+from locust import events
+from locust.env import Environment
+from locust.runners import STATE_RUNNING, MasterRunner, WorkerRunner
+
+logger = logging.getLogger(__name__)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _greenlets() -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of an already sorted list; None when empty."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+class BenchMeter:
+    """Counts one metric's samples and measures CPU/RSS over a steady window, then writes JSON."""
+
+    def __init__(self, environment: Environment, out_dir: str, warmup: float, window: float,
+                 req_type: str, name: str) -> None:
+        self.env = environment
+        self.out_dir = out_dir
+        self.warmup = warmup
+        self.window = window
+        self.req_type = req_type
+        self.name = name
+        self.recording = False
+        self.count = 0
+        self.failures = 0
+        self.times: list[float] = []
+        self.intended: list[float] = []
+        self.total_samples = 0
+        environment.events.request.add_listener(self.on_request)
+        gevent.spawn(self._run)
+
+    def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
+                   exception: Any = None, context: Any = None, **_: Any) -> None:
+        if not self.recording:
+            return
+        self.total_samples += 1
+        if name != self.name or request_type != self.req_type:
+            return
+        self.count += 1
+        if exception is not None:
+            self.failures += 1
+            return
+        self.times.append(response_time)
+        if context and "intended_ms" in context:
+            self.intended.append(context["intended_ms"])
+
+    def _role(self) -> str:
+        r = self.env.runner
+        return "master" if isinstance(r, MasterRunner) else "worker" if isinstance(r, WorkerRunner) else "local"
+
+    def _run(self) -> None:
+        proc = psutil.Process()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            r = self.env.runner
+            if r is not None and r.state == STATE_RUNNING:
+                break
+            gevent.sleep(0.05)
+        else:
+            logger.error("bench meter: the runner never reached 'running'")
+            return
+        gevent.sleep(self.warmup)
+        g0, rss0 = _greenlets(), proc.memory_info().rss
+        cpu0, t0 = _cpu(), time.perf_counter()
+        self.recording = True
+        gevent.sleep(self.window)
+        self.recording = False
+        cpu1, t1 = _cpu(), time.perf_counter()
+        g1, rss1 = _greenlets(), proc.memory_info().rss
+        secs = t1 - t0
+        self.times.sort()
+        self.intended.sort()
+        r = self.env.runner
+        out = {
+            "role": self._role(), "pid": os.getpid(), "seconds": secs, "users": getattr(r, "user_count", 0),
+            "metric": f"{self.req_type} {self.name}", "count": self.count, "failures": self.failures,
+            "rate": self.count / secs, "samples_all_metrics": self.total_samples,
+            "cpu_s": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / secs,
+            "cpu_us_per_rt": (cpu1 - cpu0) / self.count * 1e6 if self.count else None,
+            "rss_start": rss0, "rss_end": rss1, "greenlets_start": g0, "greenlets_end": g1,
+            "p50_ms": percentile(self.times, 50), "p99_ms": percentile(self.times, 99),
+            "max_ms": self.times[-1] if self.times else None,
+            "intended_p50_ms": percentile(self.intended, 50), "intended_p99_ms": percentile(self.intended, 99),
+            "intended_count": len(self.intended),
+        }
+        os.makedirs(self.out_dir, exist_ok=True)
+        path = os.path.join(self.out_dir, f"{out['role']}-{os.getpid()}.json")
+        with open(path, "wb") as f:
+            f.write(orjson.dumps(out))
+        logger.info("bench meter: wrote %s", path)
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    out_dir = os.environ.get("BENCH_METER_DIR")
+    if not out_dir:
+        logger.warning("bench meter loaded without BENCH_METER_DIR: not measuring")
+        return
+    environment.bench_meter = BenchMeter(  # type: ignore[attr-defined]
+        environment, out_dir, float(os.environ.get("BENCH_WARMUP", "2")), float(os.environ.get("BENCH_WINDOW", "10")),
+        os.environ.get("BENCH_METER_TYPE", "WS"), os.environ.get("BENCH_METER_NAME", "agent_completed"))
