@@ -1,0 +1,91 @@
+"""HealthCheckUser: the target's ``/health`` and ``/health/ready``, plus the per-tier latencies ``/health/ready`` reports.
+
+Samples (request_type ``HTTP``): ``/health``, ``/health/ready`` (a 503 "degraded" answer is a failure whose text names
+the failing tiers), and, when the body carries ``{"tiers": {"redis": {"ok", "latency_ms", "error"}, ...}}`` as the
+reference backend's does, one sample per tier: ``ready:redis``, ``ready:postgres``, ``ready:clickhouse`` with the
+latency the server measured (failed when ``ok`` is false). A real server's static body (``{"status": "ok"}``, plain
+text) simply yields no tier samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust import between, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from users.probe_base import ProbeFailure, TypedRequestEvent, fire
+from users.probe_options import probe_config
+
+logger = logging.getLogger(__name__)
+
+
+def tier_readings(body: str | bytes | None) -> list[tuple[str, float, str | None]]:
+    """``(tier, latency_ms, error or None)`` for each tier a ``/health/ready`` body reports; [] for a static body."""
+    if not body:
+        return []
+    try:
+        doc = json.loads(body)
+    except (ValueError, TypeError):
+        return []
+    tiers = doc.get("tiers") if isinstance(doc, dict) else None
+    if not isinstance(tiers, dict):
+        return []
+    out = []
+    for tier, info in sorted(tiers.items()):
+        if not isinstance(info, dict):
+            continue
+        latency = info.get("latency_ms")
+        try:
+            ms = float(latency) if latency is not None else 0.0
+        except (TypeError, ValueError):
+            ms = 0.0
+        ok = bool(info.get("ok"))
+        error = None if ok else str(info.get("error") or "not ok")
+        out.append((str(tier), ms, error))
+    return out
+
+
+class HealthCheckUser(FastHttpUser):
+    """Polls the target's health endpoints and records the per-tier readiness latencies it reports."""
+
+    fixed_count = 1
+    """One per run by default (``--health-probe-users``)."""
+    wait_time = between(1.0, 2.0)
+
+    def __init__(self, environment: Any) -> None:
+        self.cfg = probe_config(environment)
+        self.host = self.cfg.health_url.rstrip("/")  # Locust's --host may be the ws:// chat URL
+        self.network_timeout = self.cfg.health_timeout
+        self.connection_timeout = min(self.cfg.health_timeout, 5.0)
+        super().__init__(environment)
+        self.client.request_event = TypedRequestEvent(environment.events.request, "HTTP")
+
+    @task(1)
+    def health(self) -> None:
+        with self.client.get("/health", name="/health", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code or 'error'}: {getattr(resp, 'error', '') or ''}".strip())
+
+    @task(2)
+    def ready(self) -> None:
+        body: str | None = None
+        with self.client.get("/health/ready", name="/health/ready", catch_response=True) as resp:
+            status = resp.status_code or 0
+            try:
+                body = resp.text
+            except Exception:  # noqa: BLE001  (no readable body on a network error)
+                body = None
+            if status == 200:
+                resp.success()
+            elif status == 503:
+                bad = [f"{t}: {e}" for t, _ms, e in tier_readings(body) if e]
+                resp.failure("degraded" + (": " + "; ".join(bad) if bad else ""))
+            else:
+                resp.failure(f"HTTP {status or 'error'}: {getattr(resp, 'error', '') or ''}".strip())
+        for tier, ms, error in tier_readings(body):
+            fire(self.environment, "HTTP", f"ready:{tier}", ms,
+                 exception=ProbeFailure(error[:200]) if error else None)
