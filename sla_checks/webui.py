@@ -1,0 +1,334 @@
+"""Live SLA tab in Locust's web UI, plus ``/sla/status`` (JSON) and ``/sla/report`` (HTML) routes.
+
+Locust's web UI bundle shows extra tabs declared in ``web_ui.template_args["extendedTabs"]``; each tab is a table
+whose columns come from ``["extendedTables"]`` and whose rows come from the ``extended_stats`` list of the
+``/stats/requests`` JSON that the page polls every 2 s while a test runs. This module adds both, so the **SLA** tab
+(one row per threshold: status, value, samples, plus a verdict row) and the **SLA attribution** tab update live.
+The rows are plain text (the bundle renders them as React text nodes, never as HTML).
+
+The data comes from the SLA engine's live state on the environment: ``environment.sla.snapshot()`` returns a dict
+in the JSON report schema (see the README). Without the engine the tab says so instead of failing.
+
+Routes (under ``--web-base-path`` when set, behind ``--web-login`` when enabled):
+
+- ``GET /sla/status``: the live snapshot as JSON (non-finite numbers as null);
+- ``GET /sla/report``: the snapshot rendered by :mod:`sla_checks.report_html` (``?download=1`` to save it).
+
+Only the master or a local runner with a web UI registers anything; workers and ``--headless`` runs are skipped.
+
+Usage::
+
+    import sla_checks.webui  # noqa: F401  (registers on events.init)
+    # or, from your own init listener:
+    from sla_checks.webui import register_web_ui
+    register_web_ui(environment)   # idempotent; returns True when the tab was added
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from flask import Blueprint, Response, make_response, request
+from locust import events
+from locust.runners import WorkerRunner
+
+from sla_checks.report_html import render
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ATTRIBUTION_TAB_KEY",
+    "SLA_TAB_KEY",
+    "attribution_rows",
+    "json_safe",
+    "live_snapshot",
+    "register_web_ui",
+    "threshold_rows",
+]
+
+SLA_TAB_KEY = "sla"
+ATTRIBUTION_TAB_KEY = "sla-attribution"
+
+_TABS = [
+    {"title": "SLA", "key": SLA_TAB_KEY},
+    {"title": "SLA attribution", "key": ATTRIBUTION_TAB_KEY},
+]
+_TABLES = [
+    {
+        "key": SLA_TAB_KEY,
+        "structure": [
+            {"key": "status", "title": "Status"},
+            {"key": "metric", "title": "Metric"},
+            {"key": "expression", "title": "Threshold"},
+            {"key": "value", "title": "Value"},
+            {"key": "samples", "title": "Samples"},
+            {"key": "description", "title": "Description"},
+            {"key": "flags", "title": "Flags"},
+            {"key": "windows", "title": "Failed windows"},
+        ],
+    },
+    {
+        "key": ATTRIBUTION_TAB_KEY,
+        "structure": [
+            {"key": "metric", "title": "Failing threshold"},
+            {"key": "summary", "title": "Attribution"},
+            {"key": "tiers", "title": "Tiers (p95 vs threshold)"},
+            {"key": "stage", "title": "Slowest stage"},
+        ],
+    },
+]
+_LINKS = [
+    {"href": "./sla/report?download=1", "title": "Download SLA HTML report (live snapshot)"},
+    {"href": "./sla/status", "title": "SLA live status (JSON)"},
+]
+_STATUS_TEXT = {"pass": "✔ pass", "fail": "✘ FAIL", "no data": "– no data"}
+#: Minimum seconds between two snapshots taken for the polled ``/stats/requests`` (one browser polls every 2 s).
+_SNAPSHOT_MIN_INTERVAL_S = 1.0
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON accepts: NaN/inf → None, tuples → lists, unknown objects → str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+def live_snapshot(environment: Any) -> dict[str, Any]:
+    """The SLA engine's live state (report schema), or a placeholder saying why there is none."""
+    sla = getattr(environment, "sla", None)
+    snapshot: Callable[[], Any] | None = getattr(sla, "snapshot", None)
+    if not callable(snapshot):
+        return {
+            "verdict": "inactive",
+            "thresholds": [],
+            "note": "SLA engine not loaded: import the SLA plugin in the locustfile (see README).",
+        }
+    try:
+        data = snapshot()
+    except Exception as exc:  # the UI must keep working while the engine misbehaves
+        logger.exception("SLA web UI: environment.sla.snapshot() failed")
+        return {"verdict": "error", "thresholds": [], "note": f"SLA snapshot failed: {type(exc).__name__}"}
+    if not isinstance(data, Mapping):
+        return {
+            "verdict": "error",
+            "thresholds": [],
+            "note": f"SLA snapshot is a {type(data).__name__}, not a dict",
+        }
+    return dict(data)
+
+
+def _fmt(value: Any, unit: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–"
+    if unit == "ms":
+        return f"{value:,.0f} ms" if abs(value) >= 100 else f"{value:.1f} ms"
+    if unit == "%":
+        return f"{value:.2f} %"
+    if unit == "rps":
+        return f"{value:,.2f} rps"
+    if unit == "ratio":
+        return f"{value:.4f}"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:,.4g}" + (f" {unit}" if unit else "")
+
+
+def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> list[dict[str, str]]:
+    """Rows of the SLA tab: a verdict row, then one row per threshold (plain strings only)."""
+    thresholds = [t for t in (snapshot.get("thresholds") or []) if isinstance(t, Mapping)]
+    statuses = [str(t.get("status") or "") for t in thresholds]
+    failing = statuses.count("fail")
+    verdict = str(snapshot.get("verdict") or "pending")
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%H:%M:%S UTC")
+    notes = [f"live, updated {moment}"]
+    aborted = snapshot.get("aborted")
+    if isinstance(aborted, Mapping) and aborted:
+        notes.append(f"aborted by {aborted.get('threshold')}: {aborted.get('reason') or ''}".rstrip(": "))
+    lost = snapshot.get("workers_lost")
+    if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
+        notes.append(f"{lost} worker(s) lost")
+    if snapshot.get("note"):
+        notes.append(str(snapshot["note"]))
+    rows = [
+        {
+            "name": "verdict",
+            "status": f"VERDICT: {verdict.upper()}",
+            "metric": "(all thresholds)",
+            "expression": "",
+            "value": f"{failing} failing of {len(thresholds)}"
+            + (f", {statuses.count('no data')} no data" if "no data" in statuses else ""),
+            "samples": "",
+            "description": "; ".join(notes),
+            "flags": "",
+            "windows": "",
+        }
+    ]
+    for item in thresholds:
+        status = str(item.get("status") or "pending")
+        flags = [
+            f
+            for f, on in (("abort on fail", item.get("abort_on_fail")), ("required", item.get("required")))
+            if on
+        ]
+        samples = item.get("samples")
+        windows = item.get("failed_windows") or []
+        rows.append(
+            {
+                "name": f"{item.get('metric')} {item.get('expression')}",
+                "status": _STATUS_TEXT.get(status, status),
+                "metric": str(item.get("metric") or ""),
+                "expression": str(item.get("expression") or ""),
+                "value": _fmt(item.get("value"), item.get("unit")),
+                "samples": f"{samples:,}"
+                if isinstance(samples, int) and not isinstance(samples, bool)
+                else "–",
+                "description": str(item.get("description") or ""),
+                "flags": ", ".join(flags),
+                "windows": ", ".join(f"W{w}" for w in windows) if isinstance(windows, list) else "",
+            }
+        )
+    return rows
+
+
+def attribution_rows(snapshot: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows of the SLA attribution tab: one per attributed failing WS/FLOW threshold."""
+    rows = []
+    for entry in snapshot.get("attribution") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        tiers = []
+        for tier in entry.get("tiers") or []:
+            if not isinstance(tier, Mapping):
+                continue
+            state = {True: "within SLA", False: "OVER SLA"}.get(tier.get("within_sla"), "?")  # type: ignore[arg-type]
+            tiers.append(
+                f"{tier.get('tier')}: {tier.get('metric')} p95 {_fmt(tier.get('p95'), 'ms')} ({state})"
+            )
+        rows.append(
+            {
+                "name": f"{entry.get('metric')} {entry.get('expression')}",
+                "metric": f"{entry.get('metric') or ''} {entry.get('expression') or ''}".strip(),
+                "summary": str(entry.get("summary") or ""),
+                "tiers": "; ".join(tiers),
+                "stage": str(entry.get("slowest_stage") or "–"),
+            }
+        )
+    if not rows:
+        rows.append(
+            {
+                "name": "none",
+                "metric": "–",
+                "summary": "No attribution yet: computed when a WS or FLOW threshold fails.",
+                "tiers": "",
+                "stage": "",
+            }
+        )
+    return rows
+
+
+def _extend_template_arg(args: dict[str, Any], camel: str, snake: str, items: list[dict[str, Any]]) -> None:
+    """Append ``items`` to ``args[camel]`` (or to ``args[snake]`` if another plugin used that spelling; the bundle
+    camel-cases keys, so both land in the same place), skipping entries with a key/href already present."""
+    key = snake if snake in args and camel not in args else camel
+    current = list(args.get(key) or [])
+    present = {item.get("key") or item.get("href") for item in current if isinstance(item, Mapping)}
+    current += [item for item in items if (item.get("key") or item.get("href")) not in present]
+    args[key] = current
+
+
+def register_web_ui(environment: Any) -> bool:
+    """Add the SLA tabs, the ``/sla/*`` routes and the ``extended_stats`` hook to ``environment.web_ui``.
+
+    Returns False (and does nothing) on a worker or without a web UI; idempotent.
+    """
+    web_ui = getattr(environment, "web_ui", None)
+    if web_ui is None or isinstance(getattr(environment, "runner", None), WorkerRunner):
+        return False
+    if getattr(web_ui, "_sla_tab_registered", False):
+        return True
+    web_ui._sla_tab_registered = True
+    app = web_ui.app
+    _extend_template_arg(web_ui.template_args, "extendedTabs", "extended_tabs", _TABS)
+    _extend_template_arg(web_ui.template_args, "extendedTables", "extended_tables", _TABLES)
+    _extend_template_arg(web_ui.template_args, "extendedCsvFiles", "extended_csv_files", _LINKS)
+
+    options = getattr(environment, "parsed_options", None)
+    base_path = (getattr(options, "web_base_path", None) or "").rstrip("/")
+    auth = getattr(web_ui, "auth_required_if_enabled", lambda view: view)
+    blueprint = Blueprint("sla_checks_webui", __name__, url_prefix=base_path or None)
+    cache: dict[str, Any] = {"at": -math.inf, "snapshot": None}
+
+    def snapshot(max_age_s: float = 0.0) -> dict[str, Any]:
+        now = time.monotonic()
+        if cache["snapshot"] is None or now - cache["at"] >= max_age_s:
+            cache["snapshot"] = json_safe(live_snapshot(environment))
+            cache["at"] = now
+        return cache["snapshot"]
+
+    @blueprint.route("/sla/status")
+    @auth
+    def sla_status() -> Response:
+        response = make_response(json.dumps(snapshot(), ensure_ascii=False, allow_nan=False))
+        response.headers["Content-Type"] = "application/json; charset=utf-8"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @blueprint.route("/sla/report")
+    @auth
+    def sla_report() -> Response:
+        response = make_response(render(snapshot()))
+        response.headers["Content-Type"] = "text/html; charset=utf-8"
+        response.headers["Cache-Control"] = "no-store"
+        if request.args.get("download"):
+            response.headers["Content-Disposition"] = "attachment; filename=sla-report.html"
+        return response
+
+    app.register_blueprint(blueprint)
+
+    @app.after_request
+    def add_sla_extended_stats(response: Response) -> Response:
+        if (
+            request.path != f"{base_path}/stats/requests"
+            or response.status_code != 200
+            or not response.is_json
+        ):
+            return response
+        try:
+            body = response.get_json()
+            if not isinstance(body, dict):
+                return response
+            data = snapshot(_SNAPSHOT_MIN_INTERVAL_S)
+            ours = {SLA_TAB_KEY, ATTRIBUTION_TAB_KEY}
+            extended = [
+                e
+                for e in body.get("extended_stats") or []
+                if not (isinstance(e, dict) and e.get("key") in ours)
+            ]
+            extended.append({"key": SLA_TAB_KEY, "data": threshold_rows(data)})
+            extended.append({"key": ATTRIBUTION_TAB_KEY, "data": attribution_rows(data)})
+            body["extended_stats"] = extended
+            response.set_data(json.dumps(json_safe(body), allow_nan=False))
+        except Exception:  # never break Locust's own stats endpoint
+            logger.exception("SLA web UI: could not add the SLA rows to /stats/requests")
+        return response
+
+    logger.info("SLA web UI: tab 'SLA' and %s/sla/status, %s/sla/report registered", base_path, base_path)
+    return True
+
+
+@events.init.add_listener
+def _register_on_init(environment: Any, **_kwargs: Any) -> None:
+    register_web_ui(environment)
