@@ -1,0 +1,23 @@
+"""Locustfile for the bench: the suite's ``ChatUser`` with no think time, with or without the SLA plug-in.
+
+``BENCH_SLA=1`` (default) imports the project's ``locustfile`` first, so every hook and option of the suite is
+registered exactly as in a real run; ``BENCH_SLA=0`` imports only ``users.chat``. Run the class ``BenchChatUser``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import locust  # noqa: F401  (first: monkey-patches gevent)
+from locust import constant
+
+if os.environ.get("BENCH_SLA", "1") == "1":
+    import locustfile  # noqa: F401  (registers the suite's hooks and options)
+
+from users.chat import ChatUser
+
+
+class BenchChatUser(ChatUser):
+    """``ChatUser`` sending its next message as soon as the previous one completed."""
+
+    wait_time = constant(0)

@@ -1,0 +1,253 @@
+"""Shared plumbing of the benchmarks: the bench server as a subprocess, Locust runs with the meter, results files.
+
+Everything here is bounded in time: every subprocess has a deadline and is killed (by its own pid) when it passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+# the bench server does not verify tokens; ChatUser still needs a secret to mint them
+BENCH_JWT_SECRET = "bench-only-secret-not-used-for-anything-else"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("JWT_SECRET_KEY", BENCH_JWT_SECRET)
+    env.update(extra)
+    return env
+
+
+def stop_process(p: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; only this process (by pid)."""
+    if p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait(5)
+
+
+def proc_cpu(pids: list[int]) -> float:
+    """Summed user+system CPU seconds of these pids (0 for ones already gone)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+@dataclass
+class BenchServer:
+    """``python -m bench.fast_server`` as a subprocess."""
+
+    processes: int = 1
+    delay: float = 0.0
+    stall_at: float | None = None
+    stall_for: float = 2.0
+    max_seconds: float = 600.0
+    port: int = 0
+    pids: list[int] = field(default_factory=list)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> BenchServer:
+        cmd = [PY, "-m", "bench.fast_server", "--processes", str(self.processes), "--delay", str(self.delay),
+               "--max-seconds", str(self.max_seconds), "--stall-for", str(self.stall_for)]
+        if self.stall_at is not None:
+            cmd += ["--stall-at", str(self.stall_at)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + 30
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY"):
+                parts = dict(kv.split("=") for kv in line.split()[1:])
+                self.port = int(parts["port"])
+                self.pids = [int(x) for x in parts["pids"].split(",")]
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError("bench server did not start (no READY line within 30 s)")
+
+    def cpu(self) -> float:
+        return proc_cpu(self.pids)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def __enter__(self) -> BenchServer:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+
+def run_raw_client(url: str, client: str, connections: int, warmup: float, duration: float) -> dict[str, Any]:
+    cmd = [PY, "-m", "bench.raw_clients", "--url", url, "--client", client, "--connections", str(connections),
+           "--warmup", str(warmup), "--duration", str(duration)]
+    r = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                       timeout=warmup + duration + 60)
+    if r.returncode != 0:
+        raise RuntimeError(f"raw client {client} failed: {r.stderr.strip()[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class LocustRun:
+    """Result of one metered Locust run: the meter JSON of each process, exit codes, log tails."""
+
+    meters: list[dict[str, Any]]
+    exit_codes: list[int]
+    log_tail: str
+    wall_s: float
+
+    def role(self, role: str) -> list[dict[str, Any]]:
+        return [m for m in self.meters if m["role"] == role]
+
+    @property
+    def load(self) -> list[dict[str, Any]]:
+        """Meters of the processes that ran users (local or workers)."""
+        return [m for m in self.meters if m["role"] != "master"]
+
+    @property
+    def rate(self) -> float:
+        return sum(m["rate"] for m in self.load)
+
+
+def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[str] | None = None,
+               spawn_rate: float | None = None, warmup: float = 2.0, window: float = 10.0,
+               workers: int = 0, extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+               meter_name: str = "agent_completed", spawn_allowance: float | None = None,
+               profile_to: str | None = None) -> LocustRun:
+    """Run Locust headless (standalone, or master + ``workers`` workers) with the bench meter loaded.
+
+    The run time covers spawning (``spawn_allowance``, default users/spawn_rate + 3 s), the warm-up and the
+    window, plus 2 s; every process is killed if it outlives that by 60 s.
+    """
+    spawn_rate = spawn_rate or max(users, 1)
+    allowance = spawn_allowance if spawn_allowance is not None else users / spawn_rate + 3
+    run_time = int(allowance + warmup + window + 2 + 0.999)
+    files = ",".join([*locustfiles, "bench/locust_meter.py"])
+    meter_dir = tempfile.mkdtemp(prefix="bench-meter-")
+    e = child_env(BENCH_METER_DIR=meter_dir, BENCH_WARMUP=str(warmup), BENCH_WINDOW=str(window),
+                  BENCH_METER_NAME=meter_name, **(env or {}))
+    common = ["-f", files, "--host", host, *(extra_args or []), *(classes or [])]
+    logs = [tempfile.NamedTemporaryFile(prefix="bench-locust-", suffix=".log", delete=False) for _ in
+            range(1 + workers)]
+    procs: list[subprocess.Popen[bytes]] = []
+    head = [PY, "-m", "locust"]
+    if profile_to:
+        spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+        head = [spy, "record", "-r", "200", "-f", "raw", "-o", profile_to, "--", PY, "-m", "locust"]
+    t0 = time.monotonic()
+    try:
+        if workers == 0:
+            procs.append(subprocess.Popen(
+                [*head, "--headless", "-u", str(users), "-r", str(spawn_rate), "-t", f"{run_time}s",
+                 "--stop-timeout", "3", "--only-summary", *common],
+                cwd=ROOT, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
+        else:
+            mport = free_port()
+            procs.append(subprocess.Popen(
+                [PY, "-m", "locust", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
+                 "--expect-workers", str(workers), "--headless", "-u", str(users), "-r", str(spawn_rate),
+                 "-t", f"{run_time}s", "--stop-timeout", "3", "--only-summary", *common],
+                cwd=ROOT, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
+            for i in range(workers):
+                procs.append(subprocess.Popen(
+                    [PY, "-m", "locust", "--worker", "--master-host", "127.0.0.1", "--master-port", str(mport),
+                     *common], cwd=ROOT, env=e, stdout=logs[1 + i], stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + run_time + 60
+        codes = []
+        for p in procs:
+            try:
+                codes.append(p.wait(max(1.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                stop_process(p)
+                codes.append(-9)
+    finally:
+        for p in procs:
+            stop_process(p)
+    wall = time.monotonic() - t0
+    tail = ""
+    for lf in logs:
+        lf.close()
+        text = Path(lf.name).read_text(errors="replace")
+        tail += text[-3000:]
+        os.unlink(lf.name)
+    meters = []
+    for f in sorted(Path(meter_dir).glob("*.json")):
+        meters.append(json.loads(f.read_text()))
+    shutil.rmtree(meter_dir, ignore_errors=True)
+    if not meters:
+        raise RuntimeError(f"Locust run produced no measurements; log tail:\n{tail[-2000:]}")
+    return LocustRun(meters, codes, tail, wall)
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_avg_1m": os.getloadavg()[0]}
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (gitignored) and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = {"bench": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def chat_user_available() -> bool:
+    """True when the chat dev's ``users.chat.ChatUser`` can be imported (it lands in parallel)."""
+    r = subprocess.run([PY, "-c", "import locust, users.chat as c; c.ChatUser"], cwd=ROOT, env=child_env(),
+                       capture_output=True, timeout=60)
+    return r.returncode == 0
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[None]:
+    t = time.monotonic()
+    yield
+    logger.info("%s took %.1f s", label, time.monotonic() - t)
