@@ -7,3 +7,10 @@ hooks; the User classes imported here are the ones Locust offers. Keep this file
 from __future__ import annotations
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
+
+import scenarios.plugin  # noqa: F401  (scenarios: --scenario, --list-scenarios, --inject-faults)
+from users.clickhouse_probe import ClickHouseProbeUser  # noqa: F401  (probes: options + users)
+from users.health import HealthCheckUser  # noqa: F401
+from users.postgres_probe import PostgresProbeUser  # noqa: F401
+from users.redis_probe import RedisProbeUser  # noqa: F401
+from users.resources import ResourceMonitor  # noqa: F401  (generator CPU/RSS gauges)

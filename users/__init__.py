@@ -1,1 +1,13 @@
 
+"""Locust User classes of the suite (see DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+
+from users.clickhouse_probe import ClickHouseProbeUser
+from users.health import HealthCheckUser
+from users.postgres_probe import PostgresProbeUser
+from users.redis_probe import RedisProbeUser
+
+__all__ = ["ClickHouseProbeUser", "HealthCheckUser", "PostgresProbeUser", "RedisProbeUser"]

@@ -180,59 +180,63 @@ def probe_config(environment: Any) -> ProbeConfig:
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("Infrastructure probes (users/*_probe.py, users/health.py)")
-    group.add_argument("--probes", type=str, default="redis,pg,clickhouse,health", env_var="LOCUST_PROBES",
-                       include_in_web_ui=True,
-                       help="Tiers probed when their probe user is selected: comma-separated redis, pg, clickhouse, "
-                            "health, or 'all'/'none' (default: all)")
-    group.add_argument("--redis-url", type=str, default=ProbeConfig.redis_url, env_var="LOCUST_REDIS_URL",
-                       is_secret=True, include_in_web_ui=True,
-                       help="Redis probed by RedisProbeUser, e.g. redis://:PASSWORD@host:6379/0")
-    group.add_argument("--redis-pool-size", type=int, default=ProbeConfig.redis_pool_size,
-                       env_var="LOCUST_REDIS_POOL_SIZE", help="Connections in the Redis probes' shared pool")
-    group.add_argument("--redis-pool-timeout", type=float, default=ProbeConfig.redis_pool_timeout,
-                       env_var="LOCUST_REDIS_POOL_TIMEOUT", help="Seconds to wait for a free pooled Redis connection")
-    group.add_argument("--redis-timeout", type=float, default=ProbeConfig.redis_timeout,
-                       env_var="LOCUST_REDIS_TIMEOUT", help="Socket (connect and command) timeout in seconds")
-    group.add_argument("--redis-large-value-kb", type=int, default=ProbeConfig.redis_large_value_kb,
-                       env_var="LOCUST_REDIS_LARGE_VALUE_KB", help="Size of the large-value writes (KiB)")
-    group.add_argument("--redis-probe-users", type=int, default=ProbeConfig.redis_probe_users,
-                       env_var="LOCUST_REDIS_PROBE_USERS", include_in_web_ui=True,
-                       help="RedisProbeUser instances (fixed count; 0 = off)")
-    group.add_argument("--pg-dsn", type=str, default=ProbeConfig.pg_dsn, env_var="LOCUST_PG_DSN",
-                       is_secret=True, include_in_web_ui=True,
-                       help="PostgreSQL probed by PostgresProbeUser (URL or key=value conninfo)")
-    group.add_argument("--pg-pool-size", type=int, default=ProbeConfig.pg_pool_size, env_var="LOCUST_PG_POOL_SIZE",
-                       help="Connections in the PG probes' bounded pool")
-    group.add_argument("--pg-pool-timeout", type=float, default=ProbeConfig.pg_pool_timeout,
-                       env_var="LOCUST_PG_POOL_TIMEOUT",
-                       help="Seconds to wait for a pooled PG connection before 'PG pool acquire' fails")
-    group.add_argument("--pg-connect-timeout", type=float, default=ProbeConfig.pg_connect_timeout,
-                       env_var="LOCUST_PG_CONNECT_TIMEOUT", help="PG connect timeout in seconds")
-    group.add_argument("--pg-statement-timeout", type=float, default=ProbeConfig.pg_statement_timeout,
-                       env_var="LOCUST_PG_STATEMENT_TIMEOUT",
-                       help="PG statement_timeout and lock_timeout of probe sessions, seconds")
-    group.add_argument("--pg-probe-users", type=int, default=ProbeConfig.pg_probe_users,
-                       env_var="LOCUST_PG_PROBE_USERS", include_in_web_ui=True,
-                       help="PostgresProbeUser instances (fixed count; 0 = off)")
-    group.add_argument("--clickhouse-url", type=str, default=ProbeConfig.clickhouse_url,
-                       env_var="LOCUST_CLICKHOUSE_URL", is_secret=True, include_in_web_ui=True,
-                       help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
-    group.add_argument("--clickhouse-batch-size", type=int, default=ProbeConfig.clickhouse_batch_size,
-                       env_var="LOCUST_CLICKHOUSE_BATCH_SIZE", help="Agent-event rows per 'CH insert'")
-    group.add_argument("--clickhouse-timeout", type=float, default=ProbeConfig.clickhouse_timeout,
-                       env_var="LOCUST_CLICKHOUSE_TIMEOUT", help="ClickHouse HTTP timeout in seconds")
-    group.add_argument("--clickhouse-probe-users", type=int, default=ProbeConfig.clickhouse_probe_users,
-                       env_var="LOCUST_CLICKHOUSE_PROBE_USERS", include_in_web_ui=True,
-                       help="ClickHouseProbeUser instances (fixed count; 0 = off)")
-    group.add_argument("--health-url", type=str, default="", env_var="LOCUST_HEALTH_URL", include_in_web_ui=True,
-                       help="Target's HTTP base URL for /health (default: --host with ws→http, else "
-                            f"{DEFAULT_HEALTH_URL})")
-    group.add_argument("--health-timeout", type=float, default=ProbeConfig.health_timeout,
-                       env_var="LOCUST_HEALTH_TIMEOUT", help="Health check HTTP timeout in seconds")
-    group.add_argument("--health-probe-users", type=int, default=ProbeConfig.health_probe_users,
-                       env_var="LOCUST_HEALTH_PROBE_USERS", include_in_web_ui=True,
-                       help="HealthCheckUser instances (fixed count; 0 = off)")
+    # Read once at init (start-up connectivity check, user counts): not offered in the web UI, where an edit would
+    # silently not apply. Passwords in URLs are marked secret all the same.
+
+    def add(*args: Any, **kwargs: Any) -> None:
+        parser.add_argument(*args, include_in_web_ui=False, **kwargs)
+
+    add("--probes", type=str, default="redis,pg,clickhouse,health", env_var="LOCUST_PROBES",
+        help="Tiers probed when their probe user is selected: comma-separated redis, pg, clickhouse, "
+            "health, or 'all'/'none' (default: all)")
+    add("--redis-url", type=str, default=ProbeConfig.redis_url, env_var="LOCUST_REDIS_URL",
+        is_secret=True,
+        help="Redis probed by RedisProbeUser, e.g. redis://:PASSWORD@host:6379/0")
+    add("--redis-pool-size", type=int, default=ProbeConfig.redis_pool_size,
+        env_var="LOCUST_REDIS_POOL_SIZE", help="Connections in the Redis probes' shared pool")
+    add("--redis-pool-timeout", type=float, default=ProbeConfig.redis_pool_timeout,
+        env_var="LOCUST_REDIS_POOL_TIMEOUT", help="Seconds to wait for a free pooled Redis connection")
+    add("--redis-timeout", type=float, default=ProbeConfig.redis_timeout,
+        env_var="LOCUST_REDIS_TIMEOUT", help="Socket (connect and command) timeout in seconds")
+    add("--redis-large-value-kb", type=int, default=ProbeConfig.redis_large_value_kb,
+        env_var="LOCUST_REDIS_LARGE_VALUE_KB", help="Size of the large-value writes (KiB)")
+    add("--redis-probe-users", type=int, default=ProbeConfig.redis_probe_users,
+        env_var="LOCUST_REDIS_PROBE_USERS",
+        help="RedisProbeUser instances (fixed count; 0 = off)")
+    add("--pg-dsn", type=str, default=ProbeConfig.pg_dsn, env_var="LOCUST_PG_DSN",
+        is_secret=True,
+        help="PostgreSQL probed by PostgresProbeUser (URL or key=value conninfo)")
+    add("--pg-pool-size", type=int, default=ProbeConfig.pg_pool_size, env_var="LOCUST_PG_POOL_SIZE",
+        help="Connections in the PG probes' bounded pool")
+    add("--pg-pool-timeout", type=float, default=ProbeConfig.pg_pool_timeout,
+        env_var="LOCUST_PG_POOL_TIMEOUT",
+        help="Seconds to wait for a pooled PG connection before 'PG pool acquire' fails")
+    add("--pg-connect-timeout", type=float, default=ProbeConfig.pg_connect_timeout,
+        env_var="LOCUST_PG_CONNECT_TIMEOUT", help="PG connect timeout in seconds")
+    add("--pg-statement-timeout", type=float, default=ProbeConfig.pg_statement_timeout,
+        env_var="LOCUST_PG_STATEMENT_TIMEOUT",
+        help="PG statement_timeout and lock_timeout of probe sessions, seconds")
+    add("--pg-probe-users", type=int, default=ProbeConfig.pg_probe_users,
+        env_var="LOCUST_PG_PROBE_USERS",
+        help="PostgresProbeUser instances (fixed count; 0 = off)")
+    add("--clickhouse-url", type=str, default=ProbeConfig.clickhouse_url,
+        env_var="LOCUST_CLICKHOUSE_URL", is_secret=True,
+        help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
+    add("--clickhouse-batch-size", type=int, default=ProbeConfig.clickhouse_batch_size,
+        env_var="LOCUST_CLICKHOUSE_BATCH_SIZE", help="Agent-event rows per 'CH insert'")
+    add("--clickhouse-timeout", type=float, default=ProbeConfig.clickhouse_timeout,
+        env_var="LOCUST_CLICKHOUSE_TIMEOUT", help="ClickHouse HTTP timeout in seconds")
+    add("--clickhouse-probe-users", type=int, default=ProbeConfig.clickhouse_probe_users,
+        env_var="LOCUST_CLICKHOUSE_PROBE_USERS",
+        help="ClickHouseProbeUser instances (fixed count; 0 = off)")
+    add("--health-url", type=str, default="", env_var="LOCUST_HEALTH_URL",
+        help="Target's HTTP base URL for /health (default: --host with ws→http, else "
+            f"{DEFAULT_HEALTH_URL})")
+    add("--health-timeout", type=float, default=ProbeConfig.health_timeout,
+        env_var="LOCUST_HEALTH_TIMEOUT", help="Health check HTTP timeout in seconds")
+    add("--health-probe-users", type=int, default=ProbeConfig.health_probe_users,
+        env_var="LOCUST_HEALTH_PROBE_USERS",
+        help="HealthCheckUser instances (fixed count; 0 = off)")
 
 
 # ---------------------------------------------------------------- connectivity checks (run once, at init)
