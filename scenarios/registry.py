@@ -1,0 +1,631 @@
+"""The scenario catalogue: every scenario of the seed test plan as a named, runnable load scenario.
+
+A :class:`Scenario` bundles which users run (class names with weights or fixed counts), a load shape
+(:mod:`scenarios.shapes`), a default duration, its thresholds (SLA expressions of DESIGN.md §3, on top of or instead
+of the SLA profile's) and the reference backend faults that reproduce the degradation it is about, with their
+schedule (after warm-up, for a set time, then cleared). Everything here is pure data: frozen dataclasses and
+lookups, no I/O; :mod:`scenarios.plugin` turns a scenario into a Locust run.
+
+Times in a scenario are *scenario seconds*: ``--scenario-duration`` rescales every phase of the shape and of the
+fault schedule together (a 300 s scenario run for 10 s is the same run, 30 times faster). Fault intensities
+(``ms``) and thresholds are never rescaled: a 3500 ms Redis pause stays a 3500 ms Redis pause.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Literal
+
+from scenarios.shapes import Ramp, ShapeSpec, Soak, Spike, Steady, Step, Stepped
+
+__all__ = [
+    "CHAT",
+    "CH_PROBE",
+    "FaultSpec",
+    "HEALTH",
+    "PG_PROBE",
+    "REDIS_PROBE",
+    "SCENARIOS",
+    "Scenario",
+    "Threshold",
+    "UnknownScenarioError",
+    "UserMix",
+    "get_scenario",
+    "scenario_names",
+    "seed_test_index",
+]
+
+# User class names as the locustfile exposes them (users/ package). Kept as names, not imports, so the catalogue
+# stays pure and a missing class is reported by name when a scenario is activated.
+CHAT = "ChatUser"
+REDIS_PROBE = "RedisProbeUser"
+PG_PROBE = "PostgresProbeUser"
+CH_PROBE = "ClickHouseProbeUser"
+HEALTH = "HealthCheckUser"
+
+FaultKind = Literal[
+    "redis-pause",
+    "redis-slow",
+    "redis-memory-pressure",
+    "pg-lock",
+    "pg-pool-exhaustion",
+    "pg-slow-query",
+    "clickhouse-stall",
+    "agent-slow",
+    "hang",
+    "drop-event",
+    "slow-pong",
+]
+FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
+# Faults that live inside the backend process (safe to run in parallel, one backend each); the others degrade the
+# shared Redis / PostgreSQL / ClickHouse.
+BACKEND_LOCAL_FAULTS = frozenset({"agent-slow", "hang", "drop-event", "slow-pong"})
+TIER_OF_FAULT = {
+    "redis-pause": "redis",
+    "redis-slow": "redis",
+    "redis-memory-pressure": "redis",
+    "pg-lock": "postgres",
+    "pg-pool-exhaustion": "postgres",
+    "pg-slow-query": "postgres",
+    "clickhouse-stall": "clickhouse",
+}
+
+
+class UnknownScenarioError(KeyError):
+    """A scenario name that is not in the catalogue."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class UserMix:
+    """One user class in a scenario: a weight (share of the shape's users) or a fixed count (always that many)."""
+
+    user_class: str
+    weight: int = 1
+    fixed_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.fixed_count < 0:
+            raise ValueError(f"UserMix {self.user_class}: weight and fixed_count must be >= 0")
+        if self.weight == 0 and self.fixed_count == 0:
+            raise ValueError(f"UserMix {self.user_class}: give a weight > 0 or a fixed_count > 0")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One SLA threshold: ``metric`` is ``"TYPE name"`` (``*`` glob allowed), ``expr`` a DESIGN.md §3 expression."""
+
+    metric: str
+    expr: str
+    description: str = ""
+    abort_on_fail: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "expr": self.expr,
+            "description": self.description,
+            "abort_on_fail": self.abort_on_fail,
+        }
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A ``target.faults`` fault on the scenario's clock: applied at ``start_s``, expiring after ``for_s``.
+
+    ``ms`` is the fault's intensity (pause length, added latency ...) and ``params`` its extra parameters
+    (``drop-event``: ``(("event", "tool_completed"),)``).
+    """
+
+    kind: str
+    start_s: float
+    for_s: float
+    ms: int | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"FaultSpec kind {self.kind!r} is not a target.faults kind; use one of {FAULT_KINDS}")
+        if self.start_s < 0 or self.for_s <= 0:
+            raise ValueError(f"FaultSpec {self.kind}: start_s must be >= 0 and for_s > 0")
+
+    @property
+    def tier(self) -> str | None:
+        return TIER_OF_FAULT.get(self.kind)
+
+    @property
+    def backend_local(self) -> bool:
+        return self.kind in BACKEND_LOCAL_FAULTS
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named load scenario (see the module docstring)."""
+
+    name: str
+    summary: str
+    seed_tests: tuple[str, ...]
+    users: tuple[UserMix, ...]
+    shape: ShapeSpec
+    thresholds: tuple[Threshold, ...] = ()
+    # "extend": the SLA profile's thresholds plus these; "replace": only these.
+    threshold_mode: Literal["extend", "replace"] = "replace"
+    # Paired faults (--inject-faults): the scenario's thresholds must catch them (exit 3).
+    faults: tuple[FaultSpec, ...] = ()
+    # Legitimate delays the scenario must survive (--inject-tolerated-faults): thresholds still pass (exit 0).
+    tolerated_faults: tuple[FaultSpec, ...] = ()
+    # What a faulted run's report must name: failing metrics, and the tier attribution should point at.
+    expected_breaches: tuple[str, ...] = ()
+    expected_tier: str | None = None
+    # Locust option overrides (parsed_options attribute names), e.g. (("ws_reply_timeout", 10.0),).
+    options: tuple[tuple[str, object], ...] = ()
+    sla_profile: str | None = None
+    sla_window_s: float | None = None
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip().lower() or " " in self.name:
+            raise ValueError(f"Scenario name {self.name!r} must be lower-case, without spaces")
+        if not self.users:
+            raise ValueError(f"Scenario {self.name}: needs at least one UserMix")
+        names = [u.user_class for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Scenario {self.name}: a user class is listed twice in {names}")
+        if self.threshold_mode == "replace" and not self.thresholds:
+            raise ValueError(f"Scenario {self.name}: threshold_mode 'replace' needs thresholds")
+        if self.faults and not self.expected_breaches:
+            raise ValueError(f"Scenario {self.name}: a faulted scenario must say which metric breaches")
+        for fault in (*self.faults, *self.tolerated_faults):
+            if fault.start_s + fault.for_s > self.duration_s:
+                raise ValueError(
+                    f"Scenario {self.name}: fault {fault.kind} ends at {fault.start_s + fault.for_s} s, "
+                    f"after the scenario's {self.duration_s} s"
+                )
+        for metric in self.expected_breaches:
+            if not any(fnmatch.fnmatchcase(metric, t.metric) for t in self.thresholds) and (
+                self.threshold_mode == "replace"
+            ):
+                raise ValueError(f"Scenario {self.name}: expected breach {metric!r} has no threshold")
+
+    @property
+    def duration_s(self) -> float:
+        return self.shape.duration_s
+
+    @property
+    def fixed_users(self) -> int:
+        return sum(u.fixed_count for u in self.users)
+
+    @property
+    def user_classes(self) -> tuple[str, ...]:
+        return tuple(u.user_class for u in self.users)
+
+    def one_line(self) -> str:
+        """``name  duration  shape  fault  summary``: the ``--list-scenarios`` line."""
+        fault = "+".join(f.kind for f in self.faults) or "-"
+        return f"{self.name:<28} {_fmt_duration(self.duration_s):>4}  {self.shape.kind:<8} {fault:<22} {self.summary}"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Thresholds shared by several scenarios (the seed plan's SLAs)
+WS_REPLY = Threshold("WS agent_completed", "p(95) < 2000", "WebSocket reply (agent_completed) p95 under the 2 s SLA")
+WS_WITHIN = Threshold("WS agent_completed", "within(2000) >= 95%", "at least 95 % of messages answered within 2 s")
+WS_OK = Threshold("WS agent_completed", "fail_ratio < 0.01", "replies complete: no error, timeout or hang")
+WS_MISSING = Threshold("WS events missing", "count < 1", "every message got its agent events")
+WS_CONNECT = Threshold("WS connect", "p(95) < 1000", "WebSocket connection established within 1 s")
+WS_CONNECT_OK = Threshold("WS connect", "fail_ratio < 0.01", "connections succeed")
+REDIS_P95 = Threshold("REDIS *", "p(95) < 50", "Redis operation p95 under 50 ms")
+REDIS_OK = Threshold("REDIS *", "fail_ratio < 0.01", "Redis operations succeed")
+PG_P95 = Threshold("PG *", "p(95) < 200", "database query p95 under 200 ms")
+PG_OK = Threshold("PG *", "fail_ratio < 0.01", "database operations succeed")
+CH_P95 = Threshold("CH *", "p(95) < 1000", "ClickHouse analytics insert/query p95 under 1 s")
+HEALTH_P99 = Threshold("HTTP /health*", "p(99) < 1000", "health endpoints answer within 1 s")
+HEALTH_OK = Threshold("HTTP /health*", "fail_ratio < 0.01", "health endpoints answer 200")
+FLOW_MAX = Threshold("FLOW login→send→receive", "max < 15000", "complete login → send → receive within 15 s")
+FLOW_OK = Threshold("FLOW login→send→receive", "fail_ratio < 0.01", "complete workflows succeed")
+
+EVENT_BUDGETS = (
+    Threshold("WS agent_started", "p(95) < 500", "agent_started within 0.5 s of sending"),
+    Threshold("WS agent_thinking", "p(95) < 1000", "first agent_thinking within 1 s"),
+    Threshold("WS tool_executing", "p(95) < 1500", "first tool_executing within 1.5 s"),
+    Threshold("WS tool_completed", "p(95) < 2000", "first tool_completed within 2 s"),
+    WS_REPLY,
+)
+
+ALL_LIGHT = (
+    UserMix(CHAT, weight=1),
+    UserMix(REDIS_PROBE, fixed_count=1),
+    UserMix(PG_PROBE, fixed_count=1),
+    UserMix(CH_PROBE, fixed_count=1),
+    UserMix(HEALTH, fixed_count=1),
+)
+
+
+def _s(
+    name: str,
+    summary: str,
+    seeds: tuple[str, ...],
+    users: tuple[UserMix, ...],
+    shape: ShapeSpec,
+    thresholds: tuple[Threshold, ...],
+    **kwargs: object,
+) -> Scenario:
+    return Scenario(name=name, summary=summary, seed_tests=seeds, users=users, shape=shape, thresholds=thresholds,
+                    **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The catalogue. Default durations are for real use; proof tests shorten them with --scenario-duration.
+_CATALOGUE: tuple[Scenario, ...] = (
+    _s(
+        "smoke",
+        "everything light: chat + one probe per tier + health, all SLAs of the profile",
+        (),
+        ALL_LIGHT,
+        Steady(users=3, spawn_rate=3, duration_s=30),
+        (WS_OK, WS_MISSING),
+        threshold_mode="extend",
+        faults=(FaultSpec("agent-slow", start_s=5, for_s=20, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+        description="A quick check that every user type runs and every SLA of the profile is met.",
+    ),
+    _s(
+        "soak",
+        "hours of steady chat + probes, thresholds judged per SLA window (drift)",
+        (),
+        ALL_LIGHT,
+        Soak(users=20, ramp_s=120, duration_s=4 * 3600),
+        (WS_REPLY, WS_WITHIN, WS_OK),
+        threshold_mode="extend",
+        sla_profile="soak",
+        sla_window_s=300,
+        faults=(FaultSpec("agent-slow", start_s=3600, for_s=1800, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+        tags=("soak",),
+        description="Steady load for hours; the SLA engine judges every --sla-window and lists failing windows.",
+    ),
+    # ----- Phase 1: infrastructure dependency tests ------------------------------------------------------------
+    _s(
+        "redis-connect-latency",
+        "fresh Redis connections: REDIS connect p95 < 100 ms, trend over attempts",
+        ("test_redis_connection_latency_sla_validation",),
+        (UserMix(REDIS_PROBE, weight=1),),
+        Steady(users=5, spawn_rate=5, duration_s=60),
+        (
+            Threshold("REDIS connect", "p(95) < 100", "Redis connection established within 100 ms"),
+            Threshold("REDIS connect", "fail_ratio < 0.01", "Redis connections succeed"),
+        ),
+        faults=(FaultSpec("redis-pause", start_s=15, for_s=30, ms=1500),),
+        expected_breaches=("REDIS connect",),
+        expected_tier="redis",
+    ),
+    _s(
+        "redis-cache-read-load",
+        "Redis cache reads under ramping concurrent load: REDIS GET p95 < 50 ms",
+        ("test_redis_cache_read_performance_under_load",),
+        (UserMix(REDIS_PROBE, weight=1),),
+        Ramp(start_users=2, end_users=20, duration_s=120),
+        (
+            Threshold("REDIS GET", "p(95) < 50", "cache read p95 under 50 ms at every load level"),
+            Threshold("REDIS GET", "fail_ratio < 0.01", "cache reads succeed"),
+        ),
+        faults=(FaultSpec("redis-slow", start_s=30, for_s=75, ms=300),),
+        expected_breaches=("REDIS GET",),
+        expected_tier="redis",
+    ),
+    _s(
+        "redis-write-memory-pressure",
+        "Redis cache writes while memory fills up (maxmemory, eviction): REDIS SET p95 < 50 ms, no errors",
+        ("test_redis_cache_write_performance_degradation",),
+        (UserMix(REDIS_PROBE, weight=1), UserMix(CHAT, fixed_count=1)),
+        Steady(users=4, spawn_rate=4, duration_s=120),
+        (
+            Threshold("REDIS SET", "p(95) < 50", "cache write p95 under 50 ms"),
+            Threshold("REDIS SET", "fail_ratio < 0.01", "cache writes succeed (no OOM under maxmemory)"),
+        ),
+        faults=(FaultSpec("redis-memory-pressure", start_s=20, for_s=90),),
+        expected_breaches=("REDIS SET",),
+        expected_tier="redis",
+        description="The probe's write task tracks used_memory / evicted_keys / maxmemory from INFO as gauges.",
+    ),
+    _s(
+        "pg-message-flow-queries",
+        "the message-flow queries (thread history, message insert, thread update): PG p95 < 200 ms",
+        ("test_postgresql_query_response_time_sla",),
+        (UserMix(PG_PROBE, weight=1),),
+        Steady(users=4, spawn_rate=4, duration_s=60),
+        (
+            Threshold("PG thread history", "p(95) < 200", "thread-history query under 200 ms"),
+            Threshold("PG *", "p(95) < 200", "every message-flow query under 200 ms"),
+            PG_OK,
+        ),
+        faults=(FaultSpec("pg-slow-query", start_s=15, for_s=40, ms=800),),
+        expected_breaches=("PG thread history",),
+        expected_tier="postgres",
+    ),
+    _s(
+        "pg-pool-exhaustion",
+        "backend's PG pool held: replies must degrade gracefully (DEPENDENCY_TIMEOUT), never hang",
+        ("test_postgresql_connection_pool_exhaustion",),
+        (UserMix(CHAT, weight=1), UserMix(PG_PROBE, fixed_count=1)),
+        Steady(users=4, spawn_rate=4, duration_s=60),
+        (WS_OK, WS_REPLY, WS_MISSING, Threshold("PG pool acquire", "p(95) < 200", "pool acquire under 200 ms")),
+        faults=(FaultSpec("pg-pool-exhaustion", start_s=15, for_s=35),),
+        expected_breaches=("WS agent_completed",),
+        expected_tier="postgres",
+        description=(
+            "Graceful degradation means the failures are quick 'error DEPENDENCY_TIMEOUT' replies, not 'hang'/"
+            "'timeout': the failures tab tells them apart."
+        ),
+    ),
+    _s(
+        "pg-lock-contention",
+        "concurrent transactions on shared rows; a held table lock shows as commit/query time",
+        ("test_postgresql_transaction_isolation_performance",),
+        (UserMix(PG_PROBE, weight=3), UserMix(CHAT, weight=1)),
+        Steady(users=4, spawn_rate=4, duration_s=60),
+        (PG_P95, PG_OK, WS_REPLY),
+        faults=(FaultSpec("pg-lock", start_s=15, for_s=35, ms=3000),),
+        expected_breaches=("PG *",),
+        expected_tier="postgres",
+    ),
+    # ----- Phase 2: WebSocket performance ---------------------------------------------------------------------
+    _s(
+        "ws-reply-2s",
+        "chat replies: WS agent_completed p95 < 2 s and >= 95 % within 2 s",
+        ("test_websocket_message_response_time_under_2_seconds",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=5, spawn_rate=5, duration_s=60),
+        (WS_REPLY, WS_WITHIN, WS_OK),
+        faults=(FaultSpec("agent-slow", start_s=10, for_s=45, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+    ),
+    _s(
+        "ws-concurrent-degradation",
+        "stepped users x in-flight messages; per-step latency curve of WS agent_completed",
+        ("test_websocket_concurrent_message_performance_degradation",),
+        (UserMix(CHAT, weight=1), UserMix(HEALTH, fixed_count=1)),
+        Stepped(
+            steps=(
+                Step(users=2, hold_s=30, inflight=1),
+                Step(users=4, hold_s=30, inflight=2),
+                Step(users=6, hold_s=30, inflight=3),
+                Step(users=8, hold_s=30, inflight=4),
+            ),
+            spawn_rate=10,
+        ),
+        (WS_REPLY, WS_OK),
+        faults=(FaultSpec("agent-slow", start_s=60, for_s=55, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+        options=(("ws_inflight", 1),),
+        description="Each step sets the users and --ws-inflight; the step table (count, p50, p95, max) is logged "
+        "at the end and written to --scenario-curve-csv.",
+    ),
+    _s(
+        "ws-event-timing",
+        "all five agent events delivered, each within its budget from send",
+        ("test_websocket_agent_event_delivery_timing",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=4, spawn_rate=4, duration_s=60),
+        (*EVENT_BUDGETS, WS_MISSING, WS_OK),
+        faults=(FaultSpec("drop-event", start_s=10, for_s=45, params=(("event", "tool_completed"),)),),
+        expected_breaches=("WS tool_completed",),
+    ),
+    _s(
+        "ws-connect-under-stress",
+        "connection establishment while Redis/PG are loaded and stalled: WS connect p95 < 1 s, no hang",
+        ("test_websocket_connection_timeout_under_infrastructure_stress",),
+        (
+            UserMix(CHAT, weight=1),
+            UserMix(REDIS_PROBE, fixed_count=2),
+            UserMix(PG_PROBE, fixed_count=2),
+        ),
+        Spike(base_users=2, peak_users=10, at_s=20, for_s=20, duration_s=60),
+        (WS_CONNECT, WS_CONNECT_OK),
+        faults=(FaultSpec("redis-pause", start_s=15, for_s=30, ms=2000),),
+        expected_breaches=("WS connect",),
+        expected_tier="redis",
+        description="The spike makes users connect during the stall; connect must time out cleanly, not hang.",
+    ),
+    _s(
+        "ws-heartbeat-slow-replies",
+        "ping/pong heartbeat keeps working (and the connection alive) while replies are legitimately slow",
+        ("test_websocket_heartbeat_failure_during_slow_responses",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=3, spawn_rate=3, duration_s=60),
+        (
+            Threshold("WS heartbeat", "p(95) < 500", "pong within 0.5 s even while an agent works"),
+            Threshold("WS heartbeat", "fail_ratio < 0.01", "no missed pong / dropped connection"),
+            WS_CONNECT_OK,
+        ),
+        faults=(FaultSpec("slow-pong", start_s=10, for_s=45, ms=1500),),
+        tolerated_faults=(FaultSpec("agent-slow", start_s=10, for_s=45, ms=2500),),
+        expected_breaches=("WS heartbeat",),
+        options=(("ws_heartbeat_interval", 1.0),),
+        description="--inject-tolerated-faults slows the agent (legitimate delay): the run must still pass.",
+    ),
+    # ----- Phase 3: message-flow integration ------------------------------------------------------------------
+    _s(
+        "pipeline-under-10s",
+        "full Supervisor -> Triage -> Data -> Optimizer run: WS agent_completed max < 10 s",
+        ("test_agent_execution_pipeline_timeout_reproduction",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=3, spawn_rate=3, duration_s=60),
+        (
+            Threshold("WS agent_completed", "max < 10000", "the whole pipeline completes within 10 s"),
+            WS_OK,
+        ),
+        faults=(FaultSpec("agent-slow", start_s=10, for_s=35, ms=11000),),
+        expected_breaches=("WS agent_completed",),
+        options=(("ws_reply_timeout", 10.5),),
+    ),
+    _s(
+        "pipeline-event-timing",
+        "ramping load: gaps between the five events stay within budget; the slow stage is named",
+        ("test_agent_websocket_event_timing_degradation",),
+        (UserMix(CHAT, weight=1), UserMix(REDIS_PROBE, fixed_count=1), UserMix(PG_PROBE, fixed_count=1)),
+        Ramp(start_users=2, end_users=8, duration_s=120),
+        (*EVENT_BUDGETS, WS_OK),
+        faults=(FaultSpec("pg-slow-query", start_s=30, for_s=75, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+        expected_tier="postgres",
+    ),
+    _s(
+        "three-tier-cascade",
+        "Redis slow -> PG load -> ClickHouse delay in sequence; per-tier p95 against WS p95",
+        ("test_redis_postgresql_clickhouse_cascade_timeout",),
+        (
+            UserMix(CHAT, weight=1),
+            UserMix(REDIS_PROBE, fixed_count=1),
+            UserMix(PG_PROBE, fixed_count=1),
+            UserMix(CH_PROBE, fixed_count=1),
+        ),
+        Steady(users=4, spawn_rate=4, duration_s=120),
+        (WS_REPLY, WS_OK, REDIS_P95, PG_P95, CH_P95),
+        faults=(
+            FaultSpec("redis-slow", start_s=20, for_s=80, ms=300),
+            FaultSpec("pg-slow-query", start_s=40, for_s=60, ms=1500),
+            FaultSpec("clickhouse-stall", start_s=60, for_s=40, ms=3000),
+        ),
+        expected_breaches=("REDIS *", "PG *"),
+        expected_tier="redis",
+        description="Each tier's own probe shows its degradation; attribution ranks the tiers behind WS latency.",
+    ),
+    # ----- Phase 4: timeout reproduction ----------------------------------------------------------------------
+    _s(
+        "reproduce-3s-timeout",
+        "Issue #1032: a Redis stall turns replies into > 3 s; nothing may exceed 3 s",
+        ("test_reproduce_3_second_plus_websocket_timeout",),
+        (UserMix(CHAT, weight=1), UserMix(REDIS_PROBE, fixed_count=1)),
+        Steady(users=4, spawn_rate=4, duration_s=60),
+        (
+            Threshold("WS agent_completed", "max < 3000", "no reply over the 3 s failure line of issue #1032"),
+            WS_REPLY,
+            WS_OK,
+        ),
+        faults=(FaultSpec("redis-pause", start_s=15, for_s=30, ms=3500),),
+        expected_breaches=("WS agent_completed",),
+        expected_tier="redis",
+        sla_profile="ci",
+    ),
+    _s(
+        "db-slow-queries-5s",
+        "PG queries slowed > 5 s: replies must time out with an error, not hang",
+        ("test_timeout_behavior_under_database_slow_queries",),
+        (UserMix(CHAT, weight=1), UserMix(PG_PROBE, fixed_count=1)),
+        Steady(users=3, spawn_rate=3, duration_s=60),
+        (WS_REPLY, WS_OK, WS_MISSING, Threshold("PG thread history", "p(95) < 200", "history query < 200 ms")),
+        faults=(FaultSpec("pg-slow-query", start_s=10, for_s=40, ms=5500),),
+        expected_breaches=("WS agent_completed",),
+        expected_tier="postgres",
+    ),
+    _s(
+        "graceful-timeout-vs-hang",
+        "a swallowed message must surface as a failure within the hang deadline, never as silence",
+        ("test_websocket_graceful_timeout_vs_hanging",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=3, spawn_rate=3, duration_s=60),
+        (WS_OK, WS_MISSING),
+        faults=(FaultSpec("hang", start_s=10, for_s=40),),
+        expected_breaches=("WS agent_completed",),
+        options=(("ws_hang_after", 3.0),),
+    ),
+    # ----- Phase 5: staging validation ------------------------------------------------------------------------
+    _s(
+        "health-endpoints",
+        "health endpoints (/health, /health/ready with per-tier latency) answer within 1 s",
+        ("test_staging_service_health_endpoints_response_time",),
+        (UserMix(HEALTH, weight=1),),
+        Steady(users=2, spawn_rate=2, duration_s=60),
+        (HEALTH_P99, HEALTH_OK),
+        faults=(FaultSpec("redis-pause", start_s=15, for_s=30, ms=2000),),
+        expected_breaches=("HTTP /health/ready",),
+        expected_tier="redis",
+    ),
+    _s(
+        "resource-correlation",
+        "CPU / memory of generator and backend sampled next to latency; attribution correlates them",
+        ("test_staging_infrastructure_resource_monitoring",),
+        (UserMix(CHAT, weight=1), UserMix(HEALTH, fixed_count=1)),
+        Ramp(start_users=2, end_users=10, duration_s=120),
+        (WS_REPLY, WS_OK),
+        threshold_mode="extend",
+        faults=(FaultSpec("agent-slow", start_s=40, for_s=60, ms=2500),),
+        expected_breaches=("WS agent_completed",),
+        description="Gauges (locust:cpu_percent, target:rss_mb, redis:used_memory_mb ...) land in the SLA reports.",
+    ),
+    _s(
+        "login-send-receive",
+        "the complete user workflow login -> connect -> send -> agent_completed within 15 s",
+        ("test_staging_complete_user_workflow_performance",),
+        (UserMix(CHAT, weight=1),),
+        Steady(users=3, spawn_rate=3, duration_s=60),
+        (FLOW_MAX, FLOW_OK),
+        faults=(FaultSpec("agent-slow", start_s=5, for_s=45, ms=15500),),
+        expected_breaches=("FLOW login→send→receive",),
+        options=(("ws_flow", True),),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in _CATALOGUE}
+if len(SCENARIOS) != len(_CATALOGUE):  # pragma: no cover - guarded by a unit test too
+    raise RuntimeError("duplicate scenario name in the catalogue")
+
+
+def scenario_names() -> list[str]:
+    """Catalogue names in catalogue order."""
+    return list(SCENARIOS)
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called ``name``; :class:`UnknownScenarioError` names the known ones."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        close = [n for n in SCENARIOS if name and (name in n or n in name)]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownScenarioError(
+            f"Unknown scenario {name!r}.{hint} Run `locust -f locustfile.py --list-scenarios` to see all "
+            f"{len(SCENARIOS)} names."
+        ) from None
+
+
+def seed_test_index() -> dict[str, str]:
+    """Seed test name → scenario name (every seed test of the plan is covered by exactly one scenario)."""
+    return {seed: s.name for s in SCENARIOS.values() for seed in s.seed_tests}
+
+
+SEED_TESTS: tuple[str, ...] = (
+    "test_redis_connection_latency_sla_validation",
+    "test_redis_cache_read_performance_under_load",
+    "test_redis_cache_write_performance_degradation",
+    "test_postgresql_query_response_time_sla",
+    "test_postgresql_connection_pool_exhaustion",
+    "test_postgresql_transaction_isolation_performance",
+    "test_websocket_message_response_time_under_2_seconds",
+    "test_websocket_concurrent_message_performance_degradation",
+    "test_websocket_agent_event_delivery_timing",
+    "test_websocket_connection_timeout_under_infrastructure_stress",
+    "test_websocket_heartbeat_failure_during_slow_responses",
+    "test_agent_execution_pipeline_timeout_reproduction",
+    "test_agent_websocket_event_timing_degradation",
+    "test_redis_postgresql_clickhouse_cascade_timeout",
+    "test_reproduce_3_second_plus_websocket_timeout",
+    "test_timeout_behavior_under_database_slow_queries",
+    "test_websocket_graceful_timeout_vs_hanging",
+    "test_staging_service_health_endpoints_response_time",
+    "test_staging_infrastructure_resource_monitoring",
+    "test_staging_complete_user_workflow_performance",
+)
+"""The seed plan's test names (/work/shared/seed-test-plan.md; the plan counts 19 scenarios, it lists these 20)."""
