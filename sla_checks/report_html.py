@@ -76,7 +76,7 @@ th{background:#f8f9fa;font-weight:600}td.num,th.num{text-align:right;font-varian
 white-space:nowrap}.badge.pass{background:var(--pass)}.badge.fail{background:var(--fail)}
 .badge.nodata,.badge.unknown{background:var(--nodata)}
 tr.fail td{background:#fff5f5}code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
-.chart{margin:8px 0 4px}.chart svg{max-width:100%;height:auto;background:#fff}
+.chart{margin:8px 0 4px}.chart svg{width:100%;max-width:980px;height:auto;background:#fff}
 .legend{display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12.5px;margin:2px 0 10px}
 .legend i{display:inline-block;width:14px;height:4px;margin-right:5px;vertical-align:middle}
 .muted{color:var(--muted)}.empty{color:var(--muted);font-style:italic}
