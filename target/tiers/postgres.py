@@ -1,0 +1,148 @@
+"""PostgreSQL tier (asyncpg pool): threads, messages, runs and the thread-history query of ``target.schema``.
+
+Every message-level call has one deadline (``timeout_ms``) covering pool acquire and all its statements; asyncpg
+cancels a statement server-side when its share of the deadline runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from target.schema import PG_QUERIES, PG_SCHEMA
+from target.tiers import TierError, TierTimeout
+
+log = logging.getLogger(__name__)
+
+Q = PG_QUERIES
+
+
+class ThreadOwnershipError(Exception):
+    """The thread exists and belongs to another user."""
+
+
+class _Deadline:
+    def __init__(self, timeout_ms: float) -> None:
+        self.timeout_ms = timeout_ms
+        self.end = time.monotonic() + timeout_ms / 1000.0
+
+    def left(self, operation: str) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TierTimeout("postgres", operation, self.timeout_ms)
+        return left
+
+
+class PostgresTier:
+    def __init__(self, dsn: str, pool_size: int, timeout_ms: float) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.timeout_ms = timeout_ms
+        self.pool: asyncpg.Pool | None = None
+        self.schema_ready = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Create the pool and the schema; safe to call again after a failure."""
+        async with self._lock:
+            if self.pool is None:
+                self.pool = await asyncpg.create_pool(
+                    self.dsn, min_size=0, max_size=self.pool_size, timeout=self.timeout_ms / 1000.0,
+                    command_timeout=None, max_inactive_connection_lifetime=60.0,
+                )
+            if not self.schema_ready:
+                async with self.pool.acquire(timeout=self.timeout_ms / 1000.0) as conn:
+                    # Serialise concurrent CREATE ... IF NOT EXISTS from several backends on the shared DB.
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(724242)")
+                        for stmt in PG_SCHEMA:
+                            await conn.execute(stmt)
+                self.schema_ready = True
+
+    def _require_pool(self, operation: str) -> asyncpg.Pool:
+        if self.pool is None:
+            raise TierError("postgres", operation, "not connected yet")
+        return self.pool
+
+    async def _with_conn(self, operation: str, fn):  # noqa: ANN001
+        pool = self._require_pool(operation)
+        dl = _Deadline(self.timeout_ms)
+        try:
+            conn = await pool.acquire(timeout=dl.left("pool acquire"))
+        except TimeoutError:
+            raise TierTimeout("postgres", "pool acquire", self.timeout_ms) from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            raise TierError("postgres", "connect", f"{type(e).__name__}: {str(e)[:200]}") from None
+        try:
+            return await fn(conn, dl)
+        except TimeoutError:
+            raise TierTimeout("postgres", operation, self.timeout_ms) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            raise TierError("postgres", operation, f"{type(e).__name__}: {str(e)[:200]}") from None
+        finally:
+            try:
+                await asyncio.wait_for(pool.release(conn), 5.0)
+            except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
+                conn.terminate()
+
+    async def begin_message(self, *, thread_id: str, user_id: str, content: str, run_id: str,
+                            history_limit: int) -> list[dict[str, Any]]:
+        """Upsert the thread (refusing another user's), read its history, store the message, open the run."""
+
+        async def go(conn: asyncpg.Connection, dl: _Deadline) -> list[dict[str, Any]]:
+            async with conn.transaction():
+                owner = await conn.fetchval(Q["thread upsert"], thread_id, user_id, content[:60],
+                                            timeout=dl.left("thread upsert"))
+                if owner != user_id:
+                    raise ThreadOwnershipError(thread_id)
+                rows = await conn.fetch(Q["thread history"], thread_id, history_limit,
+                                        timeout=dl.left("thread history"))
+                await conn.fetchval(Q["message insert"], thread_id, user_id, "user", content,
+                                    timeout=dl.left("message insert"))
+                await conn.execute(Q["run insert"], run_id, thread_id, user_id, timeout=dl.left("run insert"))
+                await conn.execute(Q["thread update"], 1, thread_id, timeout=dl.left("thread update"))
+            return [dict(r) for r in rows]
+
+        return await self._with_conn("begin message", go)
+
+    async def complete_message(self, *, thread_id: str, user_id: str, response: str, run_id: str, status: str,
+                               duration_ms: float) -> None:
+        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
+            async with conn.transaction():
+                await conn.fetchval(Q["message insert"], thread_id, user_id, "assistant", response,
+                                    timeout=dl.left("message insert"))
+                await conn.execute(Q["run complete"], status, duration_ms, run_id, timeout=dl.left("run complete"))
+                await conn.execute(Q["thread update"], 1, thread_id, timeout=dl.left("thread update"))
+
+        await self._with_conn("complete message", go)
+
+    async def fail_run(self, run_id: str, status: str, duration_ms: float) -> None:
+        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
+            await conn.execute(Q["run complete"], status, duration_ms, run_id, timeout=dl.left("run complete"))
+
+        await self._with_conn("run complete", go)
+
+    async def check(self) -> None:
+        if self.pool is None or not self.schema_ready:
+            try:
+                await asyncio.wait_for(self.start(), self.timeout_ms / 1000.0)
+            except TimeoutError:
+                raise TierTimeout("postgres", "connect", self.timeout_ms) from None
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                raise TierError("postgres", "connect", f"{type(e).__name__}: {str(e)[:200]}") from None
+
+        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
+            await conn.fetchval("SELECT 1", timeout=dl.left("select 1"))
+
+        await self._with_conn("select 1", go)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), 5.0)
+            except Exception:  # noqa: BLE001
+                self.pool.terminate()

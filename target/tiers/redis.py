@@ -1,0 +1,90 @@
+"""Redis tier (redis.asyncio): session cache, per-user rate counter, ``agent_state:{run_id}`` with a TTL.
+
+redis-py's own retries are disabled so that a stall (CLIENT PAUSE) shows as latency and then as a timeout, instead
+of being hidden by reconnect-and-retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from target.schema import REDIS_AGENT_STATE_KEY, REDIS_RATE_KEY, REDIS_SESSION_KEY
+from target.tiers import TierError, TierTimeout
+
+log = logging.getLogger(__name__)
+
+
+class RedisTier:
+    def __init__(self, url: str, timeout_ms: float, max_connections: int = 64) -> None:
+        self.url = url
+        self.timeout_ms = timeout_ms
+        t = timeout_ms / 1000.0
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=t + 0.5, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections, health_check_interval=0,
+        )
+
+    async def _run(self, operation: str, coro):  # noqa: ANN001
+        try:
+            return await asyncio.wait_for(coro, self.timeout_ms / 1000.0)
+        except TimeoutError:
+            raise TierTimeout("redis", operation, self.timeout_ms) from None
+        except aioredis.RedisError as e:
+            raise TierError("redis", operation, f"{type(e).__name__}: {str(e)[:200]}") from None
+        except OSError as e:
+            raise TierError("redis", operation, f"{type(e).__name__}: {e.strerror or e}") from None
+
+    async def admit_message(self, user_id: str, limit_per_s: int, now: float | None = None) -> tuple[int, dict | None]:
+        """One round trip: bump the per-second rate counter and read the session. Returns (count, session)."""
+        second = int(time.time() if now is None else now)
+        rate_key = REDIS_RATE_KEY.format(user_id=user_id, second=second)
+        session_key = REDIS_SESSION_KEY.format(user_id=user_id)
+
+        async def go():
+            async with self.client.pipeline(transaction=False) as p:
+                p.incr(rate_key)
+                p.expire(rate_key, 5)
+                p.get(session_key)
+                return await p.execute()
+
+        count, _, raw = await self._run("admit", go())
+        session = orjson.loads(raw) if raw else None
+        return int(count), session
+
+    async def write_session(self, user_id: str, session: dict, ttl_s: int) -> None:
+        key = REDIS_SESSION_KEY.format(user_id=user_id)
+        await self._run("session write", self.client.set(key, orjson.dumps(session), ex=ttl_s))
+
+    async def start_run(self, user_id: str, session: dict, session_ttl_s: int, run_id: str, state: dict,
+                        state_ttl_s: int) -> None:
+        """One round trip: write the session and ``agent_state:{run_id}``."""
+        skey = REDIS_SESSION_KEY.format(user_id=user_id)
+        akey = REDIS_AGENT_STATE_KEY.format(run_id=run_id)
+
+        async def go():
+            async with self.client.pipeline(transaction=False) as p:
+                p.set(skey, orjson.dumps(session), ex=session_ttl_s)
+                p.set(akey, orjson.dumps(state), ex=state_ttl_s)
+                return await p.execute()
+
+        await self._run("start run", go())
+
+    async def set_agent_state(self, run_id: str, state: dict, ttl_s: int) -> None:
+        key = REDIS_AGENT_STATE_KEY.format(run_id=run_id)
+        await self._run("agent state", self.client.set(key, orjson.dumps(state), ex=ttl_s))
+
+    async def check(self) -> None:
+        await self._run("ping", self.client.ping())
+
+    async def close(self) -> None:
+        try:
+            await self.client.aclose()
+        except Exception:  # noqa: BLE001 - closing on shutdown must not raise
+            log.debug("redis close failed", exc_info=True)
