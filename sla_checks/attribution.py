@@ -1,0 +1,265 @@
+"""Root-cause attribution for a failing chat threshold (pure).
+
+When a ``WS``/``FLOW`` threshold fails, which tier made it slow? The run's time buckets (2 s by default) are split
+into *bad* buckets (those where the failing metric itself breaks the threshold, or, when no single bucket does,
+those above the run's median p95) and *baseline* buckets (the rest). For every tier metric (request type ``PG`` ->
+postgres, ``REDIS`` -> redis, ``CH`` -> clickhouse, ``HTTP ready:<tier>`` -> that tier) we compare its p95 in the
+bad buckets (widened by one bucket each side: a probe sample and a chat sample stuck behind the same stall finish a
+moment apart) with its p95 in the baseline buckets:
+
+* ``score`` = share of the chat metric's p95 increase (bad vs baseline) matched by the tier's p95 increase, capped
+  at 1. Without baseline buckets (the whole run was bad) the increases are measured over the thresholds instead:
+  the chat metric's excess over its limit and the tier's excess over its own threshold;
+* ``within_sla`` = the tier's p95 in the bad buckets meets its own ``p(..)`` threshold (when it has one);
+* ``correlation`` = Pearson correlation of the tier's and the chat metric's p95 over all buckets (>= 3 buckets).
+
+A tier *coincides* with the failure when its score is >= 0.25, or it breaks its own SLA while rising. Tiers are
+ranked by score, then correlation. The slowest stage is the gap of the five-event timeline
+(``agent_started→agent_thinking`` ...) whose p95 grew most between baseline and bad buckets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sla_checks.engine import Bucket
+from sla_checks.evaluate import (
+    MetricData,
+    ThresholdResult,
+    ThresholdSpec,
+    format_value,
+    matching_metrics,
+    statistic,
+)
+from sla_checks.expressions import parse_expression
+from sla_checks.histogram import Histogram
+
+__all__ = ["attribute", "tier_of", "TIER_LABELS", "COINCIDE_SCORE"]
+
+TIER_LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "clickhouse": "ClickHouse"}
+_TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
+COINCIDE_SCORE = 0.25
+
+
+def tier_of(metric: str) -> str | None:
+    """``"PG thread history"`` -> ``"postgres"``; ``"HTTP ready:redis"`` -> ``"redis"``; others None."""
+    rtype, _, name = metric.partition(" ")
+    if rtype in _TYPE_TIER:
+        return _TYPE_TIER[rtype]
+    if rtype == "HTTP" and name.startswith("ready:"):
+        tier = name[len("ready:") :]
+        return {"pg": "postgres", "ch": "clickhouse"}.get(tier, tier)
+    return None
+
+
+def _p95(d: MetricData | Histogram | None) -> float | None:
+    if d is None:
+        return None
+    h = d.hist if isinstance(d, MetricData) else d
+    return h.percentile(95) if h.count else None
+
+
+def _merge_metric(buckets: Sequence[Bucket], metric: str) -> MetricData | None:
+    parts = [b.metrics[metric] for b in buckets if metric in b.metrics]
+    return MetricData.merged(parts) if parts else None
+
+
+def _merge_stage(buckets: Sequence[Bucket], stage: str) -> Histogram | None:
+    parts = [b.stages[stage] for b in buckets if stage in b.stages]
+    return Histogram.merged(parts) if parts else None
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+
+
+def _tier_threshold(metric: str, specs: Sequence[ThresholdSpec]) -> ThresholdSpec | None:
+    """The percentile threshold that applies to ``metric`` (exact beats glob; p(95) preferred)."""
+    cands = [s for s in specs if s.expression.stat == "p" and matching_metrics(s.metric, [metric])]
+    if not cands:
+        return None
+    cands.sort(key=lambda s: (s.is_glob, abs((s.expression.arg or 0) - 95)))
+    return cands[0]
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f} ms"
+
+
+def _rel(value: float, limit: float) -> str:
+    return ">" if value > limit else ("<" if value < limit else "=")
+
+
+def _metric_label(metric: str) -> str:
+    rtype, _, name = metric.partition(" ")
+    return f'{rtype} "{name}"'
+
+
+def attribute(
+    failing: ThresholdResult,
+    buckets: Sequence[tuple[float, Bucket]],
+    specs: Sequence[ThresholdSpec],
+) -> dict[str, Any]:
+    """Attribution record for one failing threshold (see the module docstring and the report schema)."""
+    expr = failing.spec.expression
+    target = failing.metric
+    series = [
+        (i, t, b) for i, (t, b) in enumerate(buckets) if target in b.metrics and b.metrics[target].count
+    ]
+    idx_all = [i for i, _, _ in series]
+    bad: set[int] = set()
+    if expr.stat not in ("rps", "count"):
+        for i, _, b in series:
+            v = statistic(expr, b.metrics[target], 1.0)
+            if v is not None and not expr.holds(v):
+                bad.add(i)
+    if not bad and len(series) >= 2:
+        p95s = sorted(_p95(b.metrics[target]) or 0.0 for _, _, b in series)
+        median = p95s[len(p95s) // 2]
+        bad = {i for i, _, b in series if (_p95(b.metrics[target]) or 0.0) > median}
+    if not bad:
+        bad = set(idx_all)
+    base = [i for i in idx_all if i not in bad]
+    widened = {j for i in bad for j in (i - 1, i, i + 1) if 0 <= j < len(buckets)}
+    base_tier = [i for i in range(len(buckets)) if i not in widened]
+
+    bad_b = [buckets[i][1] for i in sorted(bad)]
+    base_b = [buckets[i][1] for i in base]
+    t_bad = _p95(_merge_metric(bad_b, target))
+    t_base = _p95(_merge_metric(base_b, target)) if base_b else None
+    limit = expr.limit if expr.is_latency else None
+    if t_bad is not None and t_base is not None and t_bad > t_base:
+        t_rise = t_bad - t_base
+    elif t_bad is not None and limit is not None:
+        t_rise = max(t_bad - limit, 0.0) or t_bad
+    else:
+        t_rise = t_bad or 0.0
+
+    # per-bucket target p95 for correlation
+    target_by_idx = {i: _p95(b.metrics[target]) for i, _, b in series}
+
+    tier_metrics = sorted({m for _, b in buckets for m in b.metrics if tier_of(m) and b.metrics[m].count})
+    per_tier: dict[str, dict[str, Any]] = {}
+    for m in tier_metrics:
+        tier = tier_of(m) or ""
+        bad_d = _merge_metric([buckets[i][1] for i in sorted(widened)], m)
+        k_bad = _p95(bad_d)
+        if k_bad is None:
+            continue
+        k_base = _p95(_merge_metric([buckets[i][1] for i in base_tier], m)) if base_tier else None
+        spec = _tier_threshold(m, specs)
+        within = spec.expression.holds(k_bad) if spec else None
+        if k_base is not None:
+            k_rise = k_bad - k_base
+        elif spec is not None:
+            k_rise = k_bad - spec.expression.limit
+        else:
+            k_rise = 0.0
+        score = max(0.0, min(1.0, k_rise / t_rise)) if t_rise > 0 else 0.0
+        xs, ys = [], []
+        for i, tv in target_by_idx.items():
+            d = buckets[i][1].metrics.get(m)
+            kv = _p95(d)
+            if tv is not None and kv is not None:
+                xs.append(tv)
+                ys.append(kv)
+        corr = _pearson(xs, ys)
+        if within is None:
+            within = not (k_rise > max(20.0, (k_base or 0.0)))
+        entry = {
+            "tier": tier,
+            "metric": m,
+            "p95": k_bad,
+            "baseline_p95": k_base,
+            "threshold": str(spec.expression) if spec else None,
+            "within_sla": bool(within),
+            "score": round(score, 3),
+            "correlation": None if corr is None else round(corr, 3),
+            "rise_ms": round(k_rise, 1),
+        }
+        best = per_tier.get(tier)
+        key = (entry["score"], -1 if corr is None else corr, not within, k_rise)
+        if best is None or key > best["_key"]:
+            entry["_key"] = key
+            per_tier[tier] = entry
+    tiers = sorted(per_tier.values(), key=lambda e: e["_key"], reverse=True)
+    for e in tiers:
+        del e["_key"]
+
+    # stages of the five-event timeline
+    stage_names = sorted({s for _, b in buckets for s in b.stages})
+    slowest, slowest_growth = None, -math.inf
+    stage_rows = []
+    for s in stage_names:
+        s_bad = _p95(_merge_stage(bad_b, s))
+        if s_bad is None:
+            continue
+        s_base = _p95(_merge_stage(base_b, s)) if base_b else None
+        growth = s_bad - (s_base if s_base is not None else 0.0)
+        stage_rows.append({"stage": s, "p95": s_bad, "baseline_p95": s_base, "growth_ms": round(growth, 1)})
+        if growth > slowest_growth:
+            slowest, slowest_growth = s, growth
+
+    coinciding = [
+        e for e in tiers if e["score"] >= COINCIDE_SCORE or (not e["within_sla"] and e["rise_ms"] > 0)
+    ]
+    value = failing.value
+    head = f"{target} {expr.lhs} {_fmt_value(value, expr.unit)}"
+    if value is not None:
+        head += f" {_rel(value, expr.limit)} {_fmt_value(expr.limit, expr.unit)}"
+    parts = [head]
+    if coinciding:
+        cs = []
+        for e in coinciding:
+            thr = ""
+            if e["threshold"]:
+                thr = f" (threshold {_fmt_num(_tier_limit(e['threshold']))})"
+            cs.append(f"{_metric_label(e['metric'])} p95 {_fmt_ms(e['p95'])}{thr}")
+        parts.append("coincides with " + ", ".join(cs))
+    else:
+        parts.append("no tier's latency rose in the same windows (the backend/agent itself is slow)")
+    ok_tiers = [
+        TIER_LABELS.get(e["tier"], e["tier"]) for e in tiers if e not in coinciding and e["within_sla"]
+    ]
+    others = [t for t in TIER_LABELS if t not in per_tier]
+    tail = []
+    if ok_tiers:
+        tail.append(f"{', '.join(ok_tiers)} within SLA")
+    if others:
+        tail.append(f"no samples from {', '.join(TIER_LABELS[t] for t in others)}")
+    if slowest is not None:
+        tail.append(f"slowest stage: {slowest}")
+    summary = parts[0] + " — " + parts[1] + ("; " + "; ".join(tail) if tail else "")
+    return {
+        "metric": target,
+        "expression": str(expr),
+        "summary": summary,
+        "tiers": tiers,
+        "slowest_stage": slowest,
+        "stages": stage_rows,
+        "bad_windows": [buckets[i][0] for i in sorted(bad)],
+        "baseline_p95": t_base,
+        "bad_p95": t_bad,
+    }
+
+
+def _tier_limit(expression_text: str) -> float:
+    return parse_expression(expression_text).limit
+
+
+def _fmt_num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _fmt_value(v: float | None, unit: str) -> str:
+    return format_value(v, unit)

@@ -1,0 +1,371 @@
+"""The SLA engine's state, pure and clock-injected: sample collection, time buckets, windows, live evaluation.
+
+Data flow::
+
+    events.request ──> Collector.record()          (every process; hot path: a dict lookup + Histogram.record)
+                         │ drain() every few seconds (worker: inside Locust's report_to_master payload)
+                         v
+                       Store.absorb(payload)        (master / local runner only: merge per time bucket)
+                         │
+                         v
+                       Engine.evaluate(now) / Engine.report(now)   -> verdict, abort decision, report dict
+
+Samples are bucketed by wall-clock time (``time.time()``), epoch-aligned, 1 s wide on the collector; the store keeps
+coarser buckets (2 s by default, ``window / n`` with a soak window) and coarsens by whole factors when a long run
+grows past ``MAX_BUCKETS``, so any worker's buckets fall exactly into one store bucket. Windows (``--sla-window``)
+are whole numbers of store buckets counted from the bucket holding the test start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sla_checks.evaluate import FAIL, NO_DATA, MetricData, ThresholdResult, ThresholdSpec, evaluate
+from sla_checks.histogram import Histogram
+
+__all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "MAX_BUCKETS"]
+
+COLLECTOR_RESOLUTION_S = 1.0
+MAX_BUCKETS = 720
+MAX_GAUGE_POINTS = 4000
+CHAT_METRIC = "WS agent_completed"
+
+
+class Bucket:
+    """Everything recorded in one time bucket: metrics (``"TYPE name"`` -> MetricData), stage gap histograms."""
+
+    __slots__ = ("metrics", "stages")
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, MetricData] = {}
+        self.stages: dict[str, Histogram] = {}
+
+    def merge(self, other: Bucket) -> Bucket:
+        for k, m in other.metrics.items():
+            mine = self.metrics.get(k)
+            if mine is None:
+                self.metrics[k] = m.copy()
+            else:
+                mine.merge(m)
+        for k, h in other.stages.items():
+            mine_h = self.stages.get(k)
+            if mine_h is None:
+                self.stages[k] = h.copy()
+            else:
+                mine_h.merge(h)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "m": {k: m.to_dict() for k, m in self.metrics.items()},
+            "s": {k: h.to_dict() for k, h in self.stages.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Bucket:
+        b = cls()
+        b.metrics = {k: MetricData.from_dict(v) for k, v in d.get("m", {}).items()}
+        b.stages = {k: Histogram.from_dict(v) for k, v in d.get("s", {}).items()}
+        return b
+
+    @classmethod
+    def merged(cls, buckets: Iterable[Bucket]) -> Bucket:
+        out = cls()
+        for b in buckets:
+            out.merge(b)
+        return out
+
+
+class Collector:
+    """Per-process sample sink; ``drain()`` hands everything recorded since the last drain to the store."""
+
+    def __init__(self, resolution_s: float = COLLECTOR_RESOLUTION_S) -> None:
+        self.resolution_s = resolution_s
+        self._pending: dict[int, Bucket] = {}
+        self._gauges: list[tuple[float, str, float]] = []
+        self.samples = 0
+
+    def record(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        failed: bool,
+        now: float,
+        stages: Mapping[str, float] | None = None,
+    ) -> None:
+        if response_time is None:
+            return
+        idx = int(now // self.resolution_s)
+        b = self._pending.get(idx)
+        if b is None:
+            b = self._pending[idx] = Bucket()
+        key = f"{request_type} {name}"
+        m = b.metrics.get(key)
+        if m is None:
+            m = b.metrics[key] = MetricData()
+        m.hist.record(response_time)
+        if failed:
+            m.fails.record(response_time)
+        self.samples += 1
+        if stages:
+            for gap, ms in stages.items():
+                if isinstance(ms, int | float):
+                    h = b.stages.get(gap)
+                    if h is None:
+                        h = b.stages[gap] = Histogram()
+                    h.record(ms)
+
+    def record_gauge(self, name: str, value: float, timestamp: float) -> None:
+        if len(self._gauges) >= MAX_GAUGE_POINTS * 4:  # nobody drains (should not happen): keep the newest
+            del self._gauges[: len(self._gauges) // 2]
+        self._gauges.append((timestamp, name, value))
+
+    def drain(self) -> dict[str, Any] | None:
+        """Serialisable payload of everything since the last drain (None when empty)."""
+        if not self._pending and not self._gauges:
+            return None
+        payload = {
+            "r": self.resolution_s,
+            "b": [[idx * self.resolution_s, b.to_dict()] for idx, b in self._pending.items()],
+            "g": [list(g) for g in self._gauges],
+        }
+        self._pending = {}
+        self._gauges = []
+        return payload
+
+
+def store_resolution(window_s: float) -> float:
+    """Store bucket width: 2 s, or with a window the largest whole divisor of it <= max(2, window / 10)."""
+    if window_s <= 0:
+        return 2.0
+    w = int(round(window_s))
+    limit = max(2, w // 10)
+    return float(max(d for d in range(1, limit + 1) if w % d == 0))
+
+
+class Store:
+    """Master-side merged time buckets and gauge series."""
+
+    def __init__(
+        self, resolution_s: float = 2.0, window_s: float = 0.0, max_buckets: int = MAX_BUCKETS
+    ) -> None:
+        self.resolution_s = resolution_s
+        self.window_s = window_s
+        self.max_buckets = max_buckets
+        self.buckets: dict[int, Bucket] = {}
+        self.gauges: dict[str, list[list[float]]] = {}
+        self.sources: set[str] = set()
+
+    def absorb(self, payload: Mapping[str, Any] | None, source: str = "local") -> None:
+        if not payload:
+            return
+        self.sources.add(source)
+        res = self.resolution_s
+        for start, bd in payload.get("b", ()):
+            idx = int(math.floor(float(start) / res + 1e-9))
+            b = Bucket.from_dict(bd)
+            mine = self.buckets.get(idx)
+            if mine is None:
+                self.buckets[idx] = b
+            else:
+                mine.merge(b)
+        for ts, name, value in payload.get("g", ()):
+            series = self.gauges.setdefault(str(name), [])
+            series.append([float(ts), float(value)])
+            if len(series) > MAX_GAUGE_POINTS:
+                series.sort()
+                del series[::2]  # halve the density of a long series, keep its span
+        if len(self.buckets) > self.max_buckets:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        res = self.resolution_s
+        if self.window_s > 0:
+            ratio = round(self.window_s / res)
+            if ratio <= 1:
+                return
+            factor = 2 if ratio % 2 == 0 else ratio
+        else:
+            factor = 2
+        merged: dict[int, Bucket] = {}
+        for idx, b in self.buckets.items():
+            nidx = idx // factor
+            if nidx in merged:
+                merged[nidx].merge(b)
+            else:
+                merged[nidx] = b
+        self.buckets = merged
+        self.resolution_s = res * factor
+
+    def bucket_start(self, idx: int) -> float:
+        return idx * self.resolution_s
+
+    def sorted_buckets(self) -> list[tuple[float, Bucket]]:
+        return [(self.bucket_start(i), self.buckets[i]) for i in sorted(self.buckets)]
+
+    def total(self) -> Bucket:
+        return Bucket.merged(self.buckets.values())
+
+
+@dataclass
+class Window:
+    index: int
+    start: float
+    end: float
+    bucket: Bucket
+    judged: bool = True
+    results: list[ThresholdResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ThresholdResult]:
+        return [r for r in self.results if r.status == FAIL]
+
+
+@dataclass
+class Abort:
+    threshold: str
+    reason: str
+    at: float
+
+
+class Engine:
+    """Pure SLA state for one run: thresholds, store, start/end, abort decision. Clock passed in as ``now``."""
+
+    def __init__(
+        self,
+        specs: list[ThresholdSpec],
+        *,
+        window_s: float = 0.0,
+        profile: str = "",
+        config_file: str = "",
+        exit_code: int = 3,
+    ) -> None:
+        self.specs = specs
+        self.window_s = float(window_s or 0.0)
+        self.profile = profile
+        self.config_file = config_file
+        self.exit_code = exit_code
+        self.store = Store(store_resolution(self.window_s), self.window_s)
+        self.collector = Collector()
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.aborted: Abort | None = None
+        self.workers = 0
+        self.lost_workers: set[str] = set()
+        self.notes: list[str] = []
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        if self.started_at is None:
+            self.started_at = now
+
+    def stop(self, now: float) -> None:
+        if self.ended_at is None:
+            self.ended_at = now
+
+    def flush_local(self) -> None:
+        """Move this process's own samples into the store (master / local runner)."""
+        self.store.absorb(self.collector.drain(), "local")
+
+    def duration(self, now: float) -> float:
+        start = self._start_or(now)
+        end = self.ended_at if self.ended_at is not None else now
+        return max(end - start, 0.0)
+
+    def _start_or(self, now: float) -> float:
+        if self.started_at is not None:
+            return self.started_at
+        if self.store.buckets:
+            return self.store.bucket_start(min(self.store.buckets))
+        return now
+
+    # --- evaluation -------------------------------------------------------------------------------------------
+    def evaluate(self, now: float) -> list[ThresholdResult]:
+        """Every threshold over the whole run so far (failed windows filled in when windows are judged)."""
+        total = self.store.total()
+        results = evaluate(self.specs, total.metrics, self.duration(now))
+        if self.window_s > 0:
+            by_key: dict[tuple[int, str], list[int]] = {}
+            for w in self.windows(now):
+                for r in w.failed:
+                    by_key.setdefault((id(r.spec), r.metric), []).append(w.index)
+            for r in results:
+                r.failed_windows = by_key.get((id(r.spec), r.metric), [])
+        return results
+
+    def windows(self, now: float, window_s: float | None = None) -> list[Window]:
+        """Consecutive windows from the test start; judged (``window_s`` > 0 from the config) when complete
+        enough (>= half a window long); ``window_s`` given explicitly is for display only."""
+        judge = window_s is None and self.window_s > 0
+        wlen = self.window_s if window_s is None else window_s
+        if wlen <= 0 or not self.store.buckets:
+            return []
+        res = self.store.resolution_s
+        per = max(1, int(round(wlen / res)))
+        wlen = per * res
+        first_idx = int(math.floor(self._start_or(now) / res + 1e-9))
+        first_idx = min(first_idx, min(self.store.buckets))
+        end_t = self.ended_at if self.ended_at is not None else now
+        groups: dict[int, list[Bucket]] = {}
+        for idx, b in self.store.buckets.items():
+            groups.setdefault((idx - first_idx) // per, []).append(b)
+        out = []
+        for wi in range(0, max(groups) + 1):
+            start = (first_idx + wi * per) * res
+            end = min(start + wlen, max(end_t, start))
+            bucket = Bucket.merged(groups.get(wi, ()))
+            w = Window(wi, start, start + wlen, bucket)
+            span = max(end - start, 0.0)
+            if judge:
+                w.judged = span >= wlen / 2
+                if w.judged:
+                    w.results = evaluate(self.specs, bucket.metrics, min(span, wlen), judge_no_data=False)
+            else:
+                w.judged = False
+            out.append(w)
+        return out
+
+    def display_window_s(self, now: float) -> float:
+        """Window length for reports: the soak window, else one giving ~<= 60 points over the run."""
+        if self.window_s > 0:
+            return self.window_s
+        res = self.store.resolution_s
+        span = self.duration(now) or res
+        return res * max(1, math.ceil(span / res / 60))
+
+    def check_abort(self, results: Iterable[ThresholdResult], now: float) -> Abort | None:
+        """The first ``abort_on_fail`` threshold failing after its ``delay_abort_eval`` grace period, if any."""
+        if self.aborted is not None:
+            return self.aborted
+        elapsed = now - self._start_or(now)
+        for r in results:
+            if r.spec.abort_on_fail and r.status == FAIL and r.value is not None:
+                if elapsed >= r.spec.delay_abort_eval_s:
+                    self.aborted = Abort(r.name, f"{r.describe()} (abort_on_fail after {elapsed:.0f} s)", now)
+                    return self.aborted
+        return None
+
+    def verdict(self, results: Iterable[ThresholdResult]) -> tuple[str, list[str]]:
+        """``("pass"|"fail", reasons)``."""
+        reasons = []
+        for r in results:
+            if r.status == FAIL:
+                reasons.append(f"SLA FAILED: {r.describe()}")
+            elif r.failed_windows:
+                ws = ", ".join(str(i) for i in r.failed_windows)
+                reasons.append(f"SLA FAILED: {r.name} in window(s) {ws}")
+        if self.aborted is not None:
+            reasons.append(f"run aborted: {self.aborted.reason}")
+        if self.lost_workers:
+            reasons.append(
+                f"{len(self.lost_workers)} worker(s) lost during the run: their load and samples are missing"
+            )
+        return ("fail" if reasons else "pass"), reasons
+
+    @staticmethod
+    def no_data(results: Iterable[ThresholdResult]) -> list[ThresholdResult]:
+        return [r for r in results if r.status == NO_DATA]

@@ -1,0 +1,416 @@
+"""SLA reports: the report dict (JSON, schema below), the terminal table and JUnit XML.
+
+The report dict is the one contract between the engine and every renderer (JSON file, terminal, JUnit, the HTML
+report of :mod:`sla_checks.report_html` and the live web-UI tab, which polls ``environment.sla.snapshot()``).
+Fields may be added; none is renamed or removed. Times: ISO 8601 UTC strings; latencies in ms; ``null`` = no data.
+
+Schema ``ws-agent-loadtest/sla-report/1``::
+
+    {
+      "schema": "ws-agent-loadtest/sla-report/1",
+      "state": "running" | "finished",          # live snapshots say "running"
+      "verdict": "pass" | "fail",               # live: the verdict if the run ended now
+      "verdict_reasons": [str],                 # "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms", ...
+      "exit_code": int,                         # the process exit code this verdict gives (see README)
+      "profile": str, "config_file": str,
+      "started_at": ISO, "ended_at": ISO|null, "duration_s": float,
+      "workers": int,                           # Locust worker processes seen (0 = local runner)
+      "workers_lost": int,                      # workers that went missing during the run
+      "aborted": null | {"threshold": str, "reason": str, "at": ISO},
+      "window_s": float,                        # window length used for "windows"
+      "windows_judged": bool,                   # true with --sla-window / a soak profile: thresholds per window
+      "bucket_s": float,                        # internal time-bucket width (attribution resolution)
+      "samples": int,                           # samples judged (all metrics)
+      "thresholds": [{
+          "metric": "WS agent_completed",       # the concrete metric (a glob's pattern when nothing matched)
+          "pattern": "WS agent_completed",      # as configured (may be a glob, e.g. "PG *")
+          "expression": "p(95) < 2000",
+          "description": str,
+          "status": "pass" | "fail" | "no data",
+          "value": float|null, "unit": "ms"|"%"|"rps"|"ratio"|"count",
+          "samples": int, "abort_on_fail": bool, "required": bool,
+          "failed_windows": [int],              # window indexes where it failed (windows_judged only)
+          "source": str                         # "ci.toml: thresholds.\"WS agent_completed\"[0]"
+      }],
+      "metrics": {"WS agent_completed": {"request_type": "WS", "name": "agent_completed", "count": int,
+                  "failures": int, "p50": ms, "p90": ms, "p95": ms, "p99": ms, "max": ms, "min": ms, "avg": ms,
+                  "rps": float}},
+      "windows": [{"index": int, "start": ISO, "end": ISO, "start_ts": unix, "end_ts": unix,
+                   "judged": bool,
+                   "metrics": {"<metric>": {"count", "failures", "p50", "p95", "p99", "max"}},
+                   "stages": {"<gap>": {"count", "p50", "p95", "p99", "max"}},
+                   "gauges": {"<gauge>": {"avg", "max", "last"}},
+                   "failed": ["<metric> <expr>"]}],
+      "stages": {"agent_started→agent_thinking": {"count", "p50", "p95", "p99", "max"}, ...},
+      "attribution": [{"metric": str, "expression": str, "summary": str,
+                       "tiers": [{"tier": "postgres", "metric": "PG thread history", "p95": ms,
+                                  "baseline_p95": ms|null, "threshold": str|null, "within_sla": bool,
+                                  "score": float, "correlation": float|null, "rise_ms": float}],
+                       "slowest_stage": str|null,
+                       "stages": [{"stage", "p95", "baseline_p95", "growth_ms"}],
+                       "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix]}],
+      "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]}
+    }
+
+An example: ``tests/fixtures/sla_report_example.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from typing import Any
+
+from sla_checks.attribution import attribute
+from sla_checks.engine import Bucket, Engine, Window
+from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData, ThresholdResult, format_value
+from sla_checks.histogram import Histogram
+
+__all__ = [
+    "SCHEMA",
+    "build_report",
+    "render_terminal",
+    "render_junit",
+    "write_reports",
+    "iso",
+]
+
+SCHEMA = "ws-agent-loadtest/sla-report/1"
+MAX_ATTRIBUTIONS = 6
+logger = logging.getLogger(__name__)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _num(v: float | None, nd: int = 3) -> float | None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return round(float(v), nd)
+
+
+def _hist_summary(h: Histogram, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, Any]:
+    ps = h.percentiles(qs)
+    out: dict[str, Any] = {"count": h.count}
+    for q in qs:
+        out[f"p{int(q)}"] = _num(ps[q])
+    out["max"] = _num(h.max) if h.count else None
+    return out
+
+
+def _metric_summary(key: str, m: MetricData, duration_s: float) -> dict[str, Any]:
+    rtype, _, name = key.partition(" ")
+    h = m.hist
+    ps = h.percentiles((50, 90, 95, 99))
+    return {
+        "request_type": rtype,
+        "name": name,
+        "count": h.count,
+        "failures": m.failures,
+        "p50": _num(ps[50]),
+        "p90": _num(ps[90]),
+        "p95": _num(ps[95]),
+        "p99": _num(ps[99]),
+        "max": _num(h.max) if h.count else None,
+        "min": _num(h.min) if h.count else None,
+        "avg": _num(h.mean),
+        "rps": _num(h.count / duration_s if duration_s > 0 else None),
+    }
+
+
+def _threshold_row(r: ThresholdResult) -> dict[str, Any]:
+    s = r.spec
+    return {
+        "metric": r.metric,
+        "pattern": s.metric,
+        "expression": str(s.expression),
+        "description": s.description,
+        "status": r.status,
+        "value": _num(r.value),
+        "unit": s.expression.unit,
+        "samples": r.samples,
+        "abort_on_fail": s.abort_on_fail,
+        "required": s.required,
+        "failed_windows": list(r.failed_windows),
+        "source": s.source,
+    }
+
+
+def _gauge_window(gauges: dict[str, list[list[float]]], start: float, end: float) -> dict[str, Any]:
+    out = {}
+    for name, series in gauges.items():
+        vals = [v for t, v in series if start <= t < end]
+        if vals:
+            out[name] = {"avg": _num(sum(vals) / len(vals)), "max": _num(max(vals)), "last": _num(vals[-1])}
+    return out
+
+
+def _window_row(w: Window, gauges: dict[str, list[list[float]]]) -> dict[str, Any]:
+    return {
+        "index": w.index,
+        "start": iso(w.start),
+        "end": iso(w.end),
+        "start_ts": _num(w.start),
+        "end_ts": _num(w.end),
+        "judged": w.judged,
+        "metrics": {
+            k: {**_hist_summary(m.hist), "failures": m.failures}
+            for k, m in sorted(w.bucket.metrics.items())
+            if m.count
+        },
+        "stages": {k: _hist_summary(h) for k, h in sorted(w.bucket.stages.items()) if h.count},
+        "gauges": _gauge_window(gauges, w.start, w.end),
+        "failed": [r.name for r in w.failed],
+    }
+
+
+def build_report(
+    engine: Engine,
+    now: float,
+    *,
+    final: bool = True,
+    other_exit_code: int = 0,
+) -> dict[str, Any]:
+    """The report dict for ``engine`` at ``now``.
+
+    ``other_exit_code`` is the exit code Locust would use without the SLA verdict (1 when requests failed, per
+    ``--exit-code-on-error``); a passing verdict leaves it, a failing one replaces it with the SLA exit code.
+    """
+    results = engine.evaluate(now)
+    verdict, reasons = engine.verdict(results)
+    duration = engine.duration(now)
+    total: Bucket = engine.store.total()
+    if engine.window_s > 0:
+        windows = engine.windows(now)
+    else:
+        windows = engine.windows(now, engine.display_window_s(now))
+    buckets = engine.store.sorted_buckets()
+    attributions = []
+    seen = set()
+    for r in results:
+        if r.status != FAIL and not r.failed_windows:
+            continue
+        if r.value is None or r.metric.split(" ", 1)[0] not in ("WS", "FLOW"):
+            continue
+        key = (r.metric, str(r.spec.expression))
+        if key in seen or len(attributions) >= MAX_ATTRIBUTIONS:
+            continue
+        seen.add(key)
+        try:
+            attributions.append(attribute(r, buckets, engine.specs))
+        except Exception:  # attribution must never cost the verdict
+            logger.exception("SLA attribution failed for %s", r.name)
+    for a in attributions:
+        for t in a["tiers"]:
+            for k in ("p95", "baseline_p95"):
+                t[k] = _num(t[k])
+        for k in ("bad_p95", "baseline_p95"):
+            a[k] = _num(a[k])
+    gauges = {k: sorted(v) for k, v in sorted(engine.store.gauges.items())}
+    return {
+        "schema": SCHEMA,
+        "state": "finished" if final else "running",
+        "verdict": verdict,
+        "verdict_reasons": reasons,
+        "exit_code": engine.exit_code if verdict == "fail" else other_exit_code,
+        "profile": engine.profile,
+        "config_file": engine.config_file,
+        "started_at": iso(engine.started_at),
+        "ended_at": iso(engine.ended_at) if final else None,
+        "duration_s": _num(duration),
+        "workers": engine.workers,
+        "workers_lost": len(engine.lost_workers),
+        "aborted": None
+        if engine.aborted is None
+        else {
+            "threshold": engine.aborted.threshold,
+            "reason": engine.aborted.reason,
+            "at": iso(engine.aborted.at),
+        },
+        "window_s": _num(windows[0].end - windows[0].start)
+        if windows
+        else _num(engine.display_window_s(now)),
+        "windows_judged": engine.window_s > 0,
+        "bucket_s": engine.store.resolution_s,
+        "samples": sum(m.count for m in total.metrics.values()),
+        "thresholds": [_threshold_row(r) for r in results],
+        "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
+        "windows": [_window_row(w, gauges) for w in windows],
+        "stages": {k: _hist_summary(h) for k, h in sorted(total.stages.items()) if h.count},
+        "attribution": attributions,
+        "gauges": gauges,
+    }
+
+
+# --- renderers --------------------------------------------------------------------------------------------------
+_MARK = {PASS: "pass", FAIL: "FAIL", NO_DATA: "no data"}
+
+
+def render_terminal(report: dict[str, Any]) -> str:
+    """Plain-text table: each threshold, its value, pass/fail; then failing windows, attribution and verdict."""
+    rows = [("status", "metric", "threshold", "value", "samples")]
+    for t in report["thresholds"]:
+        val = format_value(t["value"], t["unit"])
+        flags = " (required)" if t["required"] and t["status"] != PASS else ""
+        rows.append(
+            (
+                _MARK.get(t["status"], t["status"]),
+                t["metric"],
+                t["expression"] + flags,
+                val,
+                str(t["samples"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        f"SLA profile {report['profile']!r} ({report['config_file']}), {report['duration_s']:.0f} s, "
+        f"{report['samples']} samples"
+    ]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[j]) if j < 4 else c.rjust(widths[j]) for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    failed_windows = [w for w in report["windows"] if w["failed"]]
+    if report["windows_judged"]:
+        lines.append("")
+        lines.append(
+            f"windows of {report['window_s']:.0f} s: {len(report['windows'])}, failing: {len(failed_windows)}"
+        )
+        drift = []
+        for w in report["windows"]:
+            m = w["metrics"].get("WS agent_completed")
+            if m:
+                drift.append(f"{w['index']}:{format_value(m['p95'], 'ms')}")
+        if drift:
+            lines.append("  WS agent_completed p95 per window: " + ", ".join(drift))
+        for w in failed_windows:
+            lines.append(f"  window {w['index']} ({w['start']} .. {w['end']}): {'; '.join(w['failed'])}")
+    if report["attribution"]:
+        lines.append("")
+        lines.append("attribution:")
+        for a in report["attribution"]:
+            lines.append(f"  {a['summary']}")
+    lines.append("")
+    if report["aborted"]:
+        lines.append(f"run aborted early: {report['aborted']['reason']}")
+    if report["workers_lost"]:
+        lines.append(f"workers lost during the run: {report['workers_lost']}")
+    lines.append(f"SLA verdict: {report['verdict'].upper()} (exit code {report['exit_code']})")
+    return "\n".join(lines)
+
+
+def render_junit(report: dict[str, Any]) -> str:
+    """JUnit XML: one testcase per threshold and per failing window (plus one for abort / lost workers)."""
+    suites = ET.Element("testsuites", name="SLA")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"SLA profile {report['profile']}",
+        timestamp=report["started_at"] or "",
+        time=f"{report['duration_s'] or 0:.3f}",
+    )
+    tests = failures = skipped = 0
+
+    def case(classname: str, name: str) -> ET.Element:
+        nonlocal tests
+        tests += 1
+        return ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
+
+    for t in report["thresholds"]:
+        c = case(f"sla.{t['metric'].split(' ', 1)[0]}", f"{t['metric']} {t['expression']}")
+        value = format_value(t["value"], t["unit"])
+        if t["status"] == FAIL:
+            failures += 1
+            msg = (
+                f"SLA FAILED: {t['metric']} {t['expression']} was {value}"
+                if t["value"] is not None
+                else f"SLA FAILED: {t['metric']} {t['expression']}: no samples, but required"
+            )
+            f = ET.SubElement(c, "failure", message=msg, type="SLABreach")
+            f.text = "\n".join(
+                [t["description"]]
+                + [
+                    a["summary"]
+                    for a in report["attribution"]
+                    if a["metric"] == t["metric"] and a["expression"] == t["expression"]
+                ]
+            )
+        elif t["status"] == NO_DATA:
+            skipped += 1
+            ET.SubElement(c, "skipped", message="no data: the metric got no samples in this run")
+        ET.SubElement(c, "system-out").text = f"value: {value}; samples: {t['samples']}; {t['description']}"
+    for w in report["windows"]:
+        for name in w["failed"]:
+            c = case("sla.window", f"{name} [window {w['index']} {w['start']} .. {w['end']}]")
+            failures += 1
+            ET.SubElement(
+                c, "failure", message=f"SLA FAILED in window {w['index']}: {name}", type="SLABreach"
+            )
+    if report["aborted"] or report["workers_lost"]:
+        c = case("sla.run", "run completed")
+        failures += 1
+        msg = (
+            f"aborted: {report['aborted']['reason']}"
+            if report["aborted"]
+            else f"{report['workers_lost']} worker(s) lost"
+        )
+        ET.SubElement(c, "failure", message=msg, type="SLARun")
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _write(path: str, text: str) -> None:
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_reports(
+    report: dict[str, Any],
+    json_path: str | None = None,
+    junit_path: str | None = None,
+    html_path: str | None = None,
+) -> list[str]:
+    """Write the requested report files; returns the paths written. Errors are logged, never raised."""
+    written = []
+    jobs: list[tuple[str | None, Any]] = [
+        (json_path, lambda: json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"),
+        (junit_path, lambda: render_junit(report)),
+        (html_path, lambda: _render_html(report)),
+    ]
+    for path, render in jobs:
+        if not path:
+            continue
+        try:
+            text = render()
+            if text is None:
+                continue
+            _write(path, text)
+            written.append(path)
+        except Exception as e:
+            logger.error("SLA report %s could not be written: %s", path, e)
+    return written
+
+
+def _render_html(report: dict[str, Any]) -> str | None:
+    try:
+        from sla_checks.report_html import render
+    except ImportError as e:
+        logger.warning("--sla-report-html: the HTML renderer is not available (%s); skipped", e)
+        return None
+    return render(report)
