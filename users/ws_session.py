@@ -1,0 +1,542 @@
+"""One chat WebSocket connection on gevent: connect + auth, one reader greenlet, sending, heartbeat pings.
+
+The reader greenlet owns the socket's receive side: it decodes frames (:mod:`users.ws_codec`), routes them through
+the pure :class:`tasks.timeline.Dispatcher`, enforces every in-flight message's deadline (its ``recv`` times out at
+the earliest deadline) and reports each ended message through ``on_outcome`` right when it ends, so one slow reply
+never delays the measurement of another. Nothing here knows Locust: ``users/chat.py`` turns the callbacks into
+samples.
+
+Exceptions::
+
+    ChatError
+    ├── ConnectError        connect failed (TCP, TLS, upgrade refused, auth refused, no welcome); ``.auth`` flags auth
+    └── HeartbeatError      no pong in time / connection not open
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import orjson
+from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
+
+from tasks.timeline import (
+    BINARY_FRAME,
+    OVERSIZE_FRAME,
+    Dispatcher,
+    MessageTimeline,
+    Outcome,
+    ProtocolConfig,
+    RouteKind,
+)
+from users.ws_codec import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    OVERSIZE,
+    FrameDecoder,
+    FrameError,
+    HandshakeError,
+    build_request,
+    check_accept,
+    encode_close,
+    encode_frame,
+    new_key,
+    parse_close,
+    parse_response,
+)
+
+logger = logging.getLogger(__name__)
+
+AUTH_MODES = ("subprotocol+header", "header", "subprotocol", "query")
+CLOSE_REASONS = {
+    1000: "normal closure",
+    1001: "going away",
+    1002: "protocol error",
+    1006: "abnormal closure",
+    1008: "policy violation (auth)",
+    1009: "message too big",
+    1011: "service not ready / internal error",
+    1012: "service restart",
+    1013: "try again later",
+}
+
+
+class ChatError(Exception):
+    """Base of this module's errors; texts never contain tokens."""
+
+    def __repr__(self) -> str:  # Locust's failure table shows repr(): keep it the plain text
+        return str(self)
+
+
+class ConnectError(ChatError):
+    """The connect did not reach ``connection_established``."""
+
+    def __init__(self, message: str, auth: bool = False) -> None:
+        super().__init__(message)
+        self.auth = auth
+
+
+class HeartbeatError(ChatError):
+    """A ping got no pong in time, or the connection is not open."""
+
+
+class ChatFailure(ChatError):
+    """A failed sample's exception: ``repr``/``str`` are exactly the outcome text (``timeout after 30000 ms`` ...)."""
+
+
+def split_ws_url(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, hostname, port, netloc-for-Host, path+query) of a ``ws://``/``wss://`` URL; ValueError if not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(url)
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return parts.scheme, parts.hostname, port, netloc, target
+
+
+def auth_placement(token: str | None, mode: str, prefix: str = "jwt-auth.") -> tuple[list[str], list[tuple[str, str]], str]:
+    """(subprotocols, headers, query suffix) for ``--ws-auth`` ``mode``."""
+    if token is None:
+        return [], [], ""
+    protos: list[str] = []
+    headers: list[tuple[str, str]] = []
+    query = ""
+    if mode in ("subprotocol+header", "subprotocol"):
+        protos.append(prefix + token)
+    if mode in ("subprotocol+header", "header"):
+        headers.append(("Authorization", f"Bearer {token}"))
+    if mode == "query":
+        query = "token=" + quote(token, safe="")
+    if mode not in AUTH_MODES:
+        raise ValueError(f"unknown auth mode {mode!r}")
+    return protos, headers, query
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class ChatSession:
+    """One authenticated chat WebSocket with its reader greenlet. Not reusable after :meth:`close`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        config: ProtocolConfig,
+        token: str | None = None,
+        auth_mode: str = "subprotocol+header",
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
+        reply_timeout: float = 30.0,
+        hang_after: float = 10.0,
+        max_frame: int = 1 << 20,
+        extra_headers: Iterable[tuple[str, str]] = (),
+        on_outcome: Callable[[MessageTimeline, Outcome], None] | None = None,
+        on_closed: Callable[[str], None] | None = None,
+        on_anomaly: Callable[[str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.scheme, self.hostname, self.port, self._netloc, self._target = split_ws_url(url)
+        protos, headers, query = auth_placement(token, auth_mode)
+        self._subprotocols = protos
+        self._headers = headers + list(extra_headers)
+        if query:
+            self._target += ("&" if "?" in self._target else "?") + query
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.reply_timeout = reply_timeout
+        self.hang_after = hang_after
+        self.dispatcher = Dispatcher(config)
+        self.decoder = FrameDecoder(max_frame)
+        self.on_outcome = on_outcome
+        self.on_closed = on_closed
+        self.on_anomaly = on_anomaly
+        self.welcome: dict[str, Any] | None = None
+        self.subprotocol: str | None = None
+        self.close_reason: str | None = None
+        self.connected_at = 0.0
+        self.messages_sent = 0
+        self._sock: socket.socket | None = None
+        self._reader: gevent.Greenlet | None = None
+        self._send_lock = Semaphore()
+        self._changed = Event()
+        self._pong: AsyncResult | None = None
+        self._pong_echo: float | None = None
+        self._open = False
+        self._closing = False
+        self._last_error: str | None = None
+        self._pending_frames: list[Any] = []
+
+    # -- connect -------------------------------------------------------------------------------------------------
+    @property
+    def open(self) -> bool:
+        return self._open
+
+    def connect(self) -> float:
+        """Open, upgrade, authenticate and wait for the welcome; returns the connect time in ms.
+
+        Raises :class:`ConnectError` with a text that names what failed (never the token).
+        """
+        start = time.perf_counter()
+        deadline = start + self.connect_timeout
+        try:
+            sock = socket.create_connection((self.hostname, self.port), timeout=self.connect_timeout)
+        except TimeoutError:
+            raise ConnectError(f"TCP connect to {self.hostname}:{self.port} timed out after {self.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectError(f"TCP connect to {self.hostname}:{self.port} failed: {exc.strerror or exc}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.scheme == "wss":
+                ctx = self.ssl_context or ssl.create_default_context()
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname=self.hostname)
+                except ssl.SSLCertVerificationError as exc:
+                    raise ConnectError(
+                        f"TLS certificate of {self.hostname} not trusted ({exc.verify_message}); "
+                        "fix the certificate or pass --ws-insecure for a test system"
+                    ) from None
+                except (ssl.SSLError, OSError) as exc:
+                    raise ConnectError(f"TLS handshake with {self.hostname}:{self.port} failed: {exc}") from None
+            key = new_key()
+            sock.sendall(build_request(self._netloc, self._target, key, self._subprotocols, self._headers))
+            buffer = b""
+            while True:
+                response = parse_response(buffer)
+                if response is not None:
+                    break
+                buffer += self._recv_before(sock, deadline, "the upgrade response")
+            if response.status in (401, 403):
+                raise ConnectError(
+                    f"auth refused at upgrade: HTTP {response.status} {response.reason} "
+                    "(check the token: --jwt-secret / JWT_SECRET_KEY, --token-file or --users-file)",
+                    auth=True,
+                )
+            if response.status != 101:
+                hint = " (check --ws-path and the host)" if response.status == 404 else ""
+                raise ConnectError(f"upgrade refused: HTTP {response.status} {response.reason}{hint}")
+            self.subprotocol = check_accept(response, key, self._subprotocols)
+            frames = self.decoder.feed(response.rest) if response.rest else []
+            welcome_type = self.config.welcome_type
+            type_field = self.config.type_field
+            while self.welcome is None:
+                while frames:
+                    frame = frames.pop(0)
+                    if frame.opcode == OP_TEXT:
+                        try:
+                            body = orjson.loads(frame.payload)
+                        except orjson.JSONDecodeError:
+                            self._anomaly("malformed json")
+                            continue
+                        if not isinstance(body, dict):
+                            self._anomaly("not a json object")
+                            continue
+                        kind = body.get(type_field)
+                        if kind == welcome_type:
+                            self.welcome = body
+                            self._pending_frames = frames
+                            frames = []
+                            break
+                        if kind in self.config.error_types:
+                            code = body.get(self.config.error_code_field) or kind
+                            msg = body.get(self.config.error_message_field) or ""
+                            self._last_error = f"{code}: {msg}"
+                            if code == self.config.auth_error_code:
+                                raise ConnectError(f"auth failed: {code}: {msg}", auth=True)
+                    elif frame.opcode == OP_CLOSE:
+                        code, reason = parse_close(frame.payload)
+                        auth = code == 1008
+                        what = CLOSE_REASONS.get(code, "")
+                        detail = f" after {self._last_error}" if self._last_error else ""
+                        raise ConnectError(
+                            f"{'auth failed: ' if auth else ''}server closed {code} {what}{detail}"
+                            f"{': ' + reason if reason else ''}".rstrip(),
+                            auth=auth,
+                        )
+                    elif frame.opcode == OP_PING:
+                        sock.sendall(encode_frame(frame.payload, OP_PONG))
+                if self.welcome is None:
+                    frames = self.decoder.feed(self._recv_before(sock, deadline, "connection_established"))
+        except ConnectError:
+            sock.close()
+            raise
+        except HandshakeError as exc:
+            sock.close()
+            raise ConnectError(f"upgrade failed: {exc}") from None
+        except FrameError as exc:
+            sock.close()
+            raise ConnectError(f"protocol error during connect: {exc}") from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"connection failed during the upgrade: {exc.strerror or exc}") from None
+        elapsed = (time.perf_counter() - start) * 1000.0
+        self._sock = sock
+        self._open = True
+        self.connected_at = time.perf_counter()
+        self._reader = gevent.spawn(self._read_loop)
+        return elapsed
+
+    def _recv_before(self, sock: socket.socket, deadline: float, waiting_for: str) -> bytes:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise ConnectError(f"no {waiting_for} within {self.connect_timeout:g} s")
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            raise ConnectError(f"no {waiting_for} within {self.connect_timeout:g} s") from None
+        if not data:
+            detail = f" after {self._last_error}" if self._last_error else ""
+            raise ConnectError(f"server closed the connection before {waiting_for}{detail}")
+        return data
+
+    def _anomaly(self, name: str) -> None:
+        self.dispatcher.note(name)
+        if self.on_anomaly is not None:
+            self.on_anomaly(name)
+
+    # -- sending -------------------------------------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None or not self._open:
+            raise ConnectionError("connection is not open")
+        with self._send_lock:
+            sock.sendall(data)
+
+    def send_message(self, content: str, intended_at: float | None = None) -> MessageTimeline:
+        """Send one user message (fresh thread and correlation id) and track its timeline.
+
+        On a send failure the timeline is ended at once as ``error DISCONNECTED`` (reported via ``on_outcome``).
+        """
+        cfg = self.config
+        thread_id = os.urandom(16).hex()
+        correlation_id = os.urandom(16).hex()
+        body = orjson.dumps(
+            {
+                cfg.type_field: cfg.user_message_type,
+                cfg.send_envelope: {
+                    cfg.content_field: content,
+                    cfg.thread_field: thread_id,
+                    cfg.correlation_field: correlation_id,
+                    "timestamp": _iso_now(),
+                },
+            }
+        )
+        frame = encode_frame(body)
+        now = time.perf_counter()
+        timeline = MessageTimeline(
+            cfg,
+            thread_id=thread_id,
+            correlation_id=correlation_id,
+            sent_at=now,
+            reply_timeout=self.reply_timeout,
+            hang_after=self.hang_after,
+            intended_at=intended_at,
+        )
+        self.dispatcher.track(timeline)
+        self.messages_sent += 1
+        try:
+            self._send(frame)
+        except OSError as exc:
+            self._lost(f"send failed: {exc.strerror or exc}")
+        return timeline
+
+    def wait(self, timelines: Iterable[MessageTimeline], timeout: float) -> bool:
+        """Block until every timeline ended (the reader ends them by their deadlines); False on ``timeout``."""
+        pending = [t for t in timelines if not t.done]
+        end = time.perf_counter() + timeout
+        while pending:
+            self._changed.clear()
+            pending = [t for t in pending if not t.done]
+            if not pending:
+                break
+            remaining = end - time.perf_counter()
+            if remaining <= 0:
+                return False
+            self._changed.wait(remaining)
+        return True
+
+    def ping(self, timeout: float) -> float:
+        """Send a heartbeat ``ping``; the round trip in ms. Raises :class:`HeartbeatError` without a pong."""
+        if not self._open:
+            raise HeartbeatError("heartbeat: connection not open")
+        echo = time.time()
+        result: AsyncResult = AsyncResult()
+        self._pong, self._pong_echo = result, echo
+        start = time.perf_counter()
+        try:
+            self._send(encode_frame(orjson.dumps({self.config.type_field: self.config.ping_type, "timestamp": echo})))
+        except OSError as exc:
+            raise HeartbeatError(f"heartbeat: send failed: {exc.strerror or exc}") from None
+        try:
+            arrived = result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise HeartbeatError(f"heartbeat: no pong within {timeout:g} s") from None
+        finally:
+            if self._pong is result:
+                self._pong = None
+        if arrived is None:
+            raise HeartbeatError(f"heartbeat: connection closed ({self.close_reason})")
+        return (arrived - start) * 1000.0
+
+    # -- reader --------------------------------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        dispatcher = self.dispatcher
+        decoder = self.decoder
+        perf = time.perf_counter
+        on_outcome = self.on_outcome
+        changed = self._changed
+        inf = float("inf")
+        reason = "connection closed"
+        try:
+            frames = self._pending_frames
+            self._pending_frames = []
+            while True:
+                if frames:
+                    now = perf()
+                    for frame in frames:
+                        op = frame.opcode
+                        if op == OP_TEXT:
+                            routed = dispatcher.dispatch_text(frame.payload, now)
+                            if routed.outcome is not None:
+                                if on_outcome is not None:
+                                    on_outcome(routed.timeline, routed.outcome)
+                                changed.set()
+                            elif routed.kind is not RouteKind.MESSAGE:
+                                self._route_other(routed, now)
+                        elif op == OP_PING:
+                            self._send(encode_frame(frame.payload, OP_PONG))
+                        elif op == OP_CLOSE:
+                            code, text = parse_close(frame.payload)
+                            what = CLOSE_REASONS.get(code, "")
+                            extra = f" after {self._last_error}" if self._last_error else ""
+                            reason = f"server closed {code} {what}{extra}{': ' + text if text else ''}"
+                            try:
+                                self._send(encode_close(code if code not in (1005, 1006) else 1000))
+                            except OSError:
+                                pass
+                            return
+                        elif op == OP_BINARY:
+                            self._anomaly(BINARY_FRAME)
+                        elif op == OVERSIZE:
+                            self._anomaly(OVERSIZE_FRAME)
+                        # OP_PONG: unsolicited pong frames are fine
+                # deadlines: recv times out at the earliest one
+                deadline = dispatcher.next_deadline() if dispatcher.in_flight else inf
+                now = perf()
+                if deadline <= now:
+                    pending = dispatcher.pending()
+                    dispatcher.poll(now)
+                    if on_outcome is not None:
+                        for timeline in pending:
+                            if timeline.outcome is not None:
+                                on_outcome(timeline, timeline.outcome)
+                    changed.set()
+                    deadline = dispatcher.next_deadline() if dispatcher.in_flight else inf
+                # wake at least every second so a message sent while idle gets its deadline enforced
+                sock.settimeout(min(deadline - now, 1.0) if deadline != inf else 1.0)
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    frames = []
+                    continue
+                if not data:
+                    reason = "connection closed by the server without a close frame (1006 abnormal closure)"
+                    return
+                frames = decoder.feed(data)
+        except FrameError as exc:
+            reason = f"protocol error from the server: {exc}"
+            try:
+                self._send(encode_close(exc.close_code))
+            except OSError:
+                pass
+        except OSError as exc:
+            reason = f"connection lost: {exc.strerror or exc}"
+        except gevent.GreenletExit:
+            reason = "connection closed by the client"
+            raise
+        finally:
+            self._lost(reason)
+
+    def _route_other(self, routed: Any, now: float) -> None:
+        kind = routed.kind
+        if kind is RouteKind.PONG:
+            pong = self._pong
+            if pong is not None:
+                data = routed.frame.get(self.config.envelope)
+                echo = data.get("timestamp") if isinstance(data, dict) else routed.frame.get("timestamp")
+                if echo is None or echo == self._pong_echo:
+                    pong.set(now)
+        elif kind is RouteKind.CONNECTION_ERROR:
+            frame = routed.frame
+            code = frame.get(self.config.error_code_field) or frame.get(self.config.type_field)
+            self._last_error = f"{code}: {frame.get(self.config.error_message_field) or ''}"
+            logger.warning("chat connection error frame without a message: %s", self._last_error)
+        elif kind is RouteKind.ANOMALY and self.on_anomaly is not None:
+            self.on_anomaly(routed.anomaly)
+
+    def _lost(self, reason: str) -> None:
+        """The connection is gone: end every in-flight message, wake waiters, report once."""
+        if not self._open and self._sock is None:
+            return
+        was_open = self._open
+        self._open = False
+        self.close_reason = reason
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        now = time.perf_counter()
+        pending = self.dispatcher.pending()
+        self.dispatcher.abort_all(reason, now)
+        if self.on_outcome is not None:
+            for timeline in pending:
+                if timeline.outcome is not None:
+                    self.on_outcome(timeline, timeline.outcome)
+        pong = self._pong
+        if pong is not None and not pong.ready():
+            pong.set(None)
+        self._changed.set()
+        if was_open and not self._closing and self.on_closed is not None:
+            self.on_closed(reason)
+
+    # -- closing -------------------------------------------------------------------------------------------------
+    def close(self, code: int = 1000, reason: str = "client done") -> None:
+        """Close (best effort close frame), end in-flight messages as ``error DISCONNECTED``, stop the reader."""
+        self._closing = True
+        if self._open and self._sock is not None:
+            try:
+                self._sock.settimeout(1.0)
+                with self._send_lock:
+                    self._sock.sendall(encode_close(code, reason))
+            except OSError:
+                pass
+        reader = self._reader
+        if reader is not None and not reader.dead and reader is not gevent.getcurrent():
+            reader.kill(block=True, timeout=2.0)
+        self._lost(f"client closed the connection ({reason})")
