@@ -21,3 +21,15 @@ class BenchChatUser(ChatUser):
     """``ChatUser`` sending its next message as soon as the previous one completed."""
 
     wait_time = constant(0)
+
+
+def _idle(user: ChatUser) -> None:
+    import gevent
+
+    gevent.sleep(1.0)
+
+
+class IdleChatUser(ChatUser):
+    """``ChatUser`` holding its session open (heartbeats running) and sending no chat message."""
+
+    tasks = [_idle]

@@ -35,6 +35,8 @@ from locust import events
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, MasterRunner, WorkerRunner
 
+from bench.fast_server import raise_fd_limit
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,6 +74,7 @@ class BenchMeter:
         self.times: list[float] = []
         self.intended: list[float] = []
         self.total_samples = 0
+        self.rss_init = psutil.Process().memory_info().rss  # before any user is spawned
         environment.events.request.add_listener(self.on_request)
         gevent.spawn(self._run)
 
@@ -106,8 +109,9 @@ class BenchMeter:
             logger.error("bench meter: the runner never reached 'running'")
             return
         gevent.sleep(self.warmup)
-        g0, rss0 = _greenlets(), proc.memory_info().rss
-        cpu0, t0 = _cpu(), time.perf_counter()
+        g0 = _greenlets()  # walks the heap: keep this pause out of the measured window
+        gevent.sleep(1.0)
+        rss0, cpu0, t0 = proc.memory_info().rss, _cpu(), time.perf_counter()
         self.recording = True
         gevent.sleep(self.window)
         self.recording = False
@@ -123,7 +127,7 @@ class BenchMeter:
             "rate": self.count / secs, "samples_all_metrics": self.total_samples,
             "cpu_s": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / secs,
             "cpu_us_per_rt": (cpu1 - cpu0) / self.count * 1e6 if self.count else None,
-            "rss_start": rss0, "rss_end": rss1, "greenlets_start": g0, "greenlets_end": g1,
+            "rss_init": self.rss_init, "rss_start": rss0, "rss_end": rss1, "greenlets_start": g0, "greenlets_end": g1,
             "p50_ms": percentile(self.times, 50), "p99_ms": percentile(self.times, 99),
             "max_ms": self.times[-1] if self.times else None,
             "intended_p50_ms": percentile(self.intended, 50), "intended_p99_ms": percentile(self.intended, 99),
@@ -138,6 +142,7 @@ class BenchMeter:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    raise_fd_limit()
     out_dir = os.environ.get("BENCH_METER_DIR")
     if not out_dir:
         logger.warning("bench meter loaded without BENCH_METER_DIR: not measuring")
