@@ -164,7 +164,7 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
         notes.append(str(snapshot["note"]))
     rows = [
         {
-            "name": "verdict",
+            "name": "0000 verdict",  # the bundle sorts rows by "name" (plain string order): verdict first
             "status": f"VERDICT: {verdict.upper()}",
             "metric": "(all thresholds)",
             "expression": "",
@@ -176,7 +176,7 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
             "windows": "",
         }
     ]
-    for item in thresholds:
+    for position, item in enumerate(thresholds, start=1):
         status = str(item.get("status") or "pending")
         flags = [
             f
@@ -187,7 +187,7 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
         windows = item.get("failed_windows") or []
         rows.append(
             {
-                "name": f"{item.get('metric')} {item.get('expression')}",
+                "name": f"{position:04d} {item.get('metric')} {item.get('expression')}",  # keeps report order
                 "status": _STATUS_TEXT.get(status, status),
                 "metric": str(item.get("metric") or ""),
                 "expression": str(item.get("expression") or ""),
@@ -206,7 +206,7 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
 def attribution_rows(snapshot: Mapping[str, Any]) -> list[dict[str, str]]:
     """Rows of the SLA attribution tab: one per attributed failing WS/FLOW threshold."""
     rows = []
-    for entry in snapshot.get("attribution") or []:
+    for position, entry in enumerate(snapshot.get("attribution") or [], start=1):
         if not isinstance(entry, Mapping):
             continue
         tiers = []
@@ -219,7 +219,7 @@ def attribution_rows(snapshot: Mapping[str, Any]) -> list[dict[str, str]]:
             )
         rows.append(
             {
-                "name": f"{entry.get('metric')} {entry.get('expression')}",
+                "name": f"{position:04d} {entry.get('metric')} {entry.get('expression')}",
                 "metric": f"{entry.get('metric') or ''} {entry.get('expression') or ''}".strip(),
                 "summary": str(entry.get("summary") or ""),
                 "tiers": "; ".join(tiers),
