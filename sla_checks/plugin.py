@@ -1,0 +1,397 @@
+"""Locust glue of the SLA engine: options, sample collection, shipping to the master, live evaluation, verdict.
+
+Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options and the hooks below.
+
+* every process: a listener on ``environment.events.request`` records each sample into a
+  :class:`~sla_checks.engine.Collector` (a dict lookup and a histogram increment, no sorting);
+* worker: the collected buckets ride along in Locust's own worker report (``report_to_master``, every 3 s and a
+  final one on quit);
+* master / local runner: merges worker reports (``worker_report``), evaluates every ``--sla-eval-interval`` seconds
+  (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
+  workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
+  ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach.
+
+Live state for the web UI: ``environment.sla`` is the :class:`SlaPlugin`; ``environment.sla.snapshot()`` returns the
+report dict (schema in :mod:`sla_checks.report`, ``"state": "running"``), ``environment.sla.final_report`` the one
+written at the end.
+
+Usage (programmatic, e.g. a test with its own Environment)::
+
+    plugin = SlaPlugin.register(environment, profile=load_profile("ci"))
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust import events
+from locust.env import Environment
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+
+from config.loader import ConfigError, Profile, load_profile
+from sla_checks.engine import Engine
+from sla_checks.evaluate import FAIL, ThresholdResult, format_value
+from sla_checks.report import build_report, render_terminal, write_reports
+
+__all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE"]
+
+logger = logging.getLogger(__name__)
+console = logging.getLogger("locust.stats_logger")  # Locust's plain console logger (the stats table uses it)
+
+DEFAULT_EXIT_CODE = 3
+DEFAULT_EVAL_INTERVAL_S = 5.0
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    parser.add_argument(
+        "--sla-profile",
+        default="local",
+        env_var="LOCUST_SLA_PROFILE",
+        include_in_web_ui=True,
+        help="SLA threshold profile: config/<name>.toml (local, ci, staging, soak). Default: local.",
+    )
+    parser.add_argument(
+        "--sla-config",
+        default="",
+        env_var="LOCUST_SLA_CONFIG",
+        include_in_web_ui=True,
+        help="Threshold file (TOML) to use instead of a profile from config/.",
+    )
+    parser.add_argument(
+        "--sla-exit-code",
+        type=int,
+        default=DEFAULT_EXIT_CODE,
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_EXIT_CODE",
+        help="Process exit code when an SLA threshold fails (default 3).",
+    )
+    parser.add_argument(
+        "--sla-window",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_SLA_WINDOW",
+        include_in_web_ui=True,
+        help="Also judge every threshold per window of this many seconds (soak; 0 = the profile's window_s).",
+    )
+    parser.add_argument(
+        "--sla-eval-interval",
+        type=float,
+        default=0.0,
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_EVAL_INTERVAL",
+        help="Live evaluation period in seconds (abort_on_fail, web UI); 0 = the profile's (default 5).",
+    )
+    parser.add_argument(
+        "--sla-report-json",
+        default="",
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_REPORT_JSON",
+        help="Write the SLA report as JSON to this path at the end.",
+    )
+    parser.add_argument(
+        "--sla-report-junit",
+        default="",
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_REPORT_JUNIT",
+        help="Write the SLA verdict as JUnit XML (one testcase per threshold and failing window).",
+    )
+    parser.add_argument(
+        "--sla-report-html",
+        default="",
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_REPORT_HTML",
+        help="Write the SLA report as one self-contained HTML file.",
+    )
+    parser.add_argument(
+        "--sla-off",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_OFF",
+        help="Disable SLA evaluation (no verdict, no SLA exit code, no SLA reports).",
+    )
+
+
+def _usage_error(msg: str) -> None:
+    logger.error("%s", msg)
+    sys.exit(2)
+
+
+def _opt(options: Any, name: str, default: Any) -> Any:
+    return getattr(options, name, default) if options is not None else default
+
+
+def _load_from_options(options: Any) -> tuple[Profile, float, float, int]:
+    """(profile, window_s, eval_interval_s, exit_code) from the parsed options; ConfigError on bad input."""
+    cfg = _opt(options, "sla_config", "")
+    name = _opt(options, "sla_profile", "local")
+    profile = load_profile(name=None if cfg else name, path=cfg or None)
+    window = float(_opt(options, "sla_window", 0.0) or 0.0)
+    if window < 0:
+        raise ConfigError(f"--sla-window {window:g}: expected a window length in seconds > 0 (or 0 for none)")
+    if window and abs(window - round(window)) > 1e-9:
+        raise ConfigError(f"--sla-window {window:g}: expected a whole number of seconds, e.g. 300")
+    window = window or profile.window_s
+    interval = float(_opt(options, "sla_eval_interval", 0.0) or 0.0)
+    if interval < 0:
+        raise ConfigError(f"--sla-eval-interval {interval:g}: expected a period in seconds > 0")
+    interval = interval or profile.eval_interval_s or DEFAULT_EVAL_INTERVAL_S
+    code = int(_opt(options, "sla_exit_code", DEFAULT_EXIT_CODE))
+    if not 0 <= code <= 255:
+        raise ConfigError(f"--sla-exit-code {code}: expected an exit code 0..255 (default 3)")
+    return profile, window, interval, code
+
+
+class SlaPlugin:
+    """The SLA engine attached to one Locust environment (``environment.sla``)."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        profile: Profile | None,
+        *,
+        window_s: float = 0.0,
+        eval_interval_s: float = DEFAULT_EVAL_INTERVAL_S,
+        exit_code: int = DEFAULT_EXIT_CODE,
+        report_json: str = "",
+        report_junit: str = "",
+        report_html: str = "",
+    ) -> None:
+        self.environment = environment
+        self.profile = profile
+        self.window_s = window_s
+        self.eval_interval_s = eval_interval_s
+        self.exit_code = exit_code
+        self.report_paths = (report_json or None, report_junit or None, report_html or None)
+        self.engine = self._new_engine()
+        self.final_report: dict[str, Any] | None = None
+        self.last_results: list[ThresholdResult] = []
+        self._failing: set[str] = set()
+        self._greenlet: gevent.Greenlet | None = None
+        self._finished = False
+
+    def _new_engine(self) -> Engine:
+        p = self.profile
+        return Engine(
+            list(p.thresholds) if p else [],
+            window_s=self.window_s,
+            profile=p.name if p else "",
+            config_file=p.path if p else "",
+            exit_code=self.exit_code,
+        )
+
+    # --- wiring -----------------------------------------------------------------------------------------------
+    @classmethod
+    def register(cls, environment: Environment, profile: Profile | None = None, **kw: Any) -> SlaPlugin:
+        """Attach to ``environment``: listeners for samples and worker reports; evaluation unless on a worker."""
+        plugin = cls(environment, profile, **kw)
+        environment.sla = plugin  # type: ignore[attr-defined]
+        ev = environment.events
+        ev.request.add_listener(plugin.on_request)
+        pending = getattr(environment, "sla_gauges", None)
+        if pending:
+            for ts, name, value in pending:
+                plugin.engine.collector.record_gauge(name, value, ts)
+            pending.clear()
+        if plugin.is_worker:
+            ev.report_to_master.add_listener(plugin.on_report_to_master)
+        else:
+            ev.worker_report.add_listener(plugin.on_worker_report)
+            ev.test_start.add_listener(plugin.on_test_start)
+            ev.test_stop.add_listener(plugin.on_test_stop)
+            ev.quitting.add_listener(plugin.on_quitting)
+        return plugin
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.environment.runner, WorkerRunner)
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        response_length: int = 0,
+        exception: BaseException | None = None,
+        context: dict[str, Any] | None = None,
+        **_kw: Any,
+    ) -> None:
+        stages = None
+        if context and request_type == "WS" and name == "agent_completed":
+            st = context.get("stages")
+            if isinstance(st, dict):
+                stages = st
+        self.engine.collector.record(
+            request_type, name, response_time, exception is not None, time.time(), stages
+        )
+
+    def record_gauge(self, name: str, value: float, timestamp: float) -> None:
+        self.engine.collector.record_gauge(name, value, timestamp)
+
+    def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
+        payload = self.engine.collector.drain()
+        if payload:
+            data["sla"] = payload
+
+    def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        payload = data.get("sla")
+        if payload:
+            try:
+                self.engine.store.absorb(payload, client_id)
+            except Exception:
+                logger.exception("SLA: unreadable report from worker %s ignored", client_id)
+
+    # --- lifecycle (master / local) ---------------------------------------------------------------------------
+    def on_test_start(self, environment: Environment, **_kw: Any) -> None:
+        if self.engine.ended_at is not None:  # a new test from the web UI: start afresh
+            self.engine = self._new_engine()
+            self._failing.clear()
+            self.final_report = None
+        self.engine.start(time.time())
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._evaluate_loop)
+
+    def on_test_stop(self, environment: Environment, **_kw: Any) -> None:
+        self.tick(time.time())
+        self.engine.stop(time.time())
+
+    def _evaluate_loop(self) -> None:
+        while self.engine.ended_at is None:
+            gevent.sleep(self.eval_interval_s)
+            try:
+                self.tick(time.time())
+            except Exception:
+                logger.exception("SLA live evaluation failed")
+
+    def _track_workers(self) -> None:
+        runner = self.environment.runner
+        if not isinstance(runner, MasterRunner):
+            return
+        clients = list(runner.clients.values())
+        self.engine.workers = max(self.engine.workers, len(clients))
+        for c in clients:
+            if c.state == STATE_MISSING and c.id not in self.engine.lost_workers:
+                self.engine.lost_workers.add(c.id)
+                logger.warning(
+                    "SLA: worker %s went missing; its samples since its last report are lost", c.id
+                )
+
+    def tick(self, now: float) -> list[ThresholdResult]:
+        """One live evaluation: merge, judge, log changes, act on abort_on_fail."""
+        self.engine.flush_local()
+        self._track_workers()
+        if self.engine.ended_at is not None:
+            return self.last_results
+        results = self.engine.evaluate(now)
+        self.last_results = results
+        failing = {r.name for r in results if r.status == FAIL}
+        for r in results:
+            if r.name in failing and r.name not in self._failing:
+                logger.warning("SLA failing now: %s", r.describe())
+        for name in self._failing - failing:
+            logger.info("SLA back within threshold: %s", name)
+        self._failing = failing
+        if self.engine.aborted is None:
+            abort = self.engine.check_abort(results, now)
+            if abort is not None:
+                logger.error("SLA ABORT: %s; stopping the run", abort.reason)
+                gevent.spawn(self._stop_run)
+        return results
+
+    def _stop_run(self) -> None:
+        runner = self.environment.runner
+        if runner is None:
+            return
+        options = self.environment.parsed_options
+        if options is not None and getattr(options, "headless", False):
+            runner.quit()
+        else:
+            runner.stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The report dict now (``state`` ``running`` while the test runs); cheap enough to poll every 2 s."""
+        if self.final_report is not None:
+            return self.final_report
+        if self.is_worker:
+            return {"state": "worker", "schema": "ws-agent-loadtest/sla-report/1"}
+        self.engine.flush_local()
+        return build_report(self.engine, time.time(), final=False, other_exit_code=self._other_exit_code())
+
+    def _other_exit_code(self) -> int:
+        env = self.environment
+        runner = env.runner
+        if env.process_exit_code is not None:
+            return int(env.process_exit_code)
+        if runner is not None and (len(runner.errors) or len(runner.exceptions)):
+            return int(_opt(env.parsed_options, "exit_code_on_error", 1))
+        return 0
+
+    def on_quitting(self, environment: Environment, **_kw: Any) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        now = time.time()
+        self._track_workers()
+        self.engine.flush_local()
+        if self.engine.started_at is None and not self.engine.store.buckets:
+            logger.info("SLA: no test ran, no verdict")
+            return
+        self.engine.stop(now)
+        report = build_report(self.engine, now, final=True, other_exit_code=self._other_exit_code())
+        self.final_report = report
+        for t in report["thresholds"]:
+            if t["status"] == FAIL and t["value"] is None:
+                logger.error(
+                    "SLA FAILED: %s %s had no samples, but it is required", t["metric"], t["expression"]
+                )
+            elif t["status"] == FAIL:
+                value = format_value(t["value"], t["unit"])
+                logger.error("SLA FAILED: %s %s was %s", t["metric"], t["expression"], value)
+            elif t["failed_windows"]:
+                windows = ", ".join(map(str, t["failed_windows"]))
+                logger.error("SLA FAILED: %s %s in window(s) %s", t["metric"], t["expression"], windows)
+        for a in report["attribution"]:
+            logger.error("SLA attribution: %s", a["summary"])
+        console.info("\n%s\n", render_terminal(report))
+        written = write_reports(report, *self.report_paths)
+        for path in written:
+            logger.info("SLA report written: %s", path)
+        if report["verdict"] == "fail":
+            environment.process_exit_code = self.exit_code
+        logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_kw: Any) -> None:
+    options = environment.parsed_options
+    if _opt(options, "sla_off", False):
+        logger.info("SLA evaluation is off (--sla-off)")
+        return
+    if getattr(environment, "sla", None) is not None:
+        return  # registered programmatically
+    is_worker = isinstance(environment.runner, WorkerRunner)
+    profile: Profile | None = None
+    window = interval = 0.0
+    code = DEFAULT_EXIT_CODE
+    try:
+        profile, window, interval, code = _load_from_options(options)
+    except ConfigError as e:
+        if not is_worker:
+            _usage_error(f"SLA configuration error: {e}")
+        # a worker only collects; the master judges and has already reported the error
+    SlaPlugin.register(
+        environment,
+        None if is_worker else profile,
+        window_s=window,
+        eval_interval_s=interval or DEFAULT_EVAL_INTERVAL_S,
+        exit_code=code,
+        report_json=_opt(options, "sla_report_json", ""),
+        report_junit=_opt(options, "sla_report_junit", ""),
+        report_html=_opt(options, "sla_report_html", ""),
+    )
