@@ -44,7 +44,7 @@ from scenarios.faults import (
     fault_timeline,
 )
 from scenarios.registry import SCENARIOS, Scenario, get_scenario
-from scenarios.shapes import ScenarioShape, Step, build_shape
+from scenarios.shapes import ScenarioShape, Step, Stepped, build_shape
 
 __all__ = ["ScenarioState", "activate", "parse_seconds", "profile_toml", "register_options"]
 
@@ -69,8 +69,15 @@ class _ListScenariosAction(argparse.Action):
         sys.exit(0)
 
 
+_late_registered = False
+
+
 @events.init_command_line_parser.add_listener
 def register_options(parser: Any) -> None:
+    global _late_registered
+    if not _late_registered:
+        events.init.add_listener(_on_init_late)
+        _late_registered = True
     arg_group = parser.add_argument_group(
         "Scenarios", "Named load scenarios of the seed test plan (users, load shape, thresholds, paired faults)"
     )
@@ -385,10 +392,16 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
         raise ScenarioError(f"scenario {scenario.name}: generated SLA profile is invalid: {e}") from None
     state.generated_profile = path
     options.sla_config = path
-    if scenario.sla_window_s and hasattr(options, "sla_window"):
-        window = scenario.sla_window_s * state.time_scale
-        if not getattr(options, "sla_window", None):
-            options.sla_window = window
+    if scenario.sla_window_s and hasattr(options, "sla_window") and not options.sla_window:
+        # the window shrinks with the run (whole seconds, as --sla-window wants)
+        options.sla_window = float(max(1, round(scenario.sla_window_s * state.time_scale)))
+    sla = getattr(environment, "sla", None)
+    if sla is not None and hasattr(sla, "_new_engine"):
+        # the SLA engine was set up already (web UI picks the scenario at swarm time): give it the new thresholds
+        sla.profile = load_profile(path=path)
+        if options.sla_window:
+            sla.window_s = float(options.sla_window)
+        sla.engine = sla._new_engine()
     logger.info(
         "Scenario %s: thresholds (%s mode, base %s) in %s",
         scenario.name,
@@ -402,7 +415,7 @@ def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | No
     options = environment.parsed_options
     if step is not None and step.inflight is not None and hasattr(options, "ws_inflight"):
         options.ws_inflight = step.inflight
-    entry = environment.runner.stats.get("agent_completed", "WS") if environment.runner else None
+    entry = environment.runner.stats.entries.get(("agent_completed", "WS")) if environment.runner else None
     snapshot = dict(entry.response_times) if entry else {}
     state._step_marks.append(
         (
@@ -427,8 +440,9 @@ def _finish_curve(environment: Any, state: ScenarioState) -> None:
 
     if not state._step_marks or environment.runner is None:
         return
-    entry = environment.runner.stats.get("agent_completed", "WS")
-    marks = [*state._step_marks, (-1, None, dict(entry.response_times), entry.num_requests, entry.num_failures, 0.0)]
+    entry = environment.runner.stats.entries.get(("agent_completed", "WS"))
+    final = (dict(entry.response_times), entry.num_requests, entry.num_failures) if entry else ({}, 0, 0)
+    marks = [*state._step_marks, (-1, None, *final, 0.0)]
     curve = []
     for (index, step, before, _n0, f0, _), (_, _, after, _n1, f1, _) in zip(marks, marks[1:], strict=False):
         delta = diff_response_time_dicts(after, before)
@@ -455,6 +469,17 @@ def _finish_curve(environment: Any, state: ScenarioState) -> None:
             f.write("step,users,inflight,count,failures,p50_ms,p95_ms,max_ms\n")
             for p in curve:
                 f.write(f"{p.step},{p.users},{p.inflight or ''},{p.count},{p.failures},{p.p50},{p.p95},{p.max}\n")
+
+
+def apply_user_mix(environment: Any) -> None:
+    """Set the scenario's ``weight`` / ``fixed_count`` on its user classes (again after other plugins' init)."""
+    state = _state(environment)
+    if state.scenario is None:
+        return
+    available = _available_classes(environment, state)
+    for mix in state.scenario.users:
+        cls = available[mix.user_class]
+        cls.weight, cls.fixed_count = (mix.weight if not mix.fixed_count else 0), mix.fixed_count
 
 
 def activate(environment: Any, name: str) -> ScenarioState:
@@ -485,11 +510,8 @@ def activate(environment: Any, name: str) -> ScenarioState:
         )
     state.scenario = scenario
     state.time_scale = _time_scale(scenario, getattr(options, "scenario_duration", "") or "")
-    classes = []
-    for mix in scenario.users:
-        cls = available[mix.user_class]
-        cls.weight, cls.fixed_count = (mix.weight if not mix.fixed_count else 0), mix.fixed_count
-        classes.append(cls)
+    classes = [available[mix.user_class] for mix in scenario.users]
+    apply_user_mix(environment)
     if not isinstance(runner, WorkerRunner):
         environment.user_classes = classes
     for key, value in scenario.options:
@@ -504,7 +526,9 @@ def activate(environment: Any, name: str) -> ScenarioState:
         scenario.shape,
         time_scale=state.time_scale,
         fixed_users=scenario.fixed_users,
-        on_step=lambda index, step: _on_step(environment, state, index, step),
+        on_step=(lambda index, step: _on_step(environment, state, index, step))
+        if isinstance(scenario.shape, Stepped)
+        else None,
     )
     state.shape.runner = runner
     environment.shape_class = state.shape
@@ -536,6 +560,14 @@ def _exit_usage(message: str) -> None:
     logger.error("%s", message)
     sys.stderr.write(f"locust: error: {message}\n")
     sys.exit(SCENARIO_EXIT_CODE_USAGE)
+
+
+def _on_init_late(environment: Any, **_kwargs: Any) -> None:
+    """Runs after every other plugin's ``init`` listener (registered when the parser is built, i.e. after all
+    locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``."""
+    options = environment.parsed_options
+    if options is not None and getattr(options, "scenario", ""):
+        apply_user_mix(environment)
 
 
 @events.init.add_listener
