@@ -124,6 +124,7 @@ def _fmt_ms(value: Any) -> str:
     number = _num(value)
     if number is None:
         return "–"
+    number += 0.0  # -0.0 → 0.0
     if abs(number) >= 100:
         return f"{number:,.0f} ms"
     if abs(number) >= 10:
@@ -479,21 +480,41 @@ def _meta(report: Mapping[str, Any]) -> str:
         ("Ended", _fmt_time(report.get("ended_at"))),
         ("Duration", f"{duration:,.1f} s" if duration is not None else "–"),
         ("Workers", _int(report.get("workers")) if report.get("workers") is not None else "–"),
-        ("Windows", len(_list(report.get("windows")))),
+        ("Samples", _fmt_count(report.get("samples"))),
+        ("Windows", _windows_meta(report)),
     ]
     cells = "".join(f"<div>{_e(label)}: <b>{_e(value)}</b></div>" for label, value in items)
     return f'<div class="meta">{cells}</div>'
 
 
+def _windows_meta(report: Mapping[str, Any]) -> str:
+    count = len(_list(report.get("windows")))
+    window_s = _num(report.get("window_s"))
+    text = f"{count}" + (f" × {window_s:g} s" if window_s else "")
+    if count and report.get("windows_judged") is not None:
+        text += ", judged" if report.get("windows_judged") else ", drift only"
+    return text
+
+
 def _notes(report: Mapping[str, Any]) -> str:
     out = []
+    if report.get("state") == "running":
+        out.append(
+            '<div class="note" id="live">Live snapshot taken while the run was still going: '
+            "the verdict is what it would be if the run ended now.</div>"
+        )
+    reasons = [str(r) for r in _list(report.get("verdict_reasons")) if r]
+    if reasons:
+        items = "".join(f"<li><code>{_e(r)}</code></li>" for r in reasons)
+        out.append(f'<ul class="reasons" id="verdict-reasons">{items}</ul>')
     aborted = report.get("aborted")
     if aborted:
         info = _dict(aborted)
         threshold = info.get("threshold") or (aborted if isinstance(aborted, str) else "?")
         reason = info.get("reason") or ""
+        when = f" at {_fmt_time(info.get('at'))}" if info.get("at") else ""
         out.append(
-            f'<div class="note abort" id="aborted"><b>Run aborted early</b> by threshold '
+            f'<div class="note abort" id="aborted"><b>Run aborted early</b>{_e(when)} by threshold '
             f"<code>{_e(threshold)}</code>{': ' + _e(reason) if reason else ''}. "
             "Figures cover the run up to the abort.</div>"
         )
@@ -504,6 +525,13 @@ def _notes(report: Mapping[str, Any]) -> str:
             "their samples after the loss are missing, so throughput and counts are understated.</div>"
         )
     return "".join(out)
+
+
+def _pattern_note(item: Mapping[str, Any]) -> str:
+    pattern = item.get("pattern")
+    if pattern and pattern != item.get("metric"):
+        return f'<br><span class="muted">from <code>{_e(pattern)}</code></span>'
+    return ""
 
 
 def _thresholds_table(report: Mapping[str, Any]) -> str:
@@ -522,7 +550,8 @@ def _thresholds_table(report: Mapping[str, Any]) -> str:
         windows = [str(w) for w in _list(item.get("failed_windows"))]
         value = _fmt_value(item.get("value"), item.get("unit"))
         rows.append(
-            f'<tr class="{klass}"><td>{_badge(status)}</td><td><code>{_e(item.get("metric"))}</code></td>'
+            f'<tr class="{klass}"><td>{_badge(status)}</td><td title="{_e(item.get("source"))}">'
+            f"<code>{_e(item.get('metric'))}</code>{_pattern_note(item)}</td>"
             f'<td><code>{_e(item.get("expression"))}</code></td><td class="num">{_e(value)}</td>'
             f'<td class="num">{_e(_fmt_count(item.get("samples")))}</td><td>{_e(item.get("description"))}</td>'
             f"<td>{_e(', '.join(flags))}</td><td>{_e(', '.join('W' + w for w in windows))}</td></tr>"
@@ -631,9 +660,16 @@ def _timeseries_section(report: Mapping[str, Any]) -> str:
         cells.append(f"<td>{'<br>'.join(f'<code>{_e(f)}</code>' for f in failed)}</td>")
         rows.append(f'<tr class="{"fail" if failed else ""}">{"".join(cells)}</tr>')
     table = f'<table id="windows"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    judged = report.get("windows_judged")
     caption = (
         '<p class="muted">p95 per window; each tier line is the worst p95 among that tier\'s metrics '
-        "(REDIS *, PG *, CH *, HTTP ready:&lt;tier&gt;). Shaded windows failed a threshold.</p>"
+        "(REDIS *, PG *, CH *, HTTP ready:&lt;tier&gt;). Shaded windows failed a threshold."
+        + (
+            " The thresholds were not judged per window in this run (drift view only)."
+            if judged is False
+            else ""
+        )
+        + "</p>"
     )
     return caption + chart + table
 
@@ -693,7 +729,31 @@ def _stages_section(report: Mapping[str, Any]) -> str:
             + "".join(f"<td class=num>{_e(_fmt_ms(stats.get(k)))}</td>" for k in ("p50", "p95", "p99", "max"))
             + "</tr>"
         )
-    return chart + f'<table id="stages"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+    table = f'<table id="stages"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+    return chart + table + _stage_drift_chart(report, names)
+
+
+def _stage_drift_chart(report: Mapping[str, Any], names: Sequence[str]) -> str:
+    """p95 of each stage per window (when the windows carry stage percentiles)."""
+    windows = [_dict(w) for w in _list(report.get("windows"))]
+    if len(windows) < 2:
+        return ""
+    all_names = list(names) + sorted(
+        {n for w in windows for n in _dict(w.get("stages")) if n not in names}, key=_stage_rank
+    )
+    series = [
+        (f"{name} p95", [_num(_dict(_dict(w.get("stages")).get(name)).get("p95")) for w in windows])
+        for name in all_names
+    ]
+    series = [(label, points) for label, points in series if any(v is not None for v in points)]
+    if not series:
+        return ""
+    _, labels = _window_series(report)
+    bands = {i for i, w in enumerate(windows) if _list(w.get("failed"))}
+    chart = _line_chart(
+        "chart-stage-windows", labels, series, log_scale=True, unit="ms", bands=bands, x_title="window"
+    )
+    return "<h3>Stage p95 per window</h3>" + chart
 
 
 def _attribution_section(report: Mapping[str, Any]) -> str:
@@ -713,25 +773,51 @@ def _attribution_section(report: Mapping[str, Any]) -> str:
             within = tier.get("within_sla")
             status = "within SLA" if within is True else ("over SLA" if within is False else "–")
             score = _num(tier.get("score"))
+            correlation = _num(tier.get("correlation"))
             rows.append(
                 f'<tr class="{"fail" if within is False else ""}"><td>{_e(tier.get("tier"))}</td>'
                 f"<td><code>{_e(tier.get('metric'))}</code></td><td class=num>{_e(_fmt_ms(tier.get('p95')))}</td>"
                 f"<td class=num>{_e(_fmt_ms(tier.get('baseline_p95')))}</td>"
+                f"<td class=num>{_e(_fmt_ms(tier.get('rise_ms')))}</td>"
                 f"<td><code>{_e(tier.get('threshold') or '–')}</code></td><td>{_e(status)}</td>"
+                f"<td class=num>{'–' if correlation is None else f'{correlation:+.2f}'}</td>"
                 f"<td class=num>{'–' if score is None else f'{score:.2f}'}</td></tr>"
             )
         table = ""
         if rows:
             table = (
-                "<table><thead><tr><th>Tier</th><th>Metric</th><th class=num>p95</th><th class=num>baseline p95</th>"
-                "<th>Threshold</th><th>Status</th><th class=num>Score</th></tr></thead>"
+                "<table class=tiers><thead><tr><th>Tier</th><th>Metric</th><th class=num>p95 (bad windows)</th>"
+                "<th class=num>baseline p95</th><th class=num>rise</th><th>Threshold</th><th>Status</th>"
+                "<th class=num>correlation</th><th class=num>score</th></tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table>"
             )
+        stage_rows = []
+        for stage in sorted(
+            (_dict(x) for x in _list(entry.get("stages"))), key=lambda x: _stage_rank(str(x.get("stage")))
+        ):
+            stage_rows.append(
+                f"<tr><td><code>{_e(stage.get('stage'))}</code></td><td class=num>{_e(_fmt_ms(stage.get('p95')))}</td>"
+                f"<td class=num>{_e(_fmt_ms(stage.get('baseline_p95')))}</td>"
+                f"<td class=num>{_e(_fmt_ms(stage.get('growth_ms')))}</td></tr>"
+            )
+        stages = ""
+        if stage_rows:
+            stages = (
+                "<table class=stage-growth><thead><tr><th>Stage</th><th class=num>p95 (bad windows)</th>"
+                "<th class=num>baseline p95</th><th class=num>growth</th></tr></thead>"
+                f"<tbody>{''.join(stage_rows)}</tbody></table>"
+            )
         slowest = entry.get("slowest_stage")
+        figures = ""
+        if _num(entry.get("bad_p95")) is not None or _num(entry.get("baseline_p95")) is not None:
+            figures = (
+                f'<p class="muted">{_e(entry.get("metric"))} p95 {_e(_fmt_ms(entry.get("bad_p95")))} in the bad '
+                f"windows against {_e(_fmt_ms(entry.get('baseline_p95')))} in the others.</p>"
+            )
         out.append(
             f'<div class="attr"><h3><code>{_e(entry.get("metric"))}</code> <code>{_e(entry.get("expression"))}</code></h3>'
-            f'<p class="summary">{_e(entry.get("summary") or "No summary.")}</p>{table}'
-            f"<p>Slowest stage: <code>{_e(slowest or '–')}</code></p></div>"
+            f'<p class="summary">{_e(entry.get("summary") or "No summary.")}</p>{figures}{table}'
+            f"<p>Slowest stage: <code>{_e(slowest or '–')}</code></p>{stages}</div>"
         )
     return "".join(out)
 

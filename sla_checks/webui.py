@@ -153,7 +153,8 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
     failing = statuses.count("fail")
     verdict = str(snapshot.get("verdict") or "pending")
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%H:%M:%S UTC")
-    notes = [f"live, updated {moment}"]
+    state = str(snapshot.get("state") or "live")
+    notes = [f"{state}, updated {moment}"]
     aborted = snapshot.get("aborted")
     if isinstance(aborted, Mapping) and aborted:
         notes.append(f"aborted by {aborted.get('threshold')}: {aborted.get('reason') or ''}".rstrip(": "))

@@ -540,3 +540,30 @@ def test_cli_bad_input_exits_2_naming_the_file(
     assert main([str(source)]) == 2
     err = capsys.readouterr().err
     assert needle in err and str(source) in err
+
+
+@pytest.mark.timeout(30)
+def test_render_core_schema_extras_live_state_reasons_and_stage_drift() -> None:
+    report = example_report()
+    report["state"] = "running"
+    report["verdict_reasons"] = ["SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms"]
+    report["windows_judged"] = False
+    report["window_s"] = 60.0
+    report["thresholds"][2].update(
+        metric="PG thread history", pattern="PG *", source='ci.toml: thresholds."PG *"[0]'
+    )
+    entry = report["attribution"][0]
+    entry["tiers"][0].update(correlation=0.996, rise_ms=2885.0)
+    entry["stages"] = [{"stage": STAGES[0], "p95": 2700.0, "baseline_p95": 600.0, "growth_ms": 2100.0}]
+    entry.update(bad_p95=3120.0, baseline_p95=1250.0)
+    for i, window in enumerate(report["windows"]):
+        window["stages"] = {stage: {"p95": 100.0 + 50 * i} for stage in STAGES}
+    page = render(report)
+    text = re.sub(r"\s+", " ", "".join(_parse(page).text))
+    assert "Live snapshot taken while the run was still going" in text
+    assert "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms" in text
+    assert "6 × 60 s, drift only" in text and "not judged per window" in text
+    assert "from PG *" in text and 'title="ci.toml: thresholds.&quot;PG *&quot;[0]"' in page
+    assert "+1.00" in text and "2,885 ms" in text and "2,100 ms" in text
+    assert "3,120 ms in the bad windows against 1,250 ms" in text
+    assert _points_in(page, "chart-stage-windows") == len(STAGES) * len(report["windows"])
