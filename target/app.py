@@ -79,6 +79,7 @@ class Backend:
                 log.warning("%s not ready at start (%s: %s); retrying in the background", name, type(e).__name__, e)
                 self._spawn(self._retry_start(name, fn))
         self.ch.start_flusher()
+        await self.faults.recover()
         log.info("backend started: %d seeded users, pg pool %d, think %g-%g ms, auth reject mode %s",
                  len(self.users), self.s.pg_pool_size, self.s.think_min_ms, self.s.think_max_ms,
                  self.s.auth_reject_mode)
@@ -111,7 +112,9 @@ class Backend:
     # -- HTTP -------------------------------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok", "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
-                              "connections": self.connections})
+                              "connections": self.connections, "messages_completed": self.pipeline.completed,
+                              "messages_failed": self.pipeline.failed, "clickhouse": self.ch.stats(),
+                              "faults": [f["kind"] for f in self.faults.list()]})
 
     async def ready(self, request: Request) -> Response:
         async def one(check) -> dict[str, Any]:  # noqa: ANN001

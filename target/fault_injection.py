@@ -29,13 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import httpx
+import orjson
 import redis.asyncio as aioredis
 
 from target.faults import FAULT_KINDS
 from target.protocol import EVENT_TYPES
 from target.schema import CH_DATABASE, CH_TABLE
 from target.settings import Settings
-from target.tiers.clickhouse import ClickHouseTier
+from target.tiers.clickhouse import INSERT_SQL, ClickHouseTier, event_row
 from target.tiers.postgres import PostgresTier
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ DEFAULT_MS = {
 MAX_FOR_S = 600.0
 MAX_PAUSE_MS = 30_000
 FILL_PREFIX = "target:fault:fill:"
+EXCLUSIVE_KINDS = ("redis-memory-pressure", "clickhouse-stall", "pg-pool-exhaustion", "pg-lock", "pg-slow-query")
+SAFE_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction")
+MAXMEMORY_BACKUP_KEY = "target:fault:maxmemory-original"
+STALL_MARK = "target fault: clickhouse-stall"
 
 
 class FaultRequestError(Exception):
@@ -117,6 +123,11 @@ class FaultManager:
         if kind == "drop-event" and params.get("event") not in EVENT_TYPES:
             raise FaultRequestError(
                 f"drop-event needs params.event, one of {', '.join(EVENT_TYPES)}; got {params.get('event')!r}")
+        if kind in EXCLUSIVE_KINDS and self.active(kind):
+            raise FaultRequestError(f"a {kind} fault is already active; clear it first (DELETE /admin/faults)")
+        if kind == "redis-memory-pressure" and params.get("policy", "volatile-lru") not in SAFE_POLICIES:
+            raise FaultRequestError(f"params.policy has value {params.get('policy')!r}: use one of "
+                                    f"{', '.join(SAFE_POLICIES)} (allkeys-* would evict other users' keys)")
         if kind in ("redis-pause", "redis-slow") and ms > MAX_PAUSE_MS:
             raise FaultRequestError(f"ms has value {ms}: a Redis pause cannot be undone early, keep it <= {MAX_PAUSE_MS}")
         if kind == "redis-pause":
@@ -214,6 +225,7 @@ class FaultManager:
         try:
             original = await r.config_get("maxmemory")
             original.update(await r.config_get("maxmemory-policy"))
+            await r.set(MAXMEMORY_BACKUP_KEY, orjson.dumps({**original, "expires_at": fault.expires_at}), nx=True)
             used = int((await r.info("memory"))["used_memory"])
             limit = used + headroom
             await r.config_set("maxmemory-policy", policy)
@@ -243,6 +255,7 @@ class FaultManager:
                 if original:
                     await asyncio.shield(r.config_set("maxmemory", original["maxmemory"]))
                     await asyncio.shield(r.config_set("maxmemory-policy", original["maxmemory-policy"]))
+                    await r.delete(MAXMEMORY_BACKUP_KEY)
                 keys = [k async for k in r.scan_iter(match=prefix + "*", count=1000)]
                 for i in range(0, len(keys), 500):
                     await r.unlink(*keys[i:i + 500])
@@ -307,7 +320,95 @@ class FaultManager:
 
     # -- ClickHouse ---------------------------------------------------------------------------------------------------
     async def _clickhouse_stall(self, fault: Fault, started: asyncio.Future) -> None:
-        raise FaultRequestError(f"clickhouse-stall is not available yet ({CH_DATABASE}.{CH_TABLE})")
+        """Block inserts into the agent-event table inside ClickHouse for the duration.
+
+        Mechanism (verified on 18.16): a slow ``SELECT sleepEachRow(1) FROM <table>`` (one row per block) holds the
+        table's structure lock; an ``ALTER TABLE ... COMMENT COLUMN`` queued behind it takes the table's data lock
+        and waits; every INSERT (and every new SELECT) of that table then waits behind the ALTER. At the end the
+        SELECT is killed (``KILL QUERY``), the ALTER goes through, and the column comment is restored.
+        """
+        table = f"{CH_DATABASE}.{CH_TABLE}"
+        qid = f"target-fault-{fault.id}"
+        seconds = int(fault.for_s) + 2
+        client = httpx.AsyncClient(base_url=self.ch.url, timeout=httpx.Timeout(10.0, read=fault.for_s + 30))
+
+        async def q(sql: str, **params: str) -> str:
+            r = await client.post("/", params={"query": sql, **params})
+            if r.status_code != 200:
+                raise RuntimeError(f"clickhouse answered HTTP {r.status_code}: {r.text[:200].strip()}")
+            return r.text
+
+        select_task: asyncio.Task | None = None
+        alter_task: asyncio.Task | None = None
+        original = ""
+        try:
+            await self.ch.ensure_schema()
+            original = (await q(f"SELECT comment FROM system.columns WHERE database = '{CH_DATABASE}' "
+                                f"AND table = '{CH_TABLE}' AND name = 'tool_name'")).strip()
+            if original.startswith(STALL_MARK):
+                original = ""
+            have = int((await q(f"SELECT count() FROM {table}")).strip() or 0)
+            if have < seconds:  # the stalling SELECT needs one table row per second of stall
+                rows = "\n".join(
+                    orjson.dumps(event_row({"type": "fault_filler", "run_id": qid}, 0.0)).decode()
+                    for _ in range(seconds - have))
+                r = await client.post("/", params={"query": INSERT_SQL},
+                                      content=rows.encode())
+                r.raise_for_status()
+            select_task = asyncio.create_task(q(
+                f"SELECT sleepEachRow(1) FROM {table} LIMIT {seconds} "
+                f"SETTINGS max_block_size = 1, max_threads = 1", query_id=qid))
+            await asyncio.sleep(0.3)
+            if select_task.done():
+                select_task.result()  # raises the error that ended it
+                raise RuntimeError("the stalling SELECT ended early")
+            mark = f"{STALL_MARK} until {int(fault.expires_at)}"
+            alter_task = asyncio.create_task(q(f"ALTER TABLE {table} COMMENT COLUMN tool_name '{mark}'"))
+            await asyncio.sleep(0.2)
+            fault.info.update(query_id=qid, mechanism="SELECT sleepEachRow holding the table + queued ALTER")
+            started.set_result(None)
+            await self._hold(fault)
+        finally:
+            try:
+                await asyncio.shield(q(f"KILL QUERY WHERE query_id = '{qid}' ASYNC"))
+                for t in (select_task, alter_task):
+                    if t is not None:
+                        with contextlib.suppress(BaseException):
+                            await asyncio.wait_for(asyncio.shield(t), 15.0)
+                await asyncio.shield(q(f"ALTER TABLE {table} COMMENT COLUMN tool_name '{original}'"))
+            except Exception as e:  # noqa: BLE001
+                log.error("clickhouse-stall cleanup failed (query %s): %s", qid, e)
+            await client.aclose()
+
+    # -- recovery of state a killed backend may have left behind ---------------------------------------------------
+    async def recover(self) -> None:
+        r = self._redis()
+        try:
+            raw = await r.get(MAXMEMORY_BACKUP_KEY)
+            orig = orjson.loads(raw) if raw else None
+            if orig and float(orig.get("expires_at", 0)) + 10 < time.time():
+                await r.config_set("maxmemory", orig["maxmemory"])
+                await r.config_set("maxmemory-policy", orig["maxmemory-policy"])
+                await r.delete(MAXMEMORY_BACKUP_KEY)
+                log.warning("restored Redis maxmemory=%s policy=%s left by an earlier redis-memory-pressure",
+                            orig["maxmemory"], orig["maxmemory-policy"])
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not check Redis for left-over fault state: %s", e)
+        finally:
+            await r.aclose()
+        try:
+            async with httpx.AsyncClient(base_url=self.ch.url, timeout=5.0) as c:
+                r2 = await c.post("/", params={"query": f"SELECT comment FROM system.columns WHERE database = "
+                                                        f"'{CH_DATABASE}' AND table = '{CH_TABLE}' AND name = 'tool_name'"})
+                comment = r2.text.strip()
+                if r2.status_code == 200 and comment.startswith(STALL_MARK):
+                    until = float(comment.rsplit(" ", 1)[-1]) if comment[-1:].isdigit() else 0.0
+                    if until + 30 < time.time():
+                        await c.post("/", params={"query": f"ALTER TABLE {CH_DATABASE}.{CH_TABLE} "
+                                                            f"COMMENT COLUMN tool_name ''"})
+                        log.warning("reset the ClickHouse column comment left by an earlier clickhouse-stall")
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not check ClickHouse for left-over fault state: %s", e)
 
 
 async def _close_pg(conn: asyncpg.Connection) -> None:

@@ -50,6 +50,7 @@ class Pipeline:
         self.faults = faults
         self.completed = 0
         self.failed = 0
+        self._bg: set[asyncio.Task] = set()
 
     def think_total_ms(self) -> float:
         return random.uniform(self.s.think_min_ms, self.s.think_max_ms) + self.faults.extra_think_ms()
@@ -136,7 +137,9 @@ class Pipeline:
             await send(agent_error_frame(
                 run_id=run_id, thread_id=thread_id, user_id=uid, error_message=str(e), correlation_id=cid,
                 error_context={"error_code": _code(e), "tier": e.tier, "operation": e.operation, "stage": stage}))
-            asyncio.create_task(self._close_failed_run(run_id, t0))
+            t = asyncio.create_task(self._close_failed_run(run_id, t0))
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
 
     async def _close_failed_run(self, run_id: str, t0: float) -> None:
         try:

@@ -58,6 +58,7 @@ class ClickHouseTier:
         self.dropped_rows = 0
         self.inserted_rows = 0
         self.failed_flushes = 0
+        self.lost_rows = 0
         self.last_flush_ms: float | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -105,6 +106,11 @@ class ClickHouseTier:
         t0 = time.perf_counter()
         try:
             await self.insert_rows(batch)
+        except TierTimeout:
+            # The server may still apply an insert the client gave up on: count the rows as lost, do not retry
+            # (at most once, no duplicates).
+            self.lost_rows += len(batch)
+            raise
         except BaseException:
             room = self.buffer.maxlen - len(self.buffer)
             keep = batch[len(batch) - room:] if room < len(batch) else batch
@@ -138,9 +144,15 @@ class ClickHouseTier:
 
     async def check(self) -> None:
         await self.ensure_schema()
-        text = await self._post("select 1", "SELECT 1")
-        if text.strip() != "1":
-            raise TierError("clickhouse", "select 1", f"unexpected answer {text[:50]!r}")
+        # Touches the agent-event table, so a stall of that table shows here too.
+        text = await self._post("check", f"SELECT count() FROM {CH_DATABASE}.{CH_TABLE} WHERE event_date = today()")
+        if not text.strip().isdigit():
+            raise TierError("clickhouse", "check", f"unexpected answer {text[:50]!r}")
+
+    def stats(self) -> dict[str, Any]:
+        return {"buffered_rows": len(self.buffer), "inserted_rows": self.inserted_rows,
+                "dropped_rows": self.dropped_rows, "lost_rows": self.lost_rows, "failed_flushes": self.failed_flushes,
+                "last_flush_ms": self.last_flush_ms}
 
     async def close(self) -> None:
         if self._task is not None:
