@@ -179,15 +179,16 @@ class Store:
             if len(series) > MAX_GAUGE_POINTS:
                 series.sort()
                 del series[::2]  # halve the density of a long series, keep its span
-        if len(self.buckets) > self.max_buckets:
-            self._coarsen()
+        while len(self.buckets) > self.max_buckets and self._coarsen():
+            pass
 
-    def _coarsen(self) -> None:
+    def _coarsen(self) -> bool:
+        """Merge buckets by a whole factor (keeping soak windows whole); False when it cannot coarsen further."""
         res = self.resolution_s
         if self.window_s > 0:
             ratio = round(self.window_s / res)
             if ratio <= 1:
-                return
+                return False
             factor = 2 if ratio % 2 == 0 else ratio
         else:
             factor = 2
@@ -200,6 +201,7 @@ class Store:
                 merged[nidx] = b
         self.buckets = merged
         self.resolution_s = res * factor
+        return True
 
     def bucket_start(self, idx: int) -> float:
         return idx * self.resolution_s

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import time
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import pytest
+from locust.env import Environment
+from locust.event import Events
+
+from config.loader import Profile
+from sla_checks.evaluate import ThresholdSpec
+from sla_checks.gauges import record_gauge
+from sla_checks.plugin import SlaPlugin
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def profile(*specs: ThresholdSpec) -> Profile:
+    return Profile(name="test", path="test.toml", thresholds=list(specs))
+
+
+def fire(
+    env: Environment, ms: float, failed: bool = False, name: str = "agent_completed", rtype: str = "WS", **ctx
+):
+    env.events.request.fire(
+        request_type=rtype,
+        name=name,
+        response_time=ms,
+        response_length=0,
+        exception=RuntimeError("timeout after 30000 ms") if failed else None,
+        context=ctx or None,
+    )
+
+
+def new_env() -> Environment:
+    env = Environment(events=Events())
+    env.create_local_runner()
+    return env
+
+
+def test_breach_sets_exit_code_and_writes_reports(tmp_path, caplog):
+    env = new_env()
+    plugin = SlaPlugin.register(
+        env,
+        profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")),
+        report_json=str(tmp_path / "r.json"),
+        report_junit=str(tmp_path / "r.xml"),
+        eval_interval_s=60,
+    )
+    assert env.sla is plugin
+    plugin.on_test_start(env)
+    for i in range(20):
+        fire(env, 3120.0 if i >= 10 else 100.0, stages={"agent_started→agent_thinking": 10.0})
+    record_gauge(env, "locust:cpu_percent", 12.5)
+    snap = env.sla.snapshot()
+    assert (snap["state"], snap["verdict"]) == ("running", "fail")
+    plugin.on_test_stop(env)
+    with caplog.at_level("ERROR"):
+        env.events.quitting.fire(environment=env)
+    assert env.process_exit_code == 3
+    assert "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms" in caplog.text
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert (rep["verdict"], rep["exit_code"], rep["state"]) == ("fail", 3, "finished")
+    assert rep["stages"]["agent_started→agent_thinking"]["count"] == 20
+    assert rep["gauges"]["locust:cpu_percent"][0][1] == 12.5
+    assert (tmp_path / "r.xml").exists()
+
+
+def test_pass_leaves_locusts_exit_code_alone():
+    env = new_env()
+    plugin = SlaPlugin.register(
+        env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")), eval_interval_s=60
+    )
+    plugin.on_test_start(env)
+    fire(env, 100.0)
+    env.events.quitting.fire(environment=env)
+    assert env.process_exit_code is None
+    assert plugin.final_report["verdict"] == "pass"
+
+
+def test_abort_on_fail_stops_the_runner_and_is_reported():
+    env = new_env()
+    spec = ThresholdSpec.of("WS agent_completed", "fail_ratio < 0.5", abort_on_fail=True)
+    plugin = SlaPlugin.register(env, profile(spec), eval_interval_s=60)
+    stopped = []
+    env.runner.stop = lambda: stopped.append(True)  # the plugin stops the run through the runner
+    plugin.on_test_start(env)
+    for _ in range(4):
+        fire(env, 50.0, failed=True)
+    plugin.tick(time.time())
+    gevent.sleep(0.05)
+    assert stopped == [True]
+    env.events.quitting.fire(environment=env)
+    assert env.process_exit_code == 3
+    assert plugin.final_report["aborted"]["threshold"] == "WS agent_completed fail_ratio < 0.5"
+
+
+def test_worker_payload_reaches_master_through_report_dict():
+    worker_env, master_env = new_env(), new_env()
+    worker = SlaPlugin(worker_env, None)
+    worker_env.events.request.add_listener(worker.on_request)
+    master = SlaPlugin.register(
+        master_env, profile(ThresholdSpec.of("PG *", "p(95) < 200")), eval_interval_s=60
+    )
+    master.on_test_start(master_env)
+    for i in range(10):
+        fire(worker_env, 10.0 + i, rtype="PG", name="thread history")
+    data: dict = {}
+    worker.on_report_to_master("w1", data)
+    master.on_worker_report("w1", json.loads(json.dumps(data)))  # as msgpack would: plain types only
+    worker.on_report_to_master("w1", data2 := {})
+    assert "sla" not in data2  # nothing new: nothing shipped
+    rep = master.snapshot()
+    assert rep["metrics"]["PG thread history"]["count"] == 10
+    assert rep["metrics"]["PG thread history"]["max"] == 19.0
