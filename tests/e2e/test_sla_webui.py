@@ -13,7 +13,10 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -256,3 +259,233 @@ def test_html_report_blocks_injected_markup_in_chromium(chromium: Chromium, tmp_
         assert page.console_errors() == []
     finally:
         page.close()
+
+
+# ------------------------------------------------------------------------------------------------ (b) live web UI
+
+# The locustfile of the live test (written to tmp_path so pytest never imports it): synthetic chat, PG and Redis
+# samples through the real SLA plugin and the SLA tab; healthy until the test creates the flag file, then the chat
+# replies and PG "thread history" turn slow (a PG-lock-like incident), so the tab must go from pass to FAIL.
+SYNTHETIC_LOCUSTFILE = textwrap.dedent(
+    '''
+    """Synthetic samples for the SLA web-UI test: healthy until $SLA_WEBUI_SLOW_FLAG exists, then PG-bound slow."""
+
+    from __future__ import annotations
+
+    import os
+    import random
+
+    import gevent
+    import locust  # noqa: F401
+    import psutil
+    from locust import User, constant, task
+
+    import sla_checks.plugin  # noqa: F401  (the SLA engine: --sla-* options, live evaluation, reports)
+    import sla_checks.webui  # noqa: F401  (the SLA tab)
+    from sla_checks.gauges import record_gauge
+
+    FLAG = os.environ["SLA_WEBUI_SLOW_FLAG"]
+    STAGES = ("agent_started→agent_thinking", "agent_thinking→tool_executing", "tool_executing→tool_completed",
+              "tool_completed→agent_completed")
+    PROCESS = psutil.Process()
+
+
+    class SyntheticChatUser(User):
+        wait_time = constant(0.05)
+
+        @task
+        def message(self) -> None:
+            slow = os.path.exists(FLAG)
+            pg = random.uniform(1500.0, 2500.0) if slow else random.uniform(3.0, 20.0)
+            thinking = random.uniform(200.0, 500.0) + (pg if slow else 0.0)
+            gaps = [thinking, random.uniform(50, 150), random.uniform(100, 300), random.uniform(20, 80)]
+            fire = self.environment.events.request.fire
+            fire(request_type="WS", name="agent_completed", response_time=sum(gaps), response_length=0,
+                 exception=None, context={"outcome": "completed", "stages": dict(zip(STAGES, gaps))})
+            fire(request_type="PG", name="thread history", response_time=pg, response_length=0, exception=None)
+            fire(request_type="REDIS", name="GET", response_time=random.uniform(0.3, 2.0), response_length=0,
+                 exception=None)
+            if random.random() < 0.05:
+                record_gauge(self.environment, "locust:cpu_percent", PROCESS.cpu_percent())
+            gevent.sleep(0)
+    '''
+)
+
+SLA_CONFIG = textwrap.dedent(
+    """
+    description = "SLA web-UI test: chat reply and tier thresholds"
+    eval_interval_s = 1
+
+    # 95 % of chat replies within 2 s
+    [[thresholds."WS agent_completed"]]
+    expression = "p(95) < 2000"
+    description = "95 % of chat replies arrive in under 2 s"
+
+    [[thresholds."WS agent_completed"]]
+    expression = "within(2000) >= 95%"
+    description = "at least 95 % of messages answered within 2 s"
+
+    [[thresholds."PG *"]]
+    expression = "p(95) < 200"
+    description = "PostgreSQL statements under 200 ms at p95"
+
+    [[thresholds."REDIS *"]]
+    expression = "p(95) < 50"
+    description = "Redis commands under 50 ms at p95"
+
+    # no health user in this run: must show "no data", not a failure
+    [[thresholds."HTTP /health*"]]
+    expression = "p(99) < 1000"
+    description = "health endpoints under 1 s at p99"
+    """
+)
+
+# the rows of the SLA tab's table, as the browser shows them
+ROWS_JS = """Array.from(document.querySelectorAll('table tbody tr')).map(
+    tr => Array.from(tr.cells).map(td => td.innerText.trim()))"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"locust exited with {proc.returncode} before its web UI came up:\n{log.read_text()}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(
+        f"locust web UI at {url} did not answer within {timeout} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+def _row(rows: list[list[str]], metric: str, expression: str) -> list[str]:
+    matches = [r for r in rows if len(r) >= 5 and r[1] == metric and r[2] == expression]
+    assert matches, f"no row for {metric} {expression} in {rows}"
+    return matches[0]
+
+
+def _wait_rows(page: CdpPage, predicate: Any, timeout: float, what: str) -> list[list[str]]:
+    deadline = time.monotonic() + timeout
+    rows: list[list[str]] = []
+    while time.monotonic() < deadline:
+        rows = page.evaluate(ROWS_JS) or []
+        try:
+            if predicate(rows):
+                return rows
+        except (AssertionError, IndexError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"SLA tab never showed {what} within {timeout} s; last rows: {rows}")
+
+
+@pytest.fixture
+def locust_web(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port = _free_port()
+    locustfile = tmp_path / "sla_webui_locustfile.py"
+    locustfile.write_text(SYNTHETIC_LOCUSTFILE, encoding="utf-8")
+    config = tmp_path / "sla_webui.toml"
+    config.write_text(SLA_CONFIG, encoding="utf-8")
+    flag = tmp_path / "slow.flag"
+    paths = {"json": tmp_path / "sla.json", "html": tmp_path / "sla.html", "log": tmp_path / "locust.log"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLA_WEBUI_SLOW_FLAG": str(flag)}
+    env = {k: v for k, v in env.items() if not k.startswith("LOCUST_")}  # no stray options from the caller
+    cmd = [
+        str(LOCUST) if LOCUST.exists() else sys.executable,
+        *([] if LOCUST.exists() else ["-m", "locust"]),
+        "-f", str(locustfile), "--autostart", "-t", "20s", "--autoquit", "2",
+        "--web-host", "127.0.0.1", "--web-port", str(port), "-u", "4", "-r", "4",
+        "--sla-config", str(config), "--sla-eval-interval", "1",
+        "--sla-report-json", str(paths["json"]), "--sla-report-html", str(paths["html"]),
+    ]  # fmt: skip
+    with paths["log"].open("wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield {"proc": proc, "url": f"http://127.0.0.1:{port}", "flag": flag, **paths}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(150)
+def test_webui_sla_tab_updates_live_from_pass_to_fail_in_chromium(
+    chromium: Chromium, locust_web: dict[str, Any]
+) -> None:
+    proc, url, log = locust_web["proc"], locust_web["url"], locust_web["log"]
+    _wait_http(f"{url}/", proc, log)
+    page = chromium.page()
+    try:
+        page.navigate(f"{url}/?tab=sla")
+        tab = page.wait_for(
+            "Array.from(document.querySelectorAll('[role=tab]')).find("
+            "t => t.textContent.trim() === 'SLA' && t.getAttribute('aria-selected') === 'true') ? 'selected' : ''",
+            20,
+        )
+        assert tab == "selected"
+
+        def healthy(rows: list[list[str]]) -> bool:
+            ws = _row(rows, "WS agent_completed", "p(95) < 2000")
+            return rows[0][0] == "VERDICT: PASS" and ws[0] == "✔ pass" and ws[4] not in ("–", "0")
+
+        rows = _wait_rows(page, healthy, 40, "a passing WS agent_completed p(95) < 2000 with samples")
+        assert _row(rows, "HTTP /health*", "p(99) < 1000")[0] == "– no data"
+        assert _row(rows, "PG thread history", "p(95) < 200")[0] == "✔ pass"
+        samples_before = int(_row(rows, "WS agent_completed", "p(95) < 2000")[4].replace(",", ""))
+        page.screenshot(ARTIFACTS / "sla_webui_tab_pass.png", max_height=1200)
+
+        locust_web["flag"].touch()  # the incident starts: PG-bound slow replies
+
+        def failing(rows: list[list[str]]) -> bool:
+            ws = _row(rows, "WS agent_completed", "p(95) < 2000")
+            pg = _row(rows, "PG thread history", "p(95) < 200")
+            return rows[0][0] == "VERDICT: FAIL" and ws[0] == "✘ FAIL" and pg[0] == "✘ FAIL"
+
+        rows = _wait_rows(page, failing, 40, "WS agent_completed and PG thread history failing")
+        ws = _row(rows, "WS agent_completed", "p(95) < 2000")
+        assert int(ws[4].replace(",", "")) > samples_before  # the tab kept updating
+        assert float(ws[3].removesuffix(" ms").replace(",", "")) > 2000
+        assert _row(rows, "REDIS GET", "p(95) < 50")[0] == "✔ pass"
+        page.screenshot(ARTIFACTS / "sla_webui_tab_fail.png", max_height=1200)
+
+        with urllib.request.urlopen(f"{url}/sla/status", timeout=10) as response:
+            status = json.loads(response.read())
+        assert status["verdict"] == "fail" and status["state"] == "running"
+
+        page.evaluate(
+            "Array.from(document.querySelectorAll('[role=tab]'))"
+            ".find(t => t.textContent.trim() === 'SLA attribution').click()"
+        )
+        attribution = _wait_rows(
+            page,
+            lambda rows: any("postgres" in " ".join(r) and "WS agent_completed" in r[0] for r in rows),
+            20,
+            "an attribution row naming postgres",
+        )
+        time.sleep(0.6)  # let the tab indicator finish its slide before the screenshot
+        page.screenshot(ARTIFACTS / "sla_webui_tab_attribution.png", max_height=1200)
+        assert page.console_errors() == []
+    finally:
+        page.close()
+
+    assert proc.wait(timeout=60) == 3, log.read_text()[-3000:]  # the SLA breach exit code
+    report = json.loads(locust_web["json"].read_text(encoding="utf-8"))
+    assert report["verdict"] == "fail" and report["state"] == "finished"
+    assert "SLA FAILED" in locust_web["html"].read_text(encoding="utf-8")
+    assert attribution
