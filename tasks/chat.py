@@ -1,0 +1,191 @@
+"""Reusable chat task logic (thin I/O over :class:`users.ws_client.ChatClient`).
+
+- :func:`converse`: the closed-model task: (re)connect if needed, send ``--ws-inflight`` messages, await them all.
+- :func:`login_send_receive`: the FLOW workflow: ``POST /auth/login`` → connect → send → ``agent_completed``, as one
+  ``FLOW login→send→receive`` sample (plus the usual ``WS`` samples of its parts and an ``HTTP /auth/login`` one).
+- :class:`OpenModelDriver`: the open model (``--ws-arrival-rate``): one greenlet per Locust process sends on the
+  :class:`tasks.arrival.ArrivalScheduler`'s schedule, round-robin over the connected chat clients, never waiting for
+  replies; records ``WS generator lag`` and the intended-time latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+
+from tasks.arrival import ArrivalScheduler
+from tasks.timeline import Outcome
+
+if TYPE_CHECKING:
+    from users.ws_client import ChatClient
+    from users.ws_options import ChatSettings
+
+logger = logging.getLogger(__name__)
+
+FLOW = "FLOW"
+FLOW_NAME = "login→send→receive"
+LOGIN_NAME = "/auth/login"
+
+
+def pick_message(settings: ChatSettings) -> str:
+    return random.choice(settings.messages)
+
+
+def converse(client: ChatClient) -> list[Outcome]:
+    """One closed-model round: ensure a connection, send ``inflight`` messages, wait for all of them to end."""
+    if not client.ensure_connected():
+        return []
+    s = client.settings
+    return client.send_and_await([pick_message(s) for _ in range(s.inflight)])
+
+
+class _FlowFailure(Exception):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def login_send_receive(client: ChatClient) -> Outcome | None:
+    """Login → connect → send → receive on a fresh connection, timed as one ``FLOW`` sample. Closes at the end."""
+    from users.auth import LoginError, login  # late: keeps this module importable without users/
+
+    env = client.environment
+    fire = env.events.request.fire
+    s = client.settings
+    start = time.perf_counter()
+    failure: str | None = None
+    outcome: Outcome | None = None
+    try:
+        creds = s.login_users[client.user_number % len(s.login_users)] if s.login_users else None
+        if creds is None:
+            raise _FlowFailure("login: no users (give --users-file)")
+        t0 = time.perf_counter()
+        try:
+            token = login(s.login_url or "", s.login_path, creds, timeout=s.connect_timeout)
+        except LoginError as exc:
+            fire(request_type="HTTP", name=LOGIN_NAME, response_time=(time.perf_counter() - t0) * 1000.0,
+                 response_length=0, exception=_FlowFailure(str(exc)), context={})
+            raise _FlowFailure(f"login: {exc}") from None
+        fire(request_type="HTTP", name=LOGIN_NAME, response_time=(time.perf_counter() - t0) * 1000.0,
+             response_length=0, exception=None, context={})
+        if not client.connect(token=token.value):
+            raise _FlowFailure("connect failed (see WS connect failures)")
+        outcomes = client.send_and_await([pick_message(s)])
+        if not outcomes:
+            raise _FlowFailure("send failed: connection lost")
+        outcome = outcomes[0]
+        if outcome.failure is not None:
+            failure = f"receive: {outcome.failure}"
+    except _FlowFailure as exc:
+        failure = str(exc)
+    except BaseException:
+        # stopped mid-flow (GreenletExit): abandon quietly, the stop cut it off, not the server
+        if client.session is not None:
+            client.session.on_outcome = None
+        raise
+    finally:
+        if client.session is not None:
+            client.session.close(reason="flow done")
+            client.session = None
+    fire(request_type=FLOW, name=FLOW_NAME, response_time=(time.perf_counter() - start) * 1000.0,
+         response_length=0, exception=_FlowFailure(failure) if failure else None,
+         context={"outcome": outcome.kind.value if outcome else "not sent"})
+    return outcome
+
+
+class OpenModelDriver:
+    """Sends on an arrival schedule over the registered clients of one Locust process (``--ws-arrival-rate``).
+
+    A message whose intended time has come while no client is connected waits (its lag grows); one that could not
+    be sent within the reply timeout of its intended time is given up and reported as a failure of
+    ``WS agent_completed`` and ``WS agent_completed (intended)`` (``not sent: no connected chat user``) — it did
+    not get a reply in time, from the point of view of a user who wanted to send it.
+    """
+
+    def __init__(self, environment: Any, settings: ChatSettings) -> None:
+        assert settings.arrival is not None
+        self.environment = environment
+        self.settings = settings
+        self.clients: list[ChatClient] = []
+        self.scheduler: ArrivalScheduler | None = None
+        self.greenlet: gevent.Greenlet | None = None
+        self._rr = 0
+        self.sent = 0
+        self.given_up = 0
+        self.max_lag_ms = 0.0
+
+    @classmethod
+    def for_environment(cls, environment: Any, settings: ChatSettings) -> OpenModelDriver:
+        driver = getattr(environment, "chat_open_model", None)
+        if driver is None:
+            driver = cls(environment, settings)
+            environment.chat_open_model = driver
+        return driver
+
+    def register(self, client: ChatClient) -> None:
+        self.clients.append(client)
+        if self.greenlet is None or self.greenlet.dead:
+            self.scheduler = ArrivalScheduler(self.settings.arrival, time.perf_counter())  # type: ignore[arg-type]
+            self.greenlet = gevent.spawn(self._run)
+
+    def unregister(self, client: ChatClient) -> None:
+        if client in self.clients:
+            self.clients.remove(client)
+        if not self.clients and self.greenlet is not None:
+            self.greenlet.kill(block=False)
+            self.greenlet = None
+
+    def _next_client(self) -> ChatClient | None:
+        clients = self.clients
+        for _ in range(len(clients)):
+            self._rr = (self._rr + 1) % len(clients)
+            client = clients[self._rr]
+            if client.connected:
+                return client
+        return None
+
+    def _run(self) -> None:
+        scheduler = self.scheduler
+        assert scheduler is not None
+        backlog: list[float] = []
+        fire = self.environment.events.request.fire
+        s = self.settings
+        completed = s.protocol.completed
+        while True:
+            now = time.perf_counter()
+            backlog.extend(scheduler.due(now))
+            while backlog:
+                intended = backlog[0]
+                client = self._next_client()
+                now = time.perf_counter()
+                if client is None:
+                    if now - intended >= s.reply_timeout:
+                        backlog.pop(0)
+                        self.given_up += 1
+                        from users.ws_session import ChatFailure
+
+                        exc = ChatFailure(f"not sent: no connected chat user for {s.reply_timeout:g} s")
+                        ms = (now - intended) * 1000.0
+                        fire(request_type="WS", name=completed, response_time=ms, response_length=0,
+                             exception=exc, context={"outcome": "timeout", "stages": {}, "intended_ms": ms})
+                        fire(request_type="WS", name=completed + " (intended)", response_time=ms,
+                             response_length=0, exception=exc, context={})
+                        continue
+                    break
+                backlog.pop(0)
+                lag_ms = (now - intended) * 1000.0
+                if lag_ms > self.max_lag_ms:
+                    self.max_lag_ms = lag_ms
+                fire(request_type="WS", name="generator lag", response_time=lag_ms, response_length=0,
+                     exception=None, context={})
+                client.send(pick_message(s), intended_at=intended)
+                self.sent += 1
+            now = time.perf_counter()
+            wait = scheduler.next_at() - now
+            if backlog:
+                wait = min(wait, 0.05)  # waiting for a connected client
+            gevent.sleep(max(0.0, min(wait, 1.0)))

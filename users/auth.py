@@ -1,0 +1,324 @@
+"""Where chat users get their JWTs: minted locally, read from a token file, or from ``POST /auth/login``.
+
+Every source hands out :class:`Token` objects for a user index (``n``, the simulated user's number) and is asked
+again before each (re)connect; a token whose expiry is within ``refresh_margin`` seconds is replaced first, so a long
+run never connects with an expired token. Tokens, secrets and passwords are never logged and never appear in error
+texts (``Token.__repr__`` hides the value).
+
+Sources (``token_source_from_options`` picks one, in this precedence):
+
+1. ``--token-file FILE``: one JWT per line (``#`` comments ignored), handed out round-robin. They cannot be
+   refreshed: a token that is already expired at start is a start-up error (exit 2), one that expires during the run
+   is logged once as a warning.
+2. ``--users-file FILE``: CSV ``email,password`` lines; each user logs in with ``POST /auth/login`` (path
+   ``--ws-login-path``, base URL from ``--ws-login-url`` or derived from ``--host``: ``ws://h:p/ws`` → ``http://h:p``).
+3. ``--jwt-secret`` (default: env ``JWT_SECRET_KEY``): HS256 tokens minted with pyjwt, claims ``sub`` (from
+   ``--jwt-user-pattern``, e.g. ``user-{n:04d}``), ``email`` (``--jwt-email-pattern``), ``permissions``, ``iat``,
+   ``exp`` (``--jwt-ttl``), ``type: "access"``, ``iss`` (``--jwt-issuer``), ``jti``, plus ``--jwt-claims`` JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERMISSIONS = ("chat:read", "chat:write")
+
+
+class AuthConfigError(ValueError):
+    """Bad auth option (names the option, the bad value, never a secret, and the fix)."""
+
+
+class LoginError(Exception):
+    """``POST /auth/login`` failed; the text names the status and the email, never the password."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    value: str = field(repr=False)
+    expires_at: float | None
+    """Wall-clock expiry (``exp``), ``None`` when unknown."""
+    subject: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Token(sub={self.subject!r}, expires_at={self.expires_at!r}, value=<hidden>)"
+
+    def fresh(self, now: float, margin: float) -> bool:
+        return self.expires_at is None or self.expires_at - now > margin
+
+
+def token_expiry(value: str) -> tuple[float | None, str | None]:
+    """(exp, sub) of a JWT without verifying it (``None`` when not a readable JWT)."""
+    try:
+        claims = jwt.decode(value, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None, None
+    exp = claims.get("exp")
+    return (float(exp) if isinstance(exp, int | float) else None), claims.get("sub")
+
+
+def http_base_from_ws(url: str) -> str:
+    """``ws://h:p/ws`` → ``http://h:p``; ``wss`` → ``https``."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
+class TokenSource:
+    """Hands out a fresh-enough token for user number ``n``; thread/greenlet-safe, caches per ``n``."""
+
+    kind = "abstract"
+    refresh_margin: float = 60.0
+
+    def __init__(self, refresh_margin: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.refresh_margin = refresh_margin
+        self.clock = clock
+        self._cache: dict[int, Token] = {}
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    def token(self, n: int) -> Token:
+        """A token for user ``n`` that stays valid for more than ``refresh_margin`` s (refreshing it if needed)."""
+        now = self.clock()
+        cached = self._cache.get(n)
+        if cached is not None and cached.fresh(now, self.refresh_margin):
+            return cached
+        token = self._fetch(n)
+        if cached is not None:
+            self.refreshes += 1
+            logger.info("refreshed the %s token of chat user %d before its expiry", self.kind, n)
+        self._cache[n] = token
+        return token
+
+    def _fetch(self, n: int) -> Token:
+        raise NotImplementedError
+
+
+class MintedTokens(TokenSource):
+    """HS256 tokens minted with the backend's shared secret."""
+
+    kind = "minted"
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        issuer: str = "agent-chat-backend",
+        user_pattern: str = "user-{n:04d}",
+        email_pattern: str = "loadtest{n}@example.com",
+        ttl: float = 3600.0,
+        users: int = 100,
+        claims: Mapping[str, Any] | None = None,
+        refresh_margin: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(refresh_margin=min(refresh_margin, ttl / 2), clock=clock)
+        if not secret:
+            raise AuthConfigError(
+                "--jwt-secret is empty: set --jwt-secret, LOCUST_JWT_SECRET or JWT_SECRET_KEY "
+                "(or use --token-file / --users-file)"
+            )
+        if ttl <= 0:
+            raise AuthConfigError(f"--jwt-ttl has value {ttl!r}: it must be > 0 seconds")
+        if users < 1:
+            raise AuthConfigError(f"--jwt-users has value {users!r}: it must be >= 1")
+        for option, pattern in (("--jwt-user-pattern", user_pattern), ("--jwt-email-pattern", email_pattern)):
+            try:
+                pattern.format(n=1)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise AuthConfigError(
+                    f"{option} has value {pattern!r}, which does not format with n (error: {exc}); "
+                    "use a str.format pattern with {n}, e.g. 'user-{n:04d}'"
+                ) from None
+        self._secret = secret
+        self.issuer = issuer
+        self.user_pattern = user_pattern
+        self.email_pattern = email_pattern
+        self.ttl = ttl
+        self.users = users
+        self.claims = dict(claims or {})
+
+    def __repr__(self) -> str:
+        return f"MintedTokens(issuer={self.issuer!r}, users={self.users}, ttl={self.ttl}, secret=<hidden>)"
+
+    def _fetch(self, n: int) -> Token:
+        now = self.clock()
+        i = n % self.users
+        sub = self.user_pattern.format(n=i)
+        payload: dict[str, Any] = {
+            "sub": sub,
+            "email": self.email_pattern.format(n=i),
+            "permissions": list(DEFAULT_PERMISSIONS),
+            "iat": int(now),
+            "exp": int(now + self.ttl),
+            "type": "access",
+            "iss": self.issuer,
+            "jti": uuid.uuid4().hex,
+        }
+        payload.update(self.claims)
+        return Token(jwt.encode(payload, self._secret, algorithm="HS256"), float(payload["exp"]), sub)
+
+
+class FileTokens(TokenSource):
+    """Tokens from a file, one per line, round-robin over users. Cannot refresh: warns once per expired token."""
+
+    kind = "token-file"
+
+    def __init__(self, path: str, refresh_margin: float = 0.0, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(refresh_margin=refresh_margin, clock=clock)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [ln.strip() for ln in fh]
+        except OSError as exc:
+            raise AuthConfigError(
+                f"--token-file {path!r} cannot be read ({exc.strerror}); give a file with one JWT per line"
+            ) from None
+        values = [ln for ln in lines if ln and not ln.startswith("#")]
+        if not values:
+            raise AuthConfigError(f"--token-file {path!r} holds no token; put one JWT per line")
+        now = clock()
+        self.path = path
+        self.tokens: list[Token] = []
+        expired = []
+        for lineno, value in enumerate(values, 1):
+            exp, sub = token_expiry(value)
+            if exp is not None and exp <= now:
+                expired.append(lineno)
+            self.tokens.append(Token(value, exp, sub))
+        if len(expired) == len(self.tokens):
+            raise AuthConfigError(
+                f"--token-file {path!r}: every token has expired (exp in the past); issue new tokens"
+            )
+        if expired:
+            logger.warning("--token-file %s: %d of %d tokens already expired (token #%s); they will be refused",
+                           path, len(expired), len(self.tokens), ", #".join(map(str, expired[:5])))
+        self._warned: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"FileTokens(path={self.path!r}, count={len(self.tokens)})"
+
+    def token(self, n: int) -> Token:
+        token = self.tokens[n % len(self.tokens)]
+        if not token.fresh(self.clock(), 0.0) and n % len(self.tokens) not in self._warned:
+            self._warned.add(n % len(self.tokens))
+            logger.warning("--token-file token #%d (sub=%s) has expired and cannot be refreshed",
+                           n % len(self.tokens) + 1, token.subject)
+        return token
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    email: str
+    password: str = field(repr=False)
+
+
+def read_users_file(path: str) -> list[Credentials]:
+    """CSV ``email,password`` (a header line ``email,password`` is skipped)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise AuthConfigError(
+            f"--users-file {path!r} cannot be read ({exc.strerror}); give a CSV file of email,password lines"
+        ) from None
+    users = []
+    for lineno, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip() or row[0].startswith("#"):
+            continue
+        if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["email", "password"]:
+            continue
+        if len(row) < 2 or not row[0].strip():
+            raise AuthConfigError(
+                f"--users-file {path!r} line {lineno} has {len(row)} field(s); expected email,password"
+            )
+        users.append(Credentials(row[0].strip(), row[1]))
+    if not users:
+        raise AuthConfigError(f"--users-file {path!r} holds no user; put email,password lines")
+    return users
+
+
+def login(base_url: str, path: str, creds: Credentials, timeout: float = 10.0) -> Token:
+    """``POST {base_url}{path}`` with ``{"email", "password"}`` → the access token. Raises :class:`LoginError`."""
+    body = json.dumps({"email": creds.email, "password": creds.password}).encode()
+    req = urllib.request.Request(
+        base_url.rstrip("/") + path, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise LoginError(f"login of {creds.email} refused: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise LoginError(f"login at {base_url}{path} failed: {reason}") from None
+    except ValueError:
+        raise LoginError(f"login of {creds.email}: the answer is not JSON") from None
+    value = data.get("access_token") if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value:
+        raise LoginError(f"login of {creds.email}: the answer has no access_token")
+    exp, sub = token_expiry(value)
+    if exp is None and isinstance(data.get("expires_in"), int | float):
+        exp = time.time() + float(data["expires_in"])
+    return Token(value, exp, sub)
+
+
+class LoginTokens(TokenSource):
+    """Tokens from ``POST /auth/login``, one user per ``n`` (round-robin over the users file)."""
+
+    kind = "login"
+
+    def __init__(
+        self,
+        base_url: str,
+        users: list[Credentials],
+        path: str = "/auth/login",
+        timeout: float = 10.0,
+        refresh_margin: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(refresh_margin=refresh_margin, clock=clock)
+        self.base_url = base_url
+        self.path = path
+        self.users = users
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"LoginTokens(url={self.base_url}{self.path}, users={len(self.users)})"
+
+    def credentials(self, n: int) -> Credentials:
+        return self.users[n % len(self.users)]
+
+    def _fetch(self, n: int) -> Token:
+        return login(self.base_url, self.path, self.credentials(n), self.timeout)
+
+
+def seeded_users(count: int, password: str, pattern: str = "loadtest{n}@example.com") -> list[Credentials]:
+    """The reference backend's seeded users (``loadtest{i}@example.com``)."""
+    return [Credentials(pattern.format(n=i), password) for i in range(count)]
+
+
+def parse_claims(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        claims = json.loads(text)
+    except ValueError as exc:
+        raise AuthConfigError(f"--jwt-claims is not valid JSON ({exc}); give an object like "
+                              '\'{"permissions": ["chat:read"]}\'') from None
+    if not isinstance(claims, dict):
+        raise AuthConfigError("--jwt-claims must be a JSON object, e.g. '{\"permissions\": [\"chat:read\"]}'")
+    return claims

@@ -1,0 +1,253 @@
+"""The chat client of one Locust user: a :class:`users.ws_session.ChatSession` plus samples, heartbeat and reconnect.
+
+Samples (DESIGN.md §2), all through the injected ``environment.events.request``:
+
+============  =========================  ==================================================================
+type          name                       measured as / failure text
+============  =========================  ==================================================================
+``WS``        ``connect``                TCP + TLS + upgrade until ``connection_established``; failure texts
+                                         ``auth refused at upgrade: HTTP 403 ...``, ``auth failed: AUTH_FAILED:
+                                         ...``, ``TCP connect to h:p failed: ...``, ``no connection_established
+                                         within 10 s`` ...
+``WS``        ``agent_started`` …        send → first event of that type (successes; one per type per message)
+``WS``        ``agent_completed``        send → ``agent_completed``; failures ``timeout after 30000 ms``,
+                                         ``error DEPENDENCY_TIMEOUT: ...``, ``hang: no event for 10 s``,
+                                         ``order: tool_completed before tool_executing``, ``duplicate: ...``,
+                                         ``missing: ...``, ``error DISCONNECTED: ...``; ``context`` =
+                                         ``{"outcome", "stages", ["intended_ms"]}``
+``WS``        ``events missing``         a timeout/hang with no agent event at all (failure)
+``WS``        ``heartbeat``              ``ping`` → ``pong``; failure ``heartbeat: no pong within 5 s``
+``WS``        ``disconnect``             the connection dropped (failure; reconnect follows with backoff)
+``WS``        ``agent_completed (intended)``  open model only: intended send → end (coordinated-omission corrected)
+``WS``        ``generator lag``          open model only: intended → actual send
+============  =========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+
+from tasks.timeline import MessageTimeline, Outcome, OutcomeKind
+from users.ws_options import ChatSettings
+from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
+
+logger = logging.getLogger(__name__)
+
+WS = "WS"
+CONNECT = "connect"
+EVENTS_MISSING = "events missing"
+HEARTBEAT = "heartbeat"
+DISCONNECT = "disconnect"
+GENERATOR_LAG = "generator lag"
+INTENDED_SUFFIX = " (intended)"
+
+_EMPTY: dict[str, Any] = {}
+_anomalies_logged: set[str] = set()
+
+
+class ChatClient:
+    """One user's chat connection with measurement. Create per user; :meth:`close` in ``on_stop``."""
+
+    def __init__(self, environment: Any, settings: ChatSettings, url: str, user_number: int) -> None:
+        self.environment = environment
+        self.settings = settings
+        self.url = url
+        self.user_number = user_number
+        self.session: ChatSession | None = None
+        self.failures_in_row = 0
+        self.next_attempt_at = 0.0
+        self.drops = 0
+        self.sent = 0
+        self.ended = 0
+        self._heartbeat: gevent.Greenlet | None = None
+        self._closed = False
+        self._fire: Callable[..., None] = environment.events.request.fire
+        self._completed = settings.protocol.completed
+
+    # -- connection ----------------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self.session is not None and self.session.open
+
+    def connect(self, token: str | None = None) -> bool:
+        """Open a new connection (closing any old one); fires ``WS connect``. False on failure."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        s = self.settings
+        if token is None and s.tokens is not None:
+            token = s.tokens.token(self.user_number).value
+        session = ChatSession(
+            self.url,
+            config=s.protocol,
+            token=token,
+            auth_mode=s.auth_mode,
+            ssl_context=s.ssl_context() if self.url.startswith("wss://") else None,
+            connect_timeout=s.connect_timeout,
+            reply_timeout=s.reply_timeout,
+            hang_after=s.hang_after,
+            max_frame=s.max_frame,
+            on_outcome=self._on_outcome,
+            on_closed=self._on_closed,
+            on_anomaly=self._on_anomaly,
+        )
+        start = time.perf_counter()
+        try:
+            elapsed = session.connect()
+        except ConnectError as exc:
+            self._fire(request_type=WS, name=CONNECT, response_time=(time.perf_counter() - start) * 1000.0,
+                       response_length=0, exception=exc, context=_EMPTY)
+            self._backoff()
+            if exc.auth:
+                logger.warning("chat user %d: %s", self.user_number, exc)
+            return False
+        self._fire(request_type=WS, name=CONNECT, response_time=elapsed, response_length=0, exception=None,
+                   context=_EMPTY)
+        self.session = session
+        self.failures_in_row = 0
+        self.next_attempt_at = 0.0
+        if self.settings.heartbeat_interval > 0 and (self._heartbeat is None or self._heartbeat.dead):
+            self._heartbeat = gevent.spawn(self._heartbeat_loop)
+        return True
+
+    def _backoff(self) -> None:
+        self.failures_in_row += 1
+        delay = min(self.settings.reconnect_max_backoff, 0.25 * (2 ** min(self.failures_in_row, 10)))
+        self.next_attempt_at = time.perf_counter() + delay * random.uniform(0.8, 1.2)
+
+    def ensure_connected(self) -> bool:
+        """Connected, or reconnect after the backoff delay (sleeping it); False if this attempt failed."""
+        if self.connected:
+            return True
+        wait = self.next_attempt_at - time.perf_counter()
+        if wait > 0:
+            gevent.sleep(wait)
+        return self.connect()
+
+    def _on_closed(self, reason: str) -> None:
+        self.drops += 1
+        self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
+                   exception=ChatFailure(f"disconnect: {reason}"), context=_EMPTY)
+        self._backoff()
+
+    def _on_anomaly(self, name: str) -> None:
+        if name not in _anomalies_logged:
+            _anomalies_logged.add(name)
+            logger.warning("chat: first '%s' frame seen (counted per kind; logged once)", name)
+        counts = getattr(self.environment, "chat_anomalies", None)
+        if counts is None:
+            counts = {}
+            self.environment.chat_anomalies = counts
+        counts[name] = counts.get(name, 0) + 1
+
+    # -- messages ------------------------------------------------------------------------------------------------
+    def send(self, content: str, intended_at: float | None = None) -> MessageTimeline | None:
+        """Send one message (not waiting); its samples fire when it ends. ``None`` when not connected."""
+        session = self.session
+        if session is None or not session.open:
+            return None
+        self.sent += 1
+        return session.send_message(content, intended_at=intended_at)
+
+    def send_and_await(self, contents: list[str]) -> list[Outcome]:
+        """Send every content at once and wait until all ended (each by its own deadline)."""
+        session = self.session
+        if session is None or not session.open:
+            return []
+        timelines = [t for t in (self.send(c) for c in contents) if t is not None]
+        guard = self.settings.reply_timeout + 5.0
+        if not session.wait(timelines, guard):
+            # cannot happen unless the reader died: end them here so nothing is left waiting
+            logger.error("chat user %d: reader did not end messages within %.0f s; closing", self.user_number, guard)
+            session.close(reason="reader stuck")
+        return [t.outcome for t in timelines if t.outcome is not None]
+
+    def _on_outcome(self, timeline: MessageTimeline, outcome: Outcome) -> None:
+        self.ended += 1
+        fire = self._fire
+        completed = self._completed
+        for name, ms in outcome.first_ms.items():
+            if name != completed:
+                fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
+                     context=_EMPTY)
+        failure = outcome.failure
+        exc = ChatFailure(failure) if failure is not None else None
+        fire(request_type=WS, name=completed, response_time=outcome.latency_ms, response_length=0, exception=exc,
+             context=outcome.context())
+        if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
+            fire(request_type=WS, name=EVENTS_MISSING, response_time=outcome.latency_ms, response_length=0,
+                 exception=ChatFailure(f"no agent event: {failure}"), context=_EMPTY)
+        if outcome.intended_latency_ms is not None:
+            fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=outcome.intended_latency_ms,
+                 response_length=0, exception=exc, context=_EMPTY)
+
+    # -- heartbeat -----------------------------------------------------------------------------------------------
+    def heartbeat_once(self) -> bool:
+        """One ping → pong; fires ``WS heartbeat``. False on a miss."""
+        session = self.session
+        if session is None or not session.open:
+            return False
+        start = time.perf_counter()
+        try:
+            rtt = session.ping(self.settings.heartbeat_timeout)
+        except HeartbeatError as exc:
+            self._fire(request_type=WS, name=HEARTBEAT, response_time=(time.perf_counter() - start) * 1000.0,
+                       response_length=0, exception=exc, context=_EMPTY)
+            return False
+        self._fire(request_type=WS, name=HEARTBEAT, response_time=rtt, response_length=0, exception=None,
+                   context=_EMPTY)
+        return True
+
+    def _heartbeat_loop(self) -> None:
+        misses = 0
+        s = self.settings
+        while not self._closed:
+            gevent.sleep(s.heartbeat_interval)
+            session = self.session
+            if session is None or not session.open:
+                misses = 0
+                continue
+            if s.tokens is not None:
+                try:  # refresh ahead of expiry so the next (re)connect has a valid token
+                    s.tokens.token(self.user_number)
+                except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the heartbeat
+                    logger.warning("chat user %d: token refresh failed: %s", self.user_number, exc)
+            if self.heartbeat_once():
+                misses = 0
+                continue
+            if session is not self.session or not session.open:
+                continue  # the connection dropped meanwhile: the disconnect was already reported
+            misses += 1
+            if misses >= s.heartbeat_misses:
+                misses = 0
+                logger.warning("chat user %d: %d heartbeats without pong; reconnecting", self.user_number,
+                               s.heartbeat_misses)
+                self.drops += 1
+                self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
+                           exception=ChatFailure(f"disconnect: heartbeat: no pong for {s.heartbeat_misses} pings"),
+                           context=_EMPTY)
+                session.close(code=1001, reason="heartbeat lost")
+                self._backoff()
+
+    # -- closing -------------------------------------------------------------------------------------------------
+    def close(self) -> int:
+        """Close the connection and the heartbeat; messages still in flight are abandoned (returned count), not
+        reported as failures: they were cut off by the stop, not by the server."""
+        self._closed = True
+        abandoned = 0
+        hb = self._heartbeat
+        if hb is not None and not hb.dead and hb is not gevent.getcurrent():
+            hb.kill(block=True, timeout=2.0)
+        session, self.session = self.session, None
+        if session is not None:
+            abandoned = session.dispatcher.in_flight
+            session.on_outcome = None
+            session.close(reason="user stopped")
+        return abandoned

@@ -1,0 +1,311 @@
+"""The chat users' Locust options (``--ws-*``, ``--jwt-*``, ``--token-file``, ``--users-file``), their validation,
+and the start-up check (a bad value → one clear error naming the option and the fix, exit code 2, no traceback).
+
+Every option also reads a ``LOCUST_*`` env var (``--ws-reply-timeout`` ↔ ``LOCUST_WS_REPLY_TIMEOUT``) and a
+``locust.conf`` line. ``--jwt-secret`` defaults to the env var ``JWT_SECRET_KEY`` (the real system's), then
+``LOCUST_JWT_SECRET``.
+
+In-process use (tests, benchmarks): ``ChatSettings(...)`` directly, or set ``environment.chat_settings``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust import events
+
+from tasks.arrival import ArrivalSchedule, ScheduleError
+from tasks.corpus import DEFAULT_MESSAGES, load_messages
+from tasks.timeline import ConfigError, ProtocolConfig
+from users.auth import (
+    AuthConfigError,
+    FileTokens,
+    LoginTokens,
+    MintedTokens,
+    TokenSource,
+    http_base_from_ws,
+    parse_claims,
+    read_users_file,
+    seeded_users,
+)
+from users.ws_session import AUTH_MODES, split_ws_url
+
+logger = logging.getLogger(__name__)
+
+
+class ChatConfigError(ValueError):
+    """A chat option has a bad value; the text names the option, the value (never a secret) and the fix."""
+
+
+@dataclass
+class ChatSettings:
+    """Resolved chat options shared by every chat user of a run (``environment.chat_settings``)."""
+
+    path: str = "/ws"
+    auth_mode: str = "subprotocol+header"
+    insecure: bool = False
+    connect_timeout: float = 10.0
+    reply_timeout: float = 30.0
+    hang_after: float = 10.0
+    inflight: int = 1
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 5.0
+    heartbeat_misses: int = 2
+    think_time: float = 1.0
+    max_frame: int = 1 << 20
+    reconnect_max_backoff: float = 10.0
+    arrival: ArrivalSchedule | None = None
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    messages: tuple[str, ...] = DEFAULT_MESSAGES
+    tokens: TokenSource | None = field(default=None, repr=False)
+    login_url: str | None = None
+    login_path: str = "/auth/login"
+    login_users: list[Any] = field(default_factory=list, repr=False)
+    """Credentials for the FLOW user's ``POST /auth/login`` (users file, else the reference backend's seeds)."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def with_(self, **changes: Any) -> ChatSettings:
+        return replace(self, **changes)
+
+
+def ws_url(host: str | None, path: str) -> str:
+    """The chat URL from ``--host`` and ``--ws-path``; raises :class:`ChatConfigError` naming ``--host``."""
+    if not host:
+        raise ChatConfigError(
+            "ChatUser needs --host (or LOCUST_HOST) set to a WebSocket URL, e.g. --host ws://127.0.0.1:8765 "
+            "or wss://staging.example.com"
+        )
+    try:
+        split_ws_url(host)
+    except ValueError:
+        raise ChatConfigError(
+            f"--host has value {host!r}, which is not a ws:// or wss:// URL; ChatUser expects e.g. "
+            "--host ws://127.0.0.1:8765 (the path defaults to --ws-path /ws) or wss://staging.example.com/ws"
+        ) from None
+    scheme, _, _, _, target = split_ws_url(host)
+    if target in ("", "/"):
+        if not path.startswith("/"):
+            raise ChatConfigError(f"--ws-path has value {path!r}; it must start with '/', e.g. /ws")
+        return host.rstrip("/") + path
+    return host
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    group = parser.add_argument_group("Chat WebSocket users (ChatUser, ChatFlowUser)")
+
+    def add(name: str, **kwargs: Any) -> None:
+        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
+        kwargs.setdefault("include_in_web_ui", True)
+        group.add_argument(name, env_var=env, **kwargs)
+
+    add("--ws-path", default="/ws", help="WebSocket path appended to --host when it has none (default /ws)")
+    add("--ws-auth", default="subprotocol+header", choices=AUTH_MODES,
+        help="where the JWT goes: subprotocol jwt-auth.<jwt> plus Authorization header (default), header, "
+             "subprotocol or query (?token=)")
+    add("--ws-insecure", action="store_true", default=False,
+        help="do not verify the TLS certificate of wss:// hosts (test systems only; logs a warning)")
+    add("--ws-connect-timeout", type=float, default=10.0,
+        help="seconds for TCP + TLS + upgrade + connection_established (default 10)")
+    add("--ws-reply-timeout", type=float, default=30.0,
+        help="seconds until a message without agent_completed fails as 'timeout' (default 30)")
+    add("--ws-hang-after", type=float, default=10.0,
+        help="seconds without any frame for a message until it fails as 'hang' (default 10)")
+    add("--ws-inflight", type=int, default=1, help="messages in flight per chat user (default 1)")
+    add("--ws-heartbeat-interval", type=float, default=15.0,
+        help="seconds between heartbeat pings per connection; 0 = off (default 15)")
+    add("--ws-heartbeat-timeout", type=float, default=5.0, help="seconds to wait for a pong (default 5)")
+    add("--ws-heartbeat-misses", type=int, default=2,
+        help="missed pongs in a row after which the connection counts as dead and is reopened (default 2)")
+    add("--ws-think-time", type=float, default=1.0,
+        help="seconds a chat user waits between replies in the closed model (default 1; 0 = none)")
+    add("--ws-arrival-rate", default="",
+        help="open model: total user messages per second over all connected chat users, sent on schedule "
+             "without waiting for replies; a number, or a ramp 't:rate,...' (e.g. '0:5,60:50'); empty = closed "
+             "model (default)")
+    add("--ws-messages", default="", help="file of user messages, one per line (default: built-in corpus)")
+    add("--ws-protocol", default="",
+        help="TOML/JSON file mapping event names, id fields and envelope of a backend with other names")
+    add("--ws-event-names", default="",
+        help="comma-separated agent event types in order, first starts and last completes a reply "
+             "(default agent_started,agent_thinking,tool_executing,tool_completed,agent_completed)")
+    add("--ws-envelope", default="", help="key of the server events' details: data (default) or payload")
+    add("--ws-max-frame-bytes", type=int, default=1 << 20,
+        help="larger incoming messages are skipped and counted as 'oversize frame' (default 1 MiB)")
+    add("--ws-reconnect-max-backoff", type=float, default=10.0,
+        help="upper bound in seconds of the reconnect backoff after a drop (default 10)")
+    add("--ws-login-url", default="",
+        help="HTTP base URL of POST /auth/login (default: derived from --host, ws→http)")
+    add("--ws-login-path", default="/auth/login", help="login path (default /auth/login)")
+    add("--ws-login-password", default=None, is_secret=True,
+        help="password of the seeded users loadtest{n}@example.com when no --users-file is given "
+             "(default: env TARGET_SEED_PASSWORD, else loadtest-password)")
+    add("--jwt-secret", default=None, is_secret=True,
+        help="HS256 secret to mint tokens with (default: env JWT_SECRET_KEY)")
+    add("--jwt-issuer", default=None, help="iss claim (default: env JWT_ISSUER, else agent-chat-backend)")
+    add("--jwt-user-pattern", default="user-{n:04d}", help="sub claim pattern over n (default user-{n:04d})")
+    add("--jwt-email-pattern", default="loadtest{n}@example.com", help="email claim pattern over n")
+    add("--jwt-users", type=int, default=100, help="distinct user ids minted, n = user number mod this (default 100)")
+    add("--jwt-ttl", type=float, default=3600.0, help="token lifetime in seconds (default 3600); refreshed before expiry")
+    add("--jwt-claims", default="", help='extra claims as a JSON object, e.g. \'{"permissions": ["chat:write"]}\'')
+    add("--token-file", default="", help="file of JWTs, one per line, used round-robin instead of minting")
+    add("--users-file", default="", help="CSV of email,password: chat users log in with POST /auth/login")
+
+
+def _opt(options: Any, name: str, default: Any) -> Any:
+    value = getattr(options, name, default)
+    return default if value is None else value
+
+
+def _positive(option: str, value: float, allow_zero: bool = False) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ChatConfigError(
+            f"{option} has value {value!r}; it must be {'>= 0' if allow_zero else '> 0'}"
+        )
+    return value
+
+
+def settings_from_options(options: Any, host: str | None) -> ChatSettings:
+    """Resolve and validate every chat option; :class:`ChatConfigError` names the first bad one."""
+    s = ChatSettings()
+    s.path = _opt(options, "ws_path", s.path)
+    s.auth_mode = _opt(options, "ws_auth", s.auth_mode)
+    if s.auth_mode not in AUTH_MODES:
+        raise ChatConfigError(f"--ws-auth has value {s.auth_mode!r}; use one of {', '.join(AUTH_MODES)}")
+    s.insecure = bool(_opt(options, "ws_insecure", False))
+    s.connect_timeout = _positive("--ws-connect-timeout", float(_opt(options, "ws_connect_timeout", 10.0)))
+    s.reply_timeout = _positive("--ws-reply-timeout", float(_opt(options, "ws_reply_timeout", 30.0)))
+    s.hang_after = _positive("--ws-hang-after", float(_opt(options, "ws_hang_after", 10.0)))
+    s.inflight = int(_opt(options, "ws_inflight", 1))
+    if s.inflight < 1:
+        raise ChatConfigError(f"--ws-inflight has value {s.inflight!r}; it must be >= 1")
+    s.heartbeat_interval = _positive("--ws-heartbeat-interval", float(_opt(options, "ws_heartbeat_interval", 15.0)),
+                                     allow_zero=True)
+    s.heartbeat_timeout = _positive("--ws-heartbeat-timeout", float(_opt(options, "ws_heartbeat_timeout", 5.0)))
+    s.heartbeat_misses = int(_opt(options, "ws_heartbeat_misses", 2))
+    if s.heartbeat_misses < 1:
+        raise ChatConfigError(f"--ws-heartbeat-misses has value {s.heartbeat_misses!r}; it must be >= 1")
+    s.think_time = _positive("--ws-think-time", float(_opt(options, "ws_think_time", 1.0)), allow_zero=True)
+    s.max_frame = int(_opt(options, "ws_max_frame_bytes", 1 << 20))
+    if s.max_frame < 1024:
+        raise ChatConfigError(f"--ws-max-frame-bytes has value {s.max_frame!r}; it must be >= 1024")
+    s.reconnect_max_backoff = _positive("--ws-reconnect-max-backoff",
+                                        float(_opt(options, "ws_reconnect_max_backoff", 10.0)))
+    rate = str(_opt(options, "ws_arrival_rate", "") or "").strip()
+    if rate:
+        try:
+            s.arrival = ArrivalSchedule.parse(rate)
+        except ScheduleError as exc:
+            raise ChatConfigError(f"--ws-arrival-rate has value {rate!r}: {exc}") from None
+    # protocol mapping
+    try:
+        protocol_file = _opt(options, "ws_protocol", "")
+        protocol = ProtocolConfig.from_file(protocol_file) if protocol_file else ProtocolConfig()
+        names = str(_opt(options, "ws_event_names", "") or "").strip()
+        envelope = str(_opt(options, "ws_envelope", "") or "").strip()
+        changes: dict[str, Any] = {}
+        if names:
+            events_ = tuple(n.strip() for n in names.split(",") if n.strip())
+            changes["events"] = events_
+            changes["pairs"] = tuple(p for p in protocol.pairs if p[0] in events_ and p[1] in events_)
+            if protocol.required is not None:
+                changes["required"] = tuple(r for r in protocol.required if r in events_)
+        if envelope:
+            changes["envelope"] = envelope
+        s.protocol = replace(protocol, **changes) if changes else protocol
+    except ConfigError as exc:
+        raise ChatConfigError(f"{exc} (options --ws-protocol / --ws-event-names / --ws-envelope)") from None
+    messages_file = _opt(options, "ws_messages", "")
+    if messages_file:
+        try:
+            s.messages = load_messages(messages_file)
+        except ValueError as exc:
+            raise ChatConfigError(str(exc)) from None
+    url = ws_url(host, s.path)
+    s.login_url = str(_opt(options, "ws_login_url", "") or "") or http_base_from_ws(url)
+    s.login_path = _opt(options, "ws_login_path", "/auth/login")
+    s.tokens, s.login_users = _token_source(options, s)
+    if s.insecure and url.startswith("wss://"):
+        logger.warning("--ws-insecure: TLS certificates of %s are NOT verified (use only on test systems)",
+                       split_ws_url(url)[1])
+    return s
+
+
+def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, list[Any]]:
+    token_file = _opt(options, "token_file", "")
+    users_file = _opt(options, "users_file", "")
+    password = _opt(options, "ws_login_password", None) or os.environ.get("TARGET_SEED_PASSWORD") or "loadtest-password"
+    try:
+        login_users = read_users_file(users_file) if users_file else seeded_users(100, password)
+        if token_file:
+            return FileTokens(token_file), login_users
+        if users_file:
+            return LoginTokens(s.login_url or "", login_users, s.login_path), login_users
+        secret = _opt(options, "jwt_secret", None) or os.environ.get("JWT_SECRET_KEY") or ""
+        if not secret:
+            raise ChatConfigError(
+                "chat users need credentials: set --jwt-secret (or env JWT_SECRET_KEY / LOCUST_JWT_SECRET) to mint "
+                "tokens, or give --token-file FILE or --users-file FILE"
+            )
+        return (
+            MintedTokens(
+                secret,
+                issuer=_opt(options, "jwt_issuer", None) or os.environ.get("JWT_ISSUER") or "agent-chat-backend",
+                user_pattern=_opt(options, "jwt_user_pattern", "user-{n:04d}"),
+                email_pattern=_opt(options, "jwt_email_pattern", "loadtest{n}@example.com"),
+                ttl=float(_opt(options, "jwt_ttl", 3600.0)),
+                users=int(_opt(options, "jwt_users", 100)),
+                claims=parse_claims(_opt(options, "jwt_claims", "")),
+            ),
+            login_users,
+        )
+    except AuthConfigError as exc:
+        raise ChatConfigError(str(exc)) from None
+
+
+def chat_settings(environment: Any) -> ChatSettings:
+    """The run's chat settings (``environment.chat_settings``), resolved from the options on first use."""
+    settings = getattr(environment, "chat_settings", None)
+    if settings is None:
+        settings = settings_from_options(getattr(environment, "parsed_options", None), environment.host)
+        environment.chat_settings = settings
+    return settings
+
+
+def _uses_chat(environment: Any) -> bool:
+    from users.chat import ChatUserBase  # late: users.chat imports this module
+
+    return any(isinstance(c, type) and issubclass(c, ChatUserBase) for c in environment.user_classes or [])
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    options = getattr(environment, "parsed_options", None)
+    if options is None or getattr(environment, "chat_settings", None) is not None:
+        return
+    if not _uses_chat(environment):
+        return
+    host = environment.host
+    if not host and not getattr(options, "headless", False) and not getattr(options, "worker", False):
+        return  # web UI: the host may still be entered in the form; checked again when users start
+    try:
+        environment.chat_settings = settings_from_options(options, host)
+    except ChatConfigError as exc:
+        logger.error("Bad chat option: %s", exc)
+        sys.stderr.flush()
+        sys.exit(2)
+
+
+__all__ = ["ChatSettings", "ChatConfigError", "chat_settings", "settings_from_options", "ws_url"]
