@@ -1,0 +1,169 @@
+"""End-to-end: real ``locust`` processes judged by the SLA engine.
+
+* synthetic users (``tests/e2e/sla_synthetic_locustfile.py``, fixed sample sets, no I/O): a master + 2 workers run
+  gives the same verdict and percentiles as a local run; ``abort_on_fail`` stops a run early;
+* chat + probe users against the reference backend (``backend`` / ``faults`` fixtures): healthy -> exit 0 and a
+  passing report; a ``pg-lock`` / ``redis-pause`` fault during the run -> exit 3 and the attribution names the tier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUST = str(Path(sys.executable).parent / "locust")
+SYNTH = str(Path(__file__).resolve().parent / "sla_synthetic_locustfile.py")
+
+SYNTH_CONFIG = """
+[thresholds]
+"WS agent_completed" = ["p(95) < 2000", "p(99) < 3000", "within(2000) >= 95%", "max < 5000"]
+"PG *" = ["p(95) < 200"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_locust(
+    args: list[str], env: dict[str, str], timeout: float, locustfile: str = SYNTH
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LOCUST, "-f", locustfile, "--only-summary", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.timeout(120)
+def test_master_with_two_workers_matches_local_run(tmp_path):
+    cfg = tmp_path / "synth.toml"
+    cfg.write_text(SYNTH_CONFIG, encoding="utf-8")
+    env = {"SLA_SYNTH_MODE": "slow", "SLA_SYNTH_SAMPLES": "300"}
+    common = ["--headless", "-u", "6", "-r", "6", "-t", "8s", "--sla-config", str(cfg)]
+    local = run_locust([*common, "--sla-report-json", str(tmp_path / "local.json")], env, 60)
+
+    port = free_port()
+    master = subprocess.Popen(
+        [
+            LOCUST,
+            "-f",
+            SYNTH,
+            "--only-summary",
+            *common,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            "2",
+            "--sla-report-json",
+            str(tmp_path / "dist.json"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    workers = [
+        subprocess.Popen(
+            [LOCUST, "-f", SYNTH, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        out, _ = master.communicate(timeout=60)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+    assert local.returncode == 3, local.stderr[-3000:]
+    assert master.returncode == 3, out[-3000:]
+    a, b = load(tmp_path / "local.json"), load(tmp_path / "dist.json")
+    assert (a["workers"], b["workers"]) == (0, 2)
+    assert a["verdict"] == b["verdict"] == "fail"
+    assert [(t["metric"], t["expression"], t["status"]) for t in a["thresholds"]] == [
+        (t["metric"], t["expression"], t["status"]) for t in b["thresholds"]
+    ]
+    for metric in ("WS agent_completed", "PG thread history"):
+        ma, mb = a["metrics"][metric], b["metrics"][metric]
+        assert ma["count"] == mb["count"] == 6 * 300
+        for q in ("p50", "p90", "p95", "p99", "max"):
+            assert abs(ma[q] - mb[q]) <= max(1.0, 0.01 * ma[q]), (metric, q, ma[q], mb[q])
+    assert "SLA FAILED: WS agent_completed p(95) < 2000 was" in out
+
+
+@pytest.mark.timeout(90)
+def test_abort_on_fail_stops_run_early(tmp_path):
+    cfg = tmp_path / "abort.toml"
+    cfg.write_text(
+        '[[thresholds."WS agent_completed"]]\nexpression = "fail_ratio < 0.2"\nabort_on_fail = true\n'
+        'delay_abort_eval = "2s"\n',
+        encoding="utf-8",
+    )
+    t0 = time.monotonic()
+    res = run_locust(
+        [
+            "--headless",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "60s",
+            "--sla-config",
+            str(cfg),
+            "--sla-eval-interval",
+            "1",
+            "--sla-report-json",
+            str(tmp_path / "r.json"),
+            "--sla-report-junit",
+            str(tmp_path / "r.xml"),
+        ],
+        {"SLA_SYNTH_MODE": "failing", "SLA_SYNTH_SAMPLES": "100000"},
+        80,
+    )
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 3, res.stderr[-3000:]
+    assert elapsed < 40, f"run was not stopped early ({elapsed:.0f} s of 60 s)"
+    rep = load(tmp_path / "r.json")
+    assert rep["aborted"]["threshold"] == "WS agent_completed fail_ratio < 0.2"
+    assert rep["duration_s"] < 40
+    assert "SLA ABORT: WS agent_completed fail_ratio < 0.2 was" in res.stderr
+    assert "aborted" in (tmp_path / "r.xml").read_text(encoding="utf-8")
+
+
+@pytest.mark.timeout(40)
+def test_bad_sla_config_exits_2_before_any_load(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[thresholds]\n"WS agent_complete" = ["p(95) < 2000"]\n', encoding="utf-8")
+    res = run_locust(["--headless", "-u", "1", "-t", "5s", "--sla-config", str(cfg)], {}, 30)
+    assert res.returncode == 2
+    assert str(cfg) in res.stderr and "unknown metric 'WS agent_complete'" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert "Ramping" not in res.stderr
