@@ -104,12 +104,11 @@ def ws_url(host: str | None, path: str) -> str:
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("Chat WebSocket users (ChatUser, ChatFlowUser)")
-
+    # Shown in the web UI: in web-UI mode the settings are re-read from the form at each test start.
     def add(name: str, **kwargs: Any) -> None:
         env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
         kwargs.setdefault("include_in_web_ui", True)
-        group.add_argument(name, env_var=env, **kwargs)
+        parser.add_argument(name, env_var=env, **kwargs)
 
     add("--ws-path", default="/ws", help="WebSocket path appended to --host when it has none (default /ws)")
     add("--ws-auth", default="subprotocol+header", choices=AUTH_MODES,
@@ -281,6 +280,7 @@ def chat_settings(environment: Any) -> ChatSettings:
     if settings is None:
         settings = settings_from_options(getattr(environment, "parsed_options", None), environment.host)
         environment.chat_settings = settings
+        environment.chat_settings_from_options = True
     return settings
 
 
@@ -288,6 +288,15 @@ def _uses_chat(environment: Any) -> bool:
     from users.chat import ChatUserBase  # late: users.chat imports this module
 
     return any(isinstance(c, type) and issubclass(c, ChatUserBase) for c in environment.user_classes or [])
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    options = getattr(environment, "parsed_options", None)
+    if options is not None and not getattr(options, "headless", False) and not getattr(options, "worker", False):
+        # web UI: options (and the host) may have been edited in the form since init; resolve again lazily
+        if getattr(environment, "chat_settings_from_options", False):
+            environment.chat_settings = None
 
 
 @events.init.add_listener
@@ -302,6 +311,7 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         return  # web UI: the host may still be entered in the form; checked again when users start
     try:
         environment.chat_settings = settings_from_options(options, host)
+        environment.chat_settings_from_options = True
     except ChatConfigError as exc:
         logger.error("Bad chat option: %s", exc)
         sys.stderr.flush()
