@@ -234,6 +234,7 @@ class PostgresProbeUser(User):
         return self.query(conn, "thread upsert", (self.thread_id, self.user_id, "probe")) is not None
 
     def on_start(self) -> None:
+        self.connect()  # every run has a connect sample, whatever the task draw
         with self.lease() as conn:
             if conn is not None:
                 self._ready = self._setup(conn)

@@ -141,6 +141,9 @@ class RedisProbeUser(User):
             f'"connected_at": {time.time():.3f}, "connection_id": "{random.getrandbits(64):016x}"}}'
         ).encode()
 
+    def on_start(self) -> None:
+        self.connect()  # every run has a connect sample, whatever the task draw
+
     # -------------------------------------------------------------- tasks
 
     @task(1)
