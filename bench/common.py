@@ -44,6 +44,7 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("JWT_SECRET_KEY", BENCH_JWT_SECRET)
+    env.setdefault("LOCUST_WS_THINK_TIME", "0")  # ChatUser: next message as soon as the reply completed
     env.update(extra)
     return env
 
@@ -80,6 +81,7 @@ class BenchServer:
     stall_at: float | None = None
     stall_for: float = 2.0
     max_seconds: float = 600.0
+    stats_file: str | None = None
     port: int = 0
     pids: list[int] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
@@ -93,6 +95,8 @@ class BenchServer:
                "--max-seconds", str(self.max_seconds), "--stall-for", str(self.stall_for)]
         if self.stall_at is not None:
             cmd += ["--stall-at", str(self.stall_at)]
+        if self.stats_file:
+            cmd += ["--stats-file", self.stats_file]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 30
@@ -115,6 +119,13 @@ class BenchServer:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per-process stats written at stop (needs ``stats_file``); call after :meth:`stop`."""
+        if not self.stats_file:
+            return []
+        p = Path(self.stats_file)
+        return [json.loads(f.read_text()) for f in sorted(p.parent.glob(p.name + ".*"))]
 
     def __enter__(self) -> BenchServer:
         return self.start()
@@ -239,11 +250,26 @@ def save(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+_CHAT_OK: bool | None = None
+
+
 def chat_user_available() -> bool:
-    """True when the chat dev's ``users.chat.ChatUser`` can be imported (it lands in parallel)."""
-    r = subprocess.run([PY, "-c", "import locust, users.chat as c; c.ChatUser"], cwd=ROOT, env=child_env(),
-                       capture_output=True, timeout=60)
-    return r.returncode == 0
+    """True when Locust can load ``users.chat.ChatUser`` through ``bench/chat_bench.py`` (checked once).
+
+    The chat user is written in parallel; until it loads, the benches fall back to their stand-ins and say so.
+    """
+    global _CHAT_OK
+    if _CHAT_OK is None:
+        r = subprocess.run([PY, "-m", "locust", "-f", "bench/chat_bench.py", "--list"], cwd=ROOT, env=child_env(),
+                           capture_output=True, text=True, timeout=60)
+        _CHAT_OK = r.returncode == 0 and "BenchChatUser" in r.stdout
+        if _CHAT_OK:  # its options must register too (a listener error is only logged by Locust)
+            r = subprocess.run([PY, "-m", "locust", "-f", "bench/chat_bench.py", "--help"], cwd=ROOT,
+                               env=child_env(), capture_output=True, text=True, timeout=60)
+            _CHAT_OK = r.returncode == 0 and "--ws-think-time" in r.stdout and "Traceback" not in r.stderr
+        if not _CHAT_OK:
+            logger.warning("ChatUser is not loadable yet, using stand-ins: %s", (r.stderr or r.stdout)[-300:])
+    return _CHAT_OK
 
 
 @contextlib.contextmanager

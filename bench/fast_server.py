@@ -140,6 +140,7 @@ class ServerConfig:
         self.clock = _Clock()
         self.connections = 0
         self.messages = 0
+        self.holds: list[float] = []  # seconds each delayed reply was actually held (timer slack included)
 
     def release_time(self, loop: asyncio.AbstractEventLoop) -> float | None:
         """Loop time at which a reply due now (+delay) may go out; None = immediately."""
@@ -327,20 +328,22 @@ class BenchWSProtocol(asyncio.Protocol):
             body = (t.replace(b'"__TID__"', tid_json).replace(b'"__RUN__"', run)
                     .replace(b'"__UID__"', uid).replace(b'"__TS__"', ts))
             out.append(frame(body))
-        self._send(b"".join(out), immediate=False)
+        self._send(b"".join(out), immediate=False, reply=True)
 
-    def _send(self, data: bytes, immediate: bool) -> None:
+    def _send(self, data: bytes, immediate: bool, reply: bool = False) -> None:
         if self.transport is None:
             return
         at = None if immediate else self.cfg.release_time(self.loop)
         if at is None:
             self.transport.write(data)
         else:
-            self.loop.call_at(at, self._write_later, data)
+            self.loop.call_at(at, self._write_later, data, time.perf_counter() if reply else None)
 
-    def _write_later(self, data: bytes) -> None:
+    def _write_later(self, data: bytes, arrived: float | None) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+            if arrived is not None and len(self.cfg.holds) < 2_000_000:
+                self.cfg.holds.append(time.perf_counter() - arrived)
 
     def _abort(self) -> None:
         if self.transport is not None:
@@ -378,7 +381,20 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: Any) -> None:
+def _write_stats(path: str, cfg: ServerConfig) -> None:
+    holds = sorted(cfg.holds)
+
+    def pct(q: float) -> float | None:
+        return holds[min(len(holds) - 1, int(q / 100 * len(holds)))] * 1000 if holds else None
+
+    with open(f"{path}.{os.getpid()}", "wb") as f:
+        f.write(orjson.dumps({"pid": os.getpid(), "messages": cfg.messages, "delayed_replies": len(holds),
+                              "hold_p50_ms": pct(50), "hold_p99_ms": pct(99),
+                              "hold_max_ms": holds[-1] * 1000 if holds else None}))
+
+
+def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: Any,
+           stats_file: str | None = None) -> None:
     raise_fd_limit()
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -400,11 +416,14 @@ def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: A
         ready.put(os.getpid())
     loop.run_until_complete(stop)
     server.close()
+    if stats_file:
+        _write_stats(stats_file, cfg)
     logger.info("bench server %d: %d messages answered", os.getpid(), cfg.messages)
 
 
 def start_processes(host: str, port: int, processes: int, delay: float, stall_at: float | None,
-                    stall_for: float, max_seconds: float) -> tuple[int, list[multiprocessing.Process]]:
+                    stall_for: float, max_seconds: float,
+                    stats_file: str | None = None) -> tuple[int, list[multiprocessing.Process]]:
     """Start ``processes`` server processes on one port; returns (port, processes) once all listen."""
     holder = _listen_socket(host, port)  # reserves the port in the SO_REUSEPORT group; never listens
     port = holder.getsockname()[1]
@@ -414,7 +433,7 @@ def start_processes(host: str, port: int, processes: int, delay: float, stall_at
     procs = []
     for _ in range(processes):
         cfg = ServerConfig(delay, stall_at, stall_for, t0)
-        p = ctx.Process(target=_serve, args=(host, port, cfg, max_seconds, ready), daemon=True)
+        p = ctx.Process(target=_serve, args=(host, port, cfg, max_seconds, ready, stats_file), daemon=True)
         p.start()
         procs.append(p)
     for _ in range(processes):
@@ -432,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall-at", type=float, default=None, help="seconds after start when replies stall")
     ap.add_argument("--stall-for", type=float, default=2.0, help="stall length in seconds (default 2)")
     ap.add_argument("--max-seconds", type=float, default=900.0, help="stop by itself after this (default 900)")
+    ap.add_argument("--stats-file", default=None,
+                    help="on stop, each process writes FILE.<pid>: messages answered and the actual hold time "
+                         "p50/p99 of delayed replies")
     a = ap.parse_args(argv)
     if not a.host.startswith("127.") and a.host not in ("localhost", "::1"):
         print(f"error: --host {a.host!r} is not a loopback address; the bench server binds loopback only "
@@ -441,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --processes must be >= 1 and --delay/--stall-for >= 0, --max-seconds > 0", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    port, procs = start_processes(a.host, a.port, a.processes, a.delay, a.stall_at, a.stall_for, a.max_seconds)
+    port, procs = start_processes(a.host, a.port, a.processes, a.delay, a.stall_at, a.stall_for, a.max_seconds,
+                                  a.stats_file)
     print(f"READY port={port} pids={','.join(str(p.pid) for p in procs)}", flush=True)
 
     def _term(*_: Any) -> None:

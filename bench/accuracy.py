@@ -1,0 +1,105 @@
+"""Accuracy: does the generator report the latency the server really had?
+
+The bench server holds every reply for exactly D = 250 ms (timer in the server's event loop, from the message's
+arrival to the write of the five frames). The generator runs a closed load sized to 50 % and to 80 % of its own
+maximum rate (users = rate × D); the measured ``WS agent_completed`` p50 and p99 (exact, from the raw samples) are
+compared with D. Goal: p50 within 1 ms and p99 within 5 ms of D at both loads. The error printed is measured − D
+(it includes loopback and the server's timer slack, so it is an upper bound of the generator's error); the server
+also reports the hold time it really applied (its event loop's timers fire up to ≈ 1 ms late), printed beside it.
+
+The generator's maximum rate comes from the overhead bench (``bench/results/overhead.json``) when present, else from
+a short measurement here.
+
+Usage::
+
+    python -m bench accuracy [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from typing import Any
+
+from bench.common import RESULTS, BenchServer, chat_user_available, run_locust, save
+
+logger = logging.getLogger(__name__)
+
+DELAY_S = 0.250
+
+
+def max_rate(chat: bool, files: list[str], classes: list[str] | None, quick: bool) -> tuple[float, str]:
+    """The generator's max round trips/s with this user class (overhead result, or a 3 s measurement)."""
+    try:
+        prev = json.loads((RESULTS / "overhead.json").read_text())
+        r = prev["chat"]["rate"] if chat else prev["naive"]["rate"]
+        if r:
+            return float(r), "bench/results/overhead.json"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with BenchServer(max_seconds=120) as srv:
+        run_ = run_locust(files, srv.url, 50, classes=classes, warmup=1.0, window=3.0)
+    return run_.rate, "measured here (3 s)"
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    chat = chat_user_available()
+    files, classes = (["bench/chat_bench.py"], ["BenchChatUser"]) if chat else (["bench/naive_user.py"], None)
+    peak, source = max_rate(chat, files, classes, quick)
+    res: dict[str, Any] = {"user": "ChatUser" if chat else "naive user (ChatUser pending)", "delay_ms": DELAY_S * 1000,
+                           "max_rate": peak, "max_rate_source": source, "loads": {}}
+    warmup, window = (2.0, 5.0) if quick else (3.0, 12.0)
+    for share in (0.5, 0.8):
+        users = max(1, round(peak * share * DELAY_S))
+        stats = os.path.join(tempfile.mkdtemp(prefix="bench-acc-"), "server")
+        with BenchServer(delay=DELAY_S, max_seconds=300, stats_file=stats) as srv:
+            r = run_locust(files, srv.url, users, classes=classes, warmup=warmup, window=window,
+                           spawn_rate=min(users, 1000), env={"BENCH_SLA": "1"}, extra_args=["--sla-off"] if chat else [])
+        m = r.load[0]
+        srv_stats = srv.stats()
+        m["server_hold_p50_ms"] = srv_stats[0]["hold_p50_ms"] if srv_stats else None
+        m["server_hold_p99_ms"] = srv_stats[0]["hold_p99_ms"] if srv_stats else None
+        m["target_share"] = share
+        m["achieved_share"] = m["rate"] / peak
+        m["p50_error_ms"] = None if m["p50_ms"] is None else m["p50_ms"] - DELAY_S * 1000
+        m["p99_error_ms"] = None if m["p99_ms"] is None else m["p99_ms"] - DELAY_S * 1000
+        res["loads"][f"{int(share * 100)}%"] = m
+    save("accuracy", res)
+    return res
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = []
+    for label, m in res["loads"].items():
+        e50, e99 = m["p50_error_ms"], m["p99_error_ms"]
+        ok = e50 is not None and abs(e50) <= 1 and abs(e99) <= 5
+        out.append((f"accuracy D=250 ms at {label} of max",
+                    f"p50 {m['p50_ms']:.2f} ms (err {e50:+.2f}), p99 {m['p99_ms']:.2f} ms (err {e99:+.2f}); "
+                    f"{m['users']} users, {m['rate']:,.0f} rt/s = {m['achieved_share']:.0%} of max; server's "
+                    f"actual hold p50 {_f(m.get('server_hold_p50_ms'))} / p99 {_f(m.get('server_hold_p99_ms'))} ms",
+                    f"|err| ≤ 1 / 5 ms {'MET' if ok else 'MISSED'}"))
+    out.append(("  accuracy user / max rate", f"{res['user']}, max {res['max_rate']:,.0f} rt/s "
+                f"({res['max_rate_source']})", ""))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short windows")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for fig, val, goal in rows(run(a.quick)):
+        print(f"{fig:<40} {val:<70} {goal}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
