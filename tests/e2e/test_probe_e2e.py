@@ -23,6 +23,8 @@ def _chat_class() -> str | None:
                           cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     names = [line.strip() for line in proc.stdout.splitlines() if line.strip().endswith("User")]
+    if "ChatUser" in names:
+        return "ChatUser"
     chat = [n for n in names if n not in PROBES and "Chat" in n]
     return chat[0] if chat else None
 
