@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import websocket
 
-from sla_checks.report_html import write_html_report
-from tests.unit.test_sla_html import example_report
+from sla_checks.report_html import tier_of, write_html_report
+from tests.unit.test_sla_html import FIXTURE, example_report
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -203,11 +203,20 @@ def chromium(tmp_path: Path) -> Iterator[Chromium]:
 # ------------------------------------------------------------------------------------------------ (a) HTML report
 
 
+def _reports() -> list[Any]:
+    params = [pytest.param("synthetic", example_report(), id="synthetic")]
+    if FIXTURE.exists():  # the SLA core's committed example, as its engine writes it
+        params.append(
+            pytest.param("core", json.loads(FIXTURE.read_text(encoding="utf-8")), id="core-fixture")
+        )
+    return params
+
+
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize(("name", "report"), _reports())
 def test_html_report_renders_in_chromium_with_chart_points_and_no_console_errors(
-    chromium: Chromium, tmp_path: Path
+    chromium: Chromium, tmp_path: Path, name: str, report: dict[str, Any]
 ) -> None:
-    report = example_report()
     html_path = write_html_report(report, tmp_path / "sla-report.html")
     page = chromium.page()
     try:
@@ -232,10 +241,14 @@ def test_html_report_renders_in_chromium_with_chart_points_and_no_console_errors
         for chart in charts:
             assert chart["width"] > 300, chart
             assert chart["points"] > 0 and chart["inside"] == chart["points"], chart
-        windows = len(report["windows"])
-        assert by_id["chart-windows"]["points"] == 4 * windows  # WS + redis, postgres, clickhouse per window
-        assert by_id["chart-windows"]["lines"] == 4
-        screenshot = page.screenshot(ARTIFACTS / "sla_report_chromium.png")
+        tiers = {tier_of(m) for w in report["windows"] for m in w["metrics"]} - {None}
+        assert by_id["chart-windows"]["lines"] == 1 + len(tiers)  # WS agent_completed + one line per tier
+        expected = sum(
+            ("WS agent_completed" in w["metrics"]) + len({tier_of(m) for m in w["metrics"]} - {None})
+            for w in report["windows"]
+        )  # one point per window for each series that has data in that window
+        assert by_id["chart-windows"]["points"] == expected
+        screenshot = page.screenshot(ARTIFACTS / f"sla_report_chromium_{name}.png")
         assert screenshot.stat().st_size > 10_000
         assert page.console_errors() == []
     finally:
