@@ -82,6 +82,7 @@ class BenchServer:
     stall_for: float = 2.0
     max_seconds: float = 600.0
     stats_file: str | None = None
+    started_at: float = 0.0
     port: int = 0
     pids: list[int] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
@@ -97,6 +98,7 @@ class BenchServer:
             cmd += ["--stall-at", str(self.stall_at)]
         if self.stats_file:
             cmd += ["--stats-file", self.stats_file]
+        self.started_at = time.time()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         deadline = time.monotonic() + 30

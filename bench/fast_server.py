@@ -412,6 +412,8 @@ def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: A
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     loop.call_later(max_seconds, lambda: stop.done() or stop.set_result(None))
+    if stats_file:  # SIGUSR1: write the counters now (a bench reads the message count mid-run)
+        loop.add_signal_handler(signal.SIGUSR1, _write_stats, stats_file, cfg)
     if ready is not None:
         ready.put(os.getpid())
     loop.run_until_complete(stop)

@@ -111,7 +111,7 @@ class BenchMeter:
         gevent.sleep(self.warmup)
         g0 = _greenlets()  # walks the heap: keep this pause out of the measured window
         gevent.sleep(1.0)
-        rss0, cpu0, t0 = proc.memory_info().rss, _cpu(), time.perf_counter()
+        rss0, cpu0, t0, wall0 = proc.memory_info().rss, _cpu(), time.perf_counter(), time.time()
         self.recording = True
         gevent.sleep(self.window)
         self.recording = False
@@ -122,7 +122,7 @@ class BenchMeter:
         self.intended.sort()
         r = self.env.runner
         out = {
-            "role": self._role(), "pid": os.getpid(), "seconds": secs, "users": getattr(r, "user_count", 0),
+            "role": self._role(), "pid": os.getpid(), "seconds": secs, "wall_start": wall0, "wall_end": time.time(), "users": getattr(r, "user_count", 0),
             "metric": f"{self.req_type} {self.name}", "count": self.count, "failures": self.failures,
             "rate": self.count / secs, "samples_all_metrics": self.total_samples,
             "cpu_s": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / secs,
