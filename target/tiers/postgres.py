@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,28 @@ from target.tiers import TierError, TierTimeout
 log = logging.getLogger(__name__)
 
 Q = PG_QUERIES
+
+
+_OBJECT_NAME = re.compile(r"IF NOT EXISTS\s+(\w+)", re.I)
+
+
+async def ensure_schema(conn: asyncpg.Connection) -> int:
+    """Create what is missing of PG_SCHEMA; returns the number of statements run.
+
+    Each statement runs only when its object is missing: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on its
+    table even when the index exists, which blocks (and can deadlock with) the writes of running backends.
+    """
+    ran = 0
+    for stmt in PG_SCHEMA:
+        m = _OBJECT_NAME.search(stmt)
+        if m and await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", m.group(1)):
+            continue
+        async with conn.transaction():
+            # Serialise concurrent creation by several backends on the shared database.
+            await conn.execute("SELECT pg_advisory_xact_lock(724242)")
+            await conn.execute(stmt)
+        ran += 1
+    return ran
 
 
 class ThreadOwnershipError(Exception):
@@ -56,11 +79,7 @@ class PostgresTier:
                 )
             if not self.schema_ready:
                 async with self.pool.acquire(timeout=self.timeout_ms / 1000.0) as conn:
-                    # Serialise concurrent CREATE ... IF NOT EXISTS from several backends on the shared DB.
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock(724242)")
-                        for stmt in PG_SCHEMA:
-                            await conn.execute(stmt)
+                    await ensure_schema(conn)
                 self.schema_ready = True
 
     def _require_pool(self, operation: str) -> asyncpg.Pool:
@@ -104,7 +123,6 @@ class PostgresTier:
                 await conn.fetchval(Q["message insert"], thread_id, user_id, "user", content,
                                     timeout=dl.left("message insert"))
                 await conn.execute(Q["run insert"], run_id, thread_id, user_id, timeout=dl.left("run insert"))
-                await conn.execute(Q["thread update"], 1, thread_id, timeout=dl.left("thread update"))
             return [dict(r) for r in rows]
 
         return await self._with_conn("begin message", go)
@@ -116,7 +134,8 @@ class PostgresTier:
                 await conn.fetchval(Q["message insert"], thread_id, user_id, "assistant", response,
                                     timeout=dl.left("message insert"))
                 await conn.execute(Q["run complete"], status, duration_ms, run_id, timeout=dl.left("run complete"))
-                await conn.execute(Q["thread update"], 1, thread_id, timeout=dl.left("thread update"))
+                # counts both messages of the exchange (the upsert at the start already bumped updated_at)
+                await conn.execute(Q["thread update"], 2, thread_id, timeout=dl.left("thread update"))
 
         await self._with_conn("complete message", go)
 
