@@ -1,8 +1,9 @@
 """Root-cause attribution for a failing chat threshold (pure).
 
 When a ``WS``/``FLOW`` threshold fails, which tier made it slow? The run's time buckets (2 s by default) are split
-into *bad* buckets (those where the failing metric itself breaks the threshold, or, when no single bucket does,
-those above the run's median p95) and *baseline* buckets (the rest). For every tier metric (request type ``PG`` ->
+into *bad* buckets (those where the failing metric itself breaks the threshold, counting failed samples as over any
+latency limit, since a message that failed fast with ``DEPENDENCY_TIMEOUT`` is no fast reply; when no single bucket
+breaks it, those above the run's median p95) and *baseline* buckets (the rest). For every tier metric (request type ``PG`` ->
 postgres, ``REDIS`` -> redis, ``CH`` -> clickhouse, ``HTTP ready:<tier>`` -> that tier) we compare its p95 in the
 bad buckets (widened by one bucket each side: a probe sample and a chat sample stuck behind the same stall finish a
 moment apart) with its p95 in the baseline buckets:
@@ -33,7 +34,7 @@ from sla_checks.evaluate import (
     matching_metrics,
     statistic,
 )
-from sla_checks.expressions import parse_expression
+from sla_checks.expressions import Expression, parse_expression
 from sla_checks.histogram import Histogram
 
 __all__ = ["attribute", "tier_of", "TIER_LABELS", "COINCIDE_SCORE"]
@@ -92,6 +93,25 @@ def _tier_threshold(metric: str, specs: Sequence[ThresholdSpec]) -> ThresholdSpe
     return cands[0]
 
 
+def _bucket_breaks(expr: Expression, d: MetricData) -> bool:
+    """Whether one bucket's samples break ``expr``, counting failed samples as over any latency limit (a failed
+    message is not a fast reply, even when its error came back quickly)."""
+    n = d.count
+    if n == 0 or expr.stat in ("rps", "count"):
+        return False
+    if expr.is_latency and expr.op in ("<", "<="):
+        limit = expr.limit if expr.op == "<=" else expr.limit - 1e-6
+        ok = d.hist.count_le(limit) - d.fails.count_le(limit)
+        if expr.stat == "p":
+            return ok < math.ceil((expr.arg or 0.0) / 100.0 * n - 1e-9)
+        if expr.stat == "max":
+            return ok < n
+        if d.failures * 2 > n:
+            return True
+    v = statistic(expr, d, 1.0)
+    return v is not None and not expr.holds(v)
+
+
 def _fmt_ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f} ms"
 
@@ -117,12 +137,7 @@ def attribute(
         (i, t, b) for i, (t, b) in enumerate(buckets) if target in b.metrics and b.metrics[target].count
     ]
     idx_all = [i for i, _, _ in series]
-    bad: set[int] = set()
-    if expr.stat not in ("rps", "count"):
-        for i, _, b in series:
-            v = statistic(expr, b.metrics[target], 1.0)
-            if v is not None and not expr.holds(v):
-                bad.add(i)
+    bad = {i for i, _, b in series if _bucket_breaks(expr, b.metrics[target])}
     if not bad and len(series) >= 2:
         p95s = sorted(_p95(b.metrics[target]) or 0.0 for _, _, b in series)
         median = p95s[len(p95s) // 2]
@@ -138,12 +153,13 @@ def attribute(
     t_bad = _p95(_merge_metric(bad_b, target))
     t_base = _p95(_merge_metric(base_b, target)) if base_b else None
     limit = expr.limit if expr.is_latency else None
-    if t_bad is not None and t_base is not None and t_bad > t_base:
+    if t_bad is not None and t_base is not None and t_bad > t_base + 1.0:
         t_rise = t_bad - t_base
-    elif t_bad is not None and limit is not None:
-        t_rise = max(t_bad - limit, 0.0) or t_bad
+    elif t_bad is not None and limit is not None and t_bad > limit:
+        t_rise = t_bad - limit
     else:
-        t_rise = t_bad or 0.0
+        # the bad buckets are bad by failures rather than by latency (errors come back fast): scale by the limit
+        t_rise = limit if limit else (t_bad or 0.0)
 
     # per-bucket target p95 for correlation
     target_by_idx = {i: _p95(b.metrics[target]) for i, _, b in series}

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,119 @@ def test_bad_sla_config_exits_2_before_any_load(tmp_path):
     assert str(cfg) in res.stderr and "unknown metric 'WS agent_complete'" in res.stderr
     assert "Traceback" not in res.stderr
     assert "Ramping" not in res.stderr
+
+
+# --- against the reference backend --------------------------------------------------------------------------------
+
+BACKEND_CONFIG = """
+[[thresholds."WS agent_completed"]]
+expression = "p(95) < 2000"
+description = "95 % of chat replies within 2 s"
+required = true
+
+[[thresholds."WS agent_completed"]]
+expression = "within(2000) >= 95%"
+description = "at least 95 % of messages answered within 2 s"
+
+# tier limits looser than the seed's (200 / 50 ms): the test machine is shared and noisy; the faults stall for seconds
+[thresholds]
+"PG *" = ["p(95) < 1000"]
+"REDIS *" = ["p(95) < 500"]
+"HTTP /health*" = ["p(99) < 1000"]
+"""
+
+USERS = ["ChatUser", "PostgresProbeUser", "RedisProbeUser"]
+
+
+def backend_run(backend, tmp_path: Path, seconds: int, fault: tuple[str, int, float] | None = None):
+    """Chat + probe users for ``seconds``; ``fault`` = (kind, ms, for_s) applied ~5 s in. Returns (proc, report)."""
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text(BACKEND_CONFIG, encoding="utf-8")
+    report = tmp_path / "r.json"
+    cmd = [
+        LOCUST,
+        "-f",
+        str(ROOT / "locustfile.py"),
+        *USERS,
+        "--headless",
+        "--only-summary",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        f"{seconds}s",
+        "--host",
+        backend.ws_url,
+        "--ws-think-time",
+        "0.5",
+        "--sla-config",
+        str(cfg),
+        "--sla-eval-interval",
+        "2",
+        "--sla-report-json",
+        str(report),
+        "--exit-code-on-error",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **backend.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    applied: list[dict] = []
+    if fault is not None:
+        kind, ms, for_s = fault
+
+        def inject() -> None:
+            time.sleep(5)
+            if proc.poll() is None:
+                applied.append(backend.faults.apply(kind, ms=ms, for_s=for_s))
+
+        t = threading.Thread(target=inject, daemon=True)
+        t.start()
+    try:
+        out, _ = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if fault is not None:
+            t.join(timeout=10)
+            backend.faults.clear()
+    if fault is not None:
+        assert applied, "the fault was not applied during the run"
+    assert report.exists(), out[-4000:]
+    return proc.returncode, out, load(report)
+
+
+@pytest.mark.timeout(120)
+def test_healthy_backend_exits_0_with_passing_report(backend, tmp_path):
+    rc, out, rep = backend_run(backend, tmp_path, 12)
+    assert rc == 0, out[-4000:]
+    assert rep["verdict"] == "pass", rep["verdict_reasons"]
+    by = {(t["metric"], t["expression"]): t for t in rep["thresholds"]}
+    assert by[("WS agent_completed", "p(95) < 2000")]["status"] == "pass"
+    assert rep["metrics"]["WS agent_completed"]["count"] > 10
+    assert any(m.startswith("PG ") for m in rep["metrics"]) and any(
+        m.startswith("REDIS ") for m in rep["metrics"]
+    )
+    assert rep["stages"], "the chat samples carry no stage timings"
+    assert "SLA verdict: PASS" in out
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize(
+    ("kind", "ms", "tier"), [("pg-lock", None, "postgres"), ("redis-pause", 4000, "redis")]
+)
+def test_tier_fault_exits_3_and_attribution_names_tier(backend, faults, tmp_path, kind, ms, tier):
+    rc, out, rep = backend_run(backend, tmp_path, 16, fault=(kind, ms, 5.0))
+    assert rc == 3, out[-4000:]
+    assert rep["verdict"] == "fail"
+    ws = [a for a in rep["attribution"] if a["metric"] == "WS agent_completed"]
+    assert ws, (rep["verdict_reasons"], out[-3000:])
+    assert ws[0]["tiers"][0]["tier"] == tier, ws[0]["summary"]
+    assert "SLA attribution: WS agent_completed" in out

@@ -111,3 +111,28 @@ def test_single_bucket_run_does_not_crash():
 )
 def test_tier_of(metric, tier):
     assert tier_of(metric) == tier
+
+
+def test_fast_errors_during_a_redis_stall_point_at_redis():
+    """Messages that fail fast (DEPENDENCY_TIMEOUT) while Redis stalls: bad buckets are found by failures."""
+    eng = Engine([ThresholdSpec.of("WS agent_completed", "p(95) < 2000"), *SPECS[1:]])
+    eng.start(T0)
+    c = eng.collector
+    for s in range(40):
+        t = T0 + s + 0.3
+        stall = 20 <= s < 26
+        for k in range(10):
+            failed = stall and k < 6
+            c.record("WS", "agent_completed", 150.0 if failed else 700.0 + s % 5 * 90, failed, t)
+        if s % 5 == 0 or stall:
+            c.record("REDIS", "GET", 3000.0 if stall else 0.6, False, t)
+        c.record("PG", "thread history", 4.0 + s % 3, False, t)
+    c.record("WS", "agent_completed", 2600.0, False, T0 + 5.3)  # an unrelated slow reply in a healthy bucket
+    eng.flush_local()
+    eng.stop(T0 + 40)
+    res = [r for r in eng.evaluate(T0 + 40) if r.metric == "WS agent_completed"][0]
+    res.status = "fail"  # judge the attribution alone: the run-wide p95 may pass with fast errors
+    a = attribute(res, eng.store.sorted_buckets(), SPECS)
+    assert a["tiers"][0]["tier"] == "redis"
+    assert 'coincides with REDIS "GET"' in a["summary"]
+    assert "PostgreSQL within SLA" in a["summary"]
