@@ -397,9 +397,8 @@ class MessageTimeline:
         if self.outcome is not None:
             return None
         # A deadline that passed before this frame arrived already decided the message.
-        outcome = self.poll(now)
-        if outcome is not None:
-            return outcome
+        if now >= self.sent_at + self.reply_timeout or now >= self.last_frame_at + self.hang_after:
+            return self.poll(now)
         config = self.config
         kind = frame.get(config.type_field)
         self._frames += 1
@@ -578,6 +577,10 @@ class Dispatcher:
     _by_thread: dict[str, MessageTimeline] = field(default_factory=dict)
     _pending: dict[int, MessageTimeline] = field(default_factory=dict)
     _ended: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _events: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._events = _rules(self.config)[1]
 
     # -- tracking --------------------------------------------------------------------------------------------------
     def track(self, timeline: MessageTimeline) -> None:
@@ -671,7 +674,7 @@ class Dispatcher:
         if kind == config.pong_type:
             return Routed(RouteKind.PONG, frame)
         is_error = kind in config.error_types
-        if not is_error and kind not in _rules(config)[1]:
+        if not is_error and kind not in self._events:
             if kind == config.welcome_type:
                 return Routed(RouteKind.WELCOME, frame)
             if kind == config.ack_type:
@@ -682,13 +685,17 @@ class Dispatcher:
         if corr is None:
             corr = _get(frame, config.envelope, config.correlation_field)
         if corr is not None:
-            timeline = self._by_corr.get(corr) if isinstance(corr, str) else None
+            if not isinstance(corr, str):
+                corr = ""  # an id that is not a string matches nothing (and is hashable)
+            timeline = self._by_corr.get(corr)
         thread = None
         if timeline is None:
             thread = frame.get(config.thread_field)
             if thread is None:
                 thread = _get(frame, config.envelope, config.thread_field)
-            if thread is not None and isinstance(thread, str):
+            if thread is not None:
+                if not isinstance(thread, str):
+                    thread = ""
                 timeline = self._by_thread.get(thread)
         if timeline is None:
             if corr is None and thread is None:

@@ -16,7 +16,7 @@ IDS = ["m0", "m1", "m2", "m3", "zz", None]
 pytestmark = pytest.mark.timeout(120)
 
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
@@ -30,7 +30,7 @@ def frames(draw):
         frame["type"] = kind
     where = draw(st.sampled_from(["top", "data", "none"]))
     for field in ("thread_id", "correlation_id"):
-        value = draw(st.sampled_from(IDS + [5]))
+        value = draw(st.sampled_from(IDS + [5, [1], {"a": 1}, ""]))
         if value is not None and where != "none":
             if where == "top":
                 frame[field] = value
