@@ -34,7 +34,7 @@ from typing import Any
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from scenarios.faults import (
     FaultScheduler,
@@ -51,6 +51,7 @@ __all__ = ["ScenarioState", "activate", "parse_seconds", "profile_toml", "regist
 logger = logging.getLogger(__name__)
 
 SCENARIO_EXIT_CODE_USAGE = 2
+INFLIGHT_MESSAGE = "scenario_inflight"
 
 
 class _ListScenariosAction(argparse.Action):
@@ -411,10 +412,25 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
     )
 
 
-def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
+def _set_inflight(environment: Any, inflight: int) -> None:
+    """Messages in flight per chat user from now on (the chat users read the shared settings every round)."""
     options = environment.parsed_options
-    if step is not None and step.inflight is not None and hasattr(options, "ws_inflight"):
-        options.ws_inflight = step.inflight
+    if options is not None and hasattr(options, "ws_inflight"):
+        options.ws_inflight = inflight
+    settings = getattr(environment, "chat_settings", None)
+    if settings is not None and hasattr(settings, "inflight"):
+        settings.inflight = inflight
+
+
+def _on_worker_inflight(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    _set_inflight(environment, int(msg.data))
+
+
+def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
+    if step is not None and step.inflight is not None:
+        _set_inflight(environment, step.inflight)
+        if isinstance(environment.runner, MasterRunner):
+            environment.runner.send_message(INFLIGHT_MESSAGE, step.inflight)
     entry = environment.runner.stats.entries.get(("agent_completed", "WS")) if environment.runner else None
     snapshot = dict(entry.response_times) if entry else {}
     state._step_marks.append(
@@ -583,6 +599,8 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
             _exit_usage(str(e))
     elif (options.inject_faults or options.inject_tolerated_faults) and options.headless:
         _exit_usage("--inject-faults needs --scenario NAME (the faults belong to a scenario; see --list-scenarios)")
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(INFLIGHT_MESSAGE, lambda msg, **kw: _on_worker_inflight(environment, msg, **kw))
     if web_ui is not None:
         _install_web_ui_hook(environment, web_ui, state)
 

@@ -1,0 +1,116 @@
+"""The scenario options end to end (real ``locust`` processes): listing, bad names, refused fault injection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from scenarios.registry import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[2]
+LOCUST = [sys.executable, "-m", "locust", "-f", str(REPO / "locustfile.py")]
+
+
+def run_locust(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    penv = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_"))}
+    penv.update(env or {})
+    return subprocess.run(
+        [*LOCUST, *args], cwd=REPO, env=penv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.timeout(60)
+def test_list_scenarios_prints_one_line_each_and_exits_0() -> None:
+    res = run_locust("--list-scenarios")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    for name, scenario in SCENARIOS.items():
+        matching = [line for line in lines if line.split(" ", 1)[0] == name]
+        assert len(matching) == 1, f"{name} not listed once in:\n{res.stdout}"
+        assert scenario.shape.kind in matching[0]
+    assert f"{len(SCENARIOS)} scenarios" in res.stdout
+
+
+@pytest.mark.timeout(60)
+def test_unknown_scenario_exits_2_naming_the_choices() -> None:
+    res = run_locust("--headless", "--scenario", "no-such-scenario", "--host", "ws://127.0.0.1:9/ws")
+    assert res.returncode == 2
+    assert "no-such-scenario" in res.stderr and "smoke" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.timeout(60)
+def test_bad_scenario_duration_exits_2_with_the_fix() -> None:
+    res = run_locust(
+        "--headless", "--scenario", "smoke", "--scenario-duration", "ten", "--host", "ws://127.0.0.1:9/ws"
+    )
+    assert res.returncode == 2
+    assert "--scenario-duration" in res.stderr and "'ten'" in res.stderr and "90s" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.timeout(60)
+def test_inject_faults_against_a_remote_host_is_refused_with_exit_2() -> None:
+    # 192.0.2.1 (TEST-NET-1) is never contacted: the loopback check refuses first.
+    res = run_locust(
+        "--headless", "--scenario", "ws-reply-2s", "--inject-faults", "--host", "wss://192.0.2.1/ws",
+        env={"TARGET_ADMIN_TOKEN": "x" * 16},
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "refused" in res.stderr and "192.0.2.1" in res.stderr and "not a loopback" in res.stderr
+    assert "x" * 16 not in res.stderr + res.stdout
+
+
+class _NotTheBackend(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = json.dumps({"status": "UP"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def other_local_service() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotTheBackend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(60)
+def test_inject_faults_against_a_local_non_reference_service_is_refused(other_local_service: int) -> None:
+    res = run_locust(
+        "--headless", "--scenario", "ws-reply-2s", "--inject-faults",
+        "--host", f"ws://127.0.0.1:{other_local_service}/ws", env={"TARGET_ADMIN_TOKEN": "y" * 16},
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "does not answer like the reference backend" in res.stderr
+    assert "y" * 16 not in res.stderr + res.stdout
+
+
+@pytest.mark.timeout(60)
+def test_inject_faults_with_a_wrong_admin_token_is_refused(backend) -> None:  # noqa: ANN001
+    res = run_locust(
+        "--headless", "--scenario", "ws-reply-2s", "--inject-faults", "--host", backend.ws_url,
+        env={**backend.env, "TARGET_ADMIN_TOKEN": "wrong-token-1234"},
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "refused the admin token" in res.stderr and "TARGET_ADMIN_TOKEN" in res.stderr
+    assert "wrong-token-1234" not in res.stderr + res.stdout
