@@ -189,6 +189,14 @@ class Backend:
                 await ws.send_text(dumps(error_frame("AUTH_FAILED", f"authentication failed: {e}")))
                 await ws.close(code=1008, reason="authentication failed")
             return
+        if not self.pg.schema_ready:
+            try:
+                await asyncio.wait_for(self.pg.start(), 1.0)
+            except Exception as e:  # noqa: BLE001
+                log.warning("refusing a connection, PostgreSQL not ready: %s", e)
+                await ws.accept(subprotocol=placement.subprotocol)
+                await ws.close(code=1011, reason="service not ready")
+                return
         await ws.accept(subprotocol=placement.subprotocol)
         self.connections += 1
         try:

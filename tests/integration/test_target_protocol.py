@@ -262,3 +262,19 @@ def test_issue_token_matches_the_backend(backend):
         assert ws.getheaders()["sec-websocket-protocol"] == f"bearer.{tok}"
     finally:
         ws.close()
+
+
+@pytest.mark.timeout(60)
+def test_connection_is_closed_1011_while_postgres_is_unreachable(start_backend):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    b = start_backend(pg_dsn=f"postgresql://postgres@127.0.0.1:{dead}/test", pg_timeout_ms=500)
+    ws = websocket.create_connection(b.ws_url, header=[f"Authorization: Bearer {b.login(2)}"], timeout=10)
+    try:
+        opcode, data = ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1011
+    finally:
+        ws.close()
+    status, body = http("GET", b.http_url + "/health/ready")
+    assert status == 503 and not body["tiers"]["postgres"]["ok"] and body["tiers"]["redis"]["ok"]
