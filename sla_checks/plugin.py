@@ -186,6 +186,28 @@ class SlaPlugin:
             exit_code=self.exit_code,
         )
 
+    def reconfigure(self, profile: Profile, window_s: float | None = None) -> None:
+        """Judge with ``profile`` (and ``window_s`` when given) from now on; for plugins that pick the profile
+        at init (scenarios). Samples already recorded are kept."""
+        self.profile = profile
+        if window_s is not None:
+            self.window_s = float(window_s)
+        elif profile.window_s:
+            self.window_s = profile.window_s
+        old = self.engine
+        self.engine = self._new_engine()
+        self.engine.collector = old.collector
+        self.engine.started_at = old.started_at
+        for payload_bucket_start, bucket in old.store.sorted_buckets():
+            idx = int(payload_bucket_start // self.engine.store.resolution_s)
+            mine = self.engine.store.buckets.get(idx)
+            if mine is None:
+                self.engine.store.buckets[idx] = bucket
+            else:
+                mine.merge(bucket)
+        self.engine.store.gauges = old.store.gauges
+        self._failing.clear()
+
     # --- wiring -----------------------------------------------------------------------------------------------
     @classmethod
     def register(cls, environment: Environment, profile: Profile | None = None, **kw: Any) -> SlaPlugin:

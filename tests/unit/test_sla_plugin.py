@@ -115,3 +115,15 @@ def test_worker_payload_reaches_master_through_report_dict():
     rep = master.snapshot()
     assert rep["metrics"]["PG thread history"]["count"] == 10
     assert rep["metrics"]["PG thread history"]["max"] == 19.0
+
+
+def test_reconfigure_switches_profile_and_keeps_samples():
+    env = new_env()
+    plugin = SlaPlugin.register(env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 5000")), eval_interval_s=60)
+    plugin.on_test_start(env)
+    fire(env, 3000.0)
+    plugin.tick(time.time())
+    plugin.reconfigure(profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")), window_s=10)
+    fire(env, 3000.0)
+    rep = plugin.snapshot()
+    assert (rep["verdict"], rep["metrics"]["WS agent_completed"]["count"], rep["windows_judged"]) == ("fail", 2, True)
