@@ -120,6 +120,70 @@ def test_master_with_two_workers_matches_local_run(tmp_path):
 
 
 @pytest.mark.timeout(90)
+def test_lost_worker_fails_the_verdict(tmp_path):
+    cfg = tmp_path / "synth.toml"
+    cfg.write_text(SYNTH_CONFIG, encoding="utf-8")
+    env = {**os.environ, "SLA_SYNTH_MODE": "healthy", "SLA_SYNTH_SAMPLES": "200"}
+    port = free_port()
+    master = subprocess.Popen(
+        [
+            LOCUST,
+            "-f",
+            SYNTH,
+            "--only-summary",
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "14s",
+            "--sla-config",
+            str(cfg),
+            "--sla-eval-interval",
+            "1",
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            "2",
+            "--sla-report-json",
+            str(tmp_path / "r.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    workers = [
+        subprocess.Popen(
+            [LOCUST, "-f", SYNTH, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        time.sleep(6)
+        workers[0].kill()  # no goodbye: the master only sees its heartbeats stop
+        out, _ = master.communicate(timeout=60)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+    assert master.returncode == 3, out[-3000:]
+    rep = load(tmp_path / "r.json")
+    assert (rep["workers"], rep["workers_lost"], rep["verdict"]) == (2, 1, "fail")
+    assert any("worker(s) lost" in r for r in rep["verdict_reasons"])
+
+
+@pytest.mark.timeout(90)
 def test_abort_on_fail_stops_run_early(tmp_path):
     cfg = tmp_path / "abort.toml"
     cfg.write_text(
