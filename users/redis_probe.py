@@ -9,8 +9,9 @@ key shape, ``MGET`` (multi-key read), ``SET large`` (large values, write perform
 No hidden retries: redis-py 8 retries a failed command up to 10 times with backoff by default (``Redis(retry=...)``
 default), which would turn a 3 s stall into a retry storm. Every connection here gets ``Retry(NoBackoff(), 0)`` and no
 ``retry_on_error``/``retry_on_timeout`` (checked in redis 8.1's source: commands, connect and the health-check PING
-all go through ``conn.retry``; ``health_check_interval`` stays 0). The only remaining reconnect is the pool's one
-re-connect of a pooled connection found dead before use (``ConnectionPool.get_connection``), which re-sends nothing.
+all go through ``conn.retry``; ``health_check_interval`` stays 0; RESP3 maintenance notifications, which relax
+timeouts and reconnect, are off). The only remaining reconnect is the pool's one re-connect of a pooled connection
+found dead before use (``ConnectionPool.get_connection``), which re-sends nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import redis
 from locust import User, between, task
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from sla_checks.gauges import record_gauge
@@ -57,6 +59,9 @@ def connection_kwargs(cfg: ProbeConfig) -> dict[str, Any]:
         socket_timeout=cfg.redis_timeout,
         socket_connect_timeout=cfg.redis_timeout,
         health_check_interval=0,
+        # RESP3 (redis-py 8's default) would enable maintenance notifications ("auto"): relaxed timeouts and
+        # reconnects on a managed server's maintenance events. A probe keeps its timeouts fixed.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return kwargs
 
