@@ -1,0 +1,243 @@
+"""Bad input from the server, over real sockets: each case ends as a named failure or counter, never a crash/hang.
+
+The server is a small scriptable WebSocket server in this file (gevent ``StreamServer`` + wsproto, server side):
+per ``user_message`` it plays a script of frames built from the message's own ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import orjson
+import pytest
+from gevent.server import StreamServer
+from locust.env import Environment
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
+
+from tasks.timeline import OutcomeKind
+from users.chat import ChatUser
+from users.ws_client import ChatClient
+from users.ws_options import ChatSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+FIVE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+Script = Callable[[dict[str, Any]], list[Any]]
+
+
+def ev(kind: str, ids: dict[str, Any], **extra: Any) -> bytes:
+    return orjson.dumps({"type": kind, "run_id": "r", **ids, "data": {}, **extra})
+
+
+def five(ids: dict[str, Any]) -> list[Any]:
+    return [ev(k, ids) for k in FIVE]
+
+
+class ScriptedServer:
+    """Accepts WebSocket upgrades; ``welcome`` controls connection_established; ``script(ids)`` → frames to send
+    per user message: ``bytes`` (a text frame), ``("binary", b"...")``, ``("close", code)``, ``("tcp-close",)``,
+    ``("sleep", s)``, ``("raw", b"...")`` (bytes straight onto the socket)."""
+
+    def __init__(self, script: Script, welcome: bool = True) -> None:
+        self.script = script
+        self.welcome = welcome
+        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.server_port}/ws"
+
+    def stop(self) -> None:
+        self.server.stop(timeout=1)
+
+    def _handle(self, sock: Any, _addr: Any) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, Request):
+                        proto = event.subprotocols[0] if event.subprotocols else None
+                        sock.sendall(ws.send(AcceptConnection(subprotocol=proto)))
+                        if self.welcome:
+                            sock.sendall(ws.send(Message(data='{"type": "connection_established", "data": {}}')))
+                    elif isinstance(event, TextMessage):
+                        frame = orjson.loads(event.data)
+                        if frame.get("type") == "ping":
+                            sock.sendall(ws.send(Message(data=orjson.dumps(
+                                {"type": "pong", "data": {"timestamp": frame.get("timestamp")}}).decode())))
+                            continue
+                        payload = frame["payload"]
+                        ids = {"thread_id": payload["thread_id"], "correlation_id": payload["correlation_id"]}
+                        for action in self.script(ids):
+                            if isinstance(action, bytes):
+                                sock.sendall(ws.send(Message(data=action.decode("utf-8", "replace"))))
+                            elif action[0] == "binary":
+                                sock.sendall(ws.send(Message(data=action[1])))
+                            elif action[0] == "close":
+                                sock.sendall(ws.send(CloseConnection(code=action[1], reason="bye")))
+                                gevent.sleep(0.2)
+                                return
+                            elif action[0] == "tcp-close":
+                                return
+                            elif action[0] == "sleep":
+                                gevent.sleep(action[1])
+                            elif action[0] == "raw":
+                                sock.sendall(action[1])
+                    elif isinstance(event, CloseConnection):
+                        return
+        except OSError:
+            return
+        finally:
+            sock.close()
+
+
+class Run:
+    def __init__(self, script: Script, welcome: bool = True, **settings: Any) -> None:
+        self.server = ScriptedServer(script, welcome)
+        self.env = Environment(user_classes=[ChatUser])
+        self.samples: list[dict[str, Any]] = []
+        self.env.events.request.add_listener(lambda **kw: self.samples.append(kw))
+        settings.setdefault("heartbeat_interval", 0.0)
+        settings.setdefault("connect_timeout", 2.0)
+        settings.setdefault("reply_timeout", 5.0)
+        settings.setdefault("hang_after", 1.0)
+        self.client = ChatClient(self.env, ChatSettings(**settings), self.server.url, user_number=0)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.server.stop()
+
+    def failures(self, name: str) -> list[str]:
+        return [str(s["exception"]) for s in self.samples if s["name"] == name and s["exception"] is not None]
+
+    def ok(self, name: str) -> int:
+        return sum(1 for s in self.samples if s["name"] == name and s["exception"] is None)
+
+    def anomalies(self) -> dict[str, int]:
+        return getattr(self.env, "chat_anomalies", {})
+
+
+def test_malformed_json_is_counted_and_the_message_still_completes():
+    with Run(lambda ids: [b"{not json", b"[1,2]", *five(ids)]) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.kind is OutcomeKind.COMPLETED and out.failure is None
+    assert run.anomalies() == {"malformed json": 1, "not a json object": 1}
+
+
+def test_binary_and_oversize_frames_are_counted():
+    big = b'{"type": "agent_thinking", "pad": "' + b"x" * 5000 + b'"}'
+    with Run(lambda ids: [("binary", b"\x00\x01"), big, *five(ids)], max_frame=4096) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.failure is None
+    assert run.anomalies() == {"binary frame": 1, "oversize frame": 1}
+
+
+def test_unknown_ids_and_types_are_counted():
+    def script(ids):
+        return [ev("agent_started", {"thread_id": "nobody"}), ev("mystery", ids), ev("agent_started", {}),
+                *five(ids)]
+
+    with Run(script) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.failure is None
+    assert run.anomalies() == {"unknown id": 1, "unknown type": 1, "event without id": 1}
+
+
+def test_out_of_order_events_fail_with_order_text():
+    def script(ids):
+        return [ev(k, ids) for k in ["agent_started", "agent_thinking", "tool_completed", "tool_executing",
+                                     "agent_completed"]]
+
+    with Run(script) as run:
+        assert run.client.connect()
+        run.client.send_and_await(["x"])
+    assert run.failures("agent_completed") == ["order: tool_completed before tool_executing"]
+
+
+def test_duplicate_agent_completed_is_counted():
+    with Run(lambda ids: [*five(ids), ev("agent_completed", ids)]) as run:
+        assert run.client.connect()
+        run.client.send_and_await(["x"])
+        deadline = time.perf_counter() + 3
+        while not run.anomalies() and time.perf_counter() < deadline:
+            gevent.sleep(0.05)
+    assert run.anomalies() == {"duplicate completed": 1}
+    assert run.ok("agent_completed") == 1 and not run.failures("agent_completed")
+
+
+@pytest.mark.parametrize(
+    ("action", "fragment"),
+    [
+        (("close", 1001), "server closed 1001 going away"),
+        (("tcp-close",), "without a close frame"),
+        (("raw", bytes((0x81, 0x85)) + b"mask" + b"hello"), "protocol error from the server: server frame is masked"),
+    ],
+)
+def test_connection_lost_mid_message_fails_it_and_reports_disconnect(action, fragment):
+    with Run(lambda ids: [ev("agent_started", ids), action]) as run:
+        assert run.client.connect()
+        start = time.perf_counter()
+        (out,) = run.client.send_and_await(["x"])
+        assert time.perf_counter() - start < 3.0  # ends at once, not at a deadline
+    assert out.kind is OutcomeKind.ERROR
+    (text,) = run.failures("agent_completed")
+    assert text.startswith("error DISCONNECTED: ") and fragment in text, text
+    (drop,) = run.failures("disconnect")
+    assert fragment in drop
+    assert run.ok("agent_started") == 1
+
+
+def test_accept_then_silent_server_fails_connect_clearly():
+    with Run(lambda ids: [], welcome=False, connect_timeout=1.0) as run:
+        start = time.perf_counter()
+        assert not run.client.connect()
+        assert time.perf_counter() - start < 3.0
+    assert run.failures("connect") == ["no connection_established within 1 s"]
+
+
+def test_server_that_never_answers_messages_gives_hang_and_events_missing():
+    with Run(lambda ids: [], hang_after=0.8) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.kind is OutcomeKind.HANG
+    assert run.failures("agent_completed") == ["hang: no event for 0.8 s"]
+    assert run.failures("events missing") == ["no agent event: hang: no event for 0.8 s"]
+
+
+def test_slow_trickle_gives_timeout_not_hang():
+    def script(ids):
+        return [x for k in FIVE[:-1] for x in (ev(k, ids), ("sleep", 0.5))]
+
+    with Run(script, reply_timeout=1.5, hang_after=1.0) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.kind is OutcomeKind.TIMEOUT
+    assert run.failures("agent_completed") == ["timeout after 1500 ms"]
+    assert not run.failures("events missing")
+
+
+def test_inflight_messages_are_routed_each_to_its_own_timeline():
+    def script(ids):  # replies interleave with other messages' replies only through their ids
+        return [*five(ids)]
+
+    with Run(script) as run:
+        assert run.client.connect()
+        outs = run.client.send_and_await(["a", "b", "c", "d"])
+    assert [o.failure for o in outs] == [None] * 4
+    assert run.ok("agent_completed") == 4 and not run.anomalies()
