@@ -253,6 +253,13 @@ def save(name: str, data: dict[str, Any]) -> Path:
 
 
 _CHAT_OK: bool | None = None
+_OPTIONS_CHECK = (
+    "import locust, sys\n"
+    "import bench.chat_bench\n"
+    "from locust.argument_parser import get_parser\n"
+    "p = get_parser()\n"
+    "print(' '.join(o for a in p._actions for o in a.option_strings))\n"
+)
 
 
 def chat_user_available() -> bool:
@@ -266,9 +273,10 @@ def chat_user_available() -> bool:
                            capture_output=True, text=True, timeout=60)
         _CHAT_OK = r.returncode == 0 and "BenchChatUser" in r.stdout
         if _CHAT_OK:  # its options must register too (a listener error is only logged by Locust)
-            r = subprocess.run([PY, "-m", "locust", "-f", "bench/chat_bench.py", "--help"], cwd=ROOT,
-                               env=child_env(), capture_output=True, text=True, timeout=60)
-            _CHAT_OK = r.returncode == 0 and "--ws-think-time" in r.stdout and "Traceback" not in r.stderr
+            r = subprocess.run([PY, "-c", _OPTIONS_CHECK], cwd=ROOT, env=child_env(), capture_output=True,
+                               text=True, timeout=60)
+            _CHAT_OK = r.returncode == 0 and "--ws-think-time" in r.stdout and "--ws-arrival-rate" in r.stdout \
+                and "Traceback" not in r.stderr
         if not _CHAT_OK:
             logger.warning("ChatUser is not loadable yet, using stand-ins: %s", (r.stderr or r.stdout)[-300:])
     return _CHAT_OK

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
-from bench.common import BenchServer, chat_user_available, run_locust, run_raw_client, save
+from bench import profile_share
+from bench.common import RESULTS, BenchServer, chat_user_available, run_locust, run_raw_client, save
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,16 @@ def run(quick: bool = False, profile_to: str | None = None) -> dict[str, Any]:
             bare = run_locust(["bench/chat_bench.py"], srv.url, CONNECTIONS, classes=["BenchChatUser"],
                               warmup=warmup, window=window, env={"BENCH_SLA": "1"}, extra_args=["--sla-off"])
             res["chat_no_sla"] = bare.load[0]
+            spy = Path(sys.executable).parent / "py-spy"
+            if not quick and profile_to is None and spy.exists():
+                # a third, profiled run: where the CPU goes, and the SLA hooks' share by sampling
+                prof = str(RESULTS / "chat-profile.txt")
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                run_locust(["bench/chat_bench.py"], srv.url, CONNECTIONS, classes=["BenchChatUser"],
+                           warmup=warmup, window=window, env={"BENCH_SLA": "1"}, profile_to=prof)
+                with open(prof) as f:
+                    res["chat_profile"] = profile_share.shares(profile_share.parse(f.readlines()), 25)
+                res["chat_profile"]["file"] = prof
         else:
             res["chat"] = None
             res["chat_pending"] = "users.chat.ChatUser is not importable yet (the chat dev is writing it)"
@@ -59,6 +71,9 @@ def run(quick: bool = False, profile_to: str | None = None) -> dict[str, Any]:
     if res["chat"]:
         c, b = res["chat"], res["chat_no_sla"]
         res["chat_ratio_to_wsproto"] = c["rate"] / wsp["rate"]
+        # the same ratio from CPU per round trip: on a saturated core rate = 1 / CPU per round trip, and this one
+        # does not depend on how much of a core the other tenants of the machine left each run
+        res["chat_cpu_ratio_to_wsproto"] = wsp["cpu_us_per_rt"] / c["cpu_us_per_rt"]
         res["chat_ratio_to_ceiling"] = c["rate"] / res["ceiling"]["rate"]
         res["chat_ratio_to_naive"] = c["rate"] / res["naive"]["rate"]
         if c["cpu_us_per_rt"] and b["cpu_us_per_rt"]:
@@ -82,13 +97,22 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append(("ChatUser (timeline + SLA hooks)",
                     f"{c['rate']:,.0f} rt/s, {c['cpu_us_per_rt']:.0f} µs CPU/rt, failures {c['failures']}",
                     ""))
-        out.append(("ChatUser / raw wsproto-gevent", f"{res['chat_ratio_to_wsproto']:.0%}",
-                    f"≥ 70 % {'MET' if ok else 'MISSED'}"))
+        ok_cpu = res["chat_cpu_ratio_to_wsproto"] >= 0.70
+        out.append(("ChatUser / raw wsproto-gevent", f"rate {res['chat_ratio_to_wsproto']:.0%}; by CPU/rt "
+                    f"{res['chat_cpu_ratio_to_wsproto']:.0%}",
+                    f"≥ 70 % {'MET' if ok and ok_cpu else 'MET by rate only' if ok else 'MISSED'}"))
         out.append(("ChatUser / naive user", f"{res['chat_ratio_to_naive']:.2f}x", ""))
         share = res.get("sla_hook_share")
+        prof = res.get("chat_profile")
         if share is not None:
-            out.append(("SLA hooks share of generator CPU", f"{share:.1%} (A/B, noisy ±5 %)",
-                        f"< 5 % {'MET' if share < 0.05 else 'MISSED'}"))
+            goal = f"< 5 % {'MET' if share < 0.05 else 'MISSED'}" if prof is None else ""
+            out.append(("SLA hooks share (A/B --sla-off)", f"{share:+.1%} of CPU/rt (difference of two noisy "
+                        "runs)", goal))
+        if prof is not None:
+            out.append(("SLA hooks share (py-spy profile)", f"{prof['sla_share']:.1%} of active samples "
+                        f"({prof['samples']} samples)", f"< 5 % {'MET' if prof['sla_share'] < 0.05 else 'MISSED'}"))
+            own = ", ".join(f"{k.rstrip('/')} {v:.0%}" for k, v in list(prof["owners"].items())[:6])
+            out.append(("  ChatUser CPU by module (profile)", own, ""))
     else:
         out.append(("ChatUser", "pending: " + res.get("chat_pending", ""), "≥ 70 % of raw wsproto"))
     return out
