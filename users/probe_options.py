@@ -13,6 +13,7 @@ local):
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import urllib.error
@@ -100,6 +101,21 @@ def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
         raise ProbeConfigError(f"{option} {redact_url(url)!r} has no host; expected e.g. {schemes[0]}://127.0.0.1:PORT")
 
 
+def _check_dsn_parses(dsn: str) -> None:
+    """libpq must be able to parse the DSN; its complaint is kept without quoted fragments (they may be secret)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        detail = re.sub(r'"[^"]*"', '"…"', " ".join(str(exc).split()))
+        raise ProbeConfigError(
+            f"--pg-dsn {redact_url(dsn)!r} is not a valid libpq DSN ({detail}); "
+            "expected e.g. postgresql://postgres@127.0.0.1:5432/test or 'host=127.0.0.1 dbname=test user=postgres'"
+        ) from None
+
+
 @dataclass
 class ProbeConfig:
     """Validated probe settings (from Locust's parsed options, or built directly in tests)."""
@@ -134,6 +150,7 @@ class ProbeConfig:
                 f"--pg-dsn {redact_url(self.pg_dsn)!r} is neither a postgresql:// URL nor a 'key=value' conninfo; "
                 "expected e.g. postgresql://postgres@127.0.0.1:5432/test"
             )
+        _check_dsn_parses(self.pg_dsn)
         _check_url("--clickhouse-url", self.clickhouse_url, ("http", "https"))
         _check_url("--health-url", self.health_url, ("http", "https"))
         for f in fields(self):
@@ -371,10 +388,12 @@ def apply_user_counts(environment: Any, cfg: ProbeConfig) -> None:
             keep.append(cls)
         else:
             logger.info("%s switched off (--probes / --%s-probe-users)", cls.__name__, tier)
-    if keep or not classes:
-        classes[:] = keep
-    else:
-        logger.warning("every selected user is a switched-off probe; nothing would run")
+    if classes and not keep:
+        raise ProbeConfigError(
+            f"every selected user class ({', '.join(c.__name__ for c in classes)}) is a switched-off probe, so "
+            "nothing would run; switch one on (--probes, --*-probe-users) or select other user classes"
+        )
+    classes[:] = keep
 
 
 def _fail_start(message: str) -> None:
@@ -395,7 +414,11 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         return
     environment.probe_config = cfg
     tiers = selected_probe_tiers(environment, cfg)
-    apply_user_counts(environment, cfg)
+    try:
+        apply_user_counts(environment, cfg)
+    except ProbeConfigError as exc:
+        _fail_start(f"Bad probe option: {exc}")
+        return
     errors = check_tiers(cfg, tiers)
     if errors:
         _fail_start("Probe start-up check failed:\n  " + "\n  ".join(errors))

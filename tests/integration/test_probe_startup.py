@@ -58,6 +58,15 @@ def test_bad_probe_config_exits_2_with_clear_message(tmp_path: Path, args: list[
     assert "Traceback" not in out
 
 
+def test_bad_probe_config_distributed_every_process_exits_2(tmp_path: Path) -> None:
+    """With --processes, master and workers each run the check; the run ends at once with exit code 2."""
+    proc = _run(tmp_path, ["--processes", "2", "--redis-url", f"redis://:{SECRET}@127.0.0.1:1/0"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert out.count("RedisProbeUser: cannot reach redis://:***@127.0.0.1:1/0") >= 2, out[-3000:]
+    assert SECRET not in out and "Traceback" not in out
+
+
 def test_switched_off_probe_is_not_checked_and_run_proceeds(tmp_path: Path) -> None:
     proc = _run(tmp_path, ["--probes", "redis,clickhouse", "--pg-dsn", f"postgresql://u:{SECRET}@127.0.0.1:1/x"])
     out = proc.stdout + proc.stderr

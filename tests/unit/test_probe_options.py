@@ -117,3 +117,16 @@ def test_apply_user_counts_probes_none_keeps_only_non_probe_users() -> None:
     env = _Env([ChatLikeUser, RedisProbeUser])
     apply_user_counts(env, ProbeConfig(probes=frozenset()))
     assert env.user_classes == [ChatLikeUser]
+
+
+def test_apply_user_counts_only_switched_off_probes_is_an_error() -> None:
+    env = _Env([RedisProbeUser, PostgresProbeUser])
+    with pytest.raises(ProbeConfigError, match=r"every selected user class \(RedisProbeUser, PostgresProbeUser\)"):
+        apply_user_counts(env, ProbeConfig(probes=frozenset({"clickhouse"})))
+
+
+@pytest.mark.parametrize("dsn", ["host=h password=s3cret extra", "postgresql://u:s3cret@h/db?bogus_param=1"])
+def test_probe_config_unparseable_dsn_is_refused_without_secret(dsn: str) -> None:
+    with pytest.raises(ProbeConfigError, match=r"--pg-dsn .* is not a valid libpq DSN") as info:
+        ProbeConfig(pg_dsn=dsn)
+    assert "s3cret" not in str(info.value)
