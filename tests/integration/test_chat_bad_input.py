@@ -43,15 +43,16 @@ class ScriptedServer:
     per user message: ``bytes`` (a text frame), ``("binary", b"...")``, ``("close", code)``, ``("tcp-close",)``,
     ``("sleep", s)``, ``("raw", b"...")`` (bytes straight onto the socket)."""
 
-    def __init__(self, script: Script, welcome: bool = True) -> None:
+    def __init__(self, script: Script, welcome: bool = True, **ssl_args: Any) -> None:
         self.script = script
         self.welcome = welcome
-        self.server = StreamServer(("127.0.0.1", 0), self._handle)
+        self.scheme = "wss" if ssl_args else "ws"
+        self.server = StreamServer(("127.0.0.1", 0), self._handle, **ssl_args)
         self.server.start()
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.server_port}/ws"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_port}/ws"
 
     def stop(self) -> None:
         self.server.stop(timeout=1)
