@@ -104,3 +104,25 @@ def test_redis_pause_with_short_timeout_fails_once_without_retry(faults) -> None
     assert len(gets) == 1
     assert isinstance(gets[0]["exception"], redis.TimeoutError)
     assert 900 <= gets[0]["response_time"] < 1900
+
+
+@pytest.mark.timeout(90)
+def test_redis_memory_pressure_fault_seen_in_info_gauges(faults) -> None:
+    user, samples, env = _user(redis_large_value_kb=512)
+    user.write_large()
+    before = {n: v for _ts, n, v in env.sla_gauges}  # type: ignore[attr-defined]
+    fault = faults.apply("redis-memory-pressure", for_s=3, headroom_mb=2)
+    samples.clear()
+    for _ in range(4):
+        user.write_large()
+    during = [(n, v) for _ts, n, v in env.sla_gauges[-20:]]  # type: ignore[attr-defined]
+    faults.clear()
+    maxmem = [v for n, v in during if n == "redis:maxmemory_mb"]
+    evicted = [v for n, v in during if n == "redis:evicted_keys"]
+    large = _by_name(samples, "SET large")
+    oom = [s for s in large if s["exception"] is not None and "OOM" in str(s["exception"])]
+    print(f"memory pressure {fault.get('info')}: maxmemory {maxmem[-1]:.1f} MB, evicted_keys "
+          f"{before['redis:evicted_keys']:.0f} -> {max(evicted):.0f}, SET large "
+          f"{[round(s['response_time'], 1) for s in large]} ms, {len(oom)} OOM failures")
+    assert maxmem and maxmem[-1] > 0, "maxmemory set by the fault shows in the gauge"
+    assert max(evicted) > before["redis:evicted_keys"] or oom, "pressure shows as evictions or OOM failures"
