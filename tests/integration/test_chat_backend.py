@@ -218,3 +218,27 @@ def test_heartbeat_measures_pong_while_reply_is_slow(backend, faults):
     assert outcomes[0].kind is OutcomeKind.COMPLETED
     beats = rec.named("heartbeat")
     assert len(beats) >= 3 and all(b["exception"] is None for b in beats)
+
+
+@pytest.mark.timeout(60)
+def test_missed_pongs_count_as_dead_connection_and_reconnect(backend, faults):
+    rec = Recorder()
+    client = client_for(backend, rec, heartbeat_interval=0.3, heartbeat_timeout=0.5, heartbeat_misses=2,
+                        reconnect_max_backoff=0.5)
+    try:
+        assert client.connect()
+        faults.apply("slow-pong", ms=3000, for_s=3.0)
+        deadline = time.perf_counter() + 15
+        while not rec.failures("disconnect"):
+            assert time.perf_counter() < deadline, rec.samples
+            gevent.sleep(0.1)
+        faults.clear()
+        assert client.ensure_connected()
+        outcomes = client.send_and_await(["back again"])
+    finally:
+        faults.clear()
+        client.close()
+    assert rec.failures("heartbeat")[:2] == ["heartbeat: no pong within 0.5 s"] * 2
+    assert rec.failures("disconnect") == ["disconnect: heartbeat: no pong for 2 pings"]
+    assert outcomes[0].failure is None
+    assert len([s for s in rec.named("connect") if s["exception"] is None]) == 2
