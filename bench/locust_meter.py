@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import resource
 import time
@@ -53,7 +54,8 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of an already sorted list; None when empty."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    rank = math.ceil(q * len(sorted_values) / 100.0 - 1e-9)  # nearest rank, 1-based
+    k = max(0, min(len(sorted_values) - 1, rank - 1))
     return sorted_values[k]
 
 

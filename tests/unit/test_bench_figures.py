@@ -1,0 +1,58 @@
+"""Pure helpers of the benchmarks: percentiles, profile shares, soak growth, the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import format_table
+from bench.locust_meter import percentile
+from bench.profile_share import parse, shares
+from bench.soak import analyse
+
+
+@pytest.mark.parametrize(("values", "q", "expected"), [
+    ([], 50, None),
+    ([5.0], 99, 5.0),
+    ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+    (list(map(float, range(1, 101))), 99, 99.0),
+    (list(map(float, range(1, 101))), 100, 100.0),
+])
+def test_percentile_nearest_rank_expected(values, q, expected):
+    assert percentile(values, q) == expected
+
+
+def test_profile_shares_skip_idle_and_startup_and_count_sla():
+    raw = [
+        "run_user (locust/user/users.py:1);on_request (sla_checks/plugin.py:2) 5",
+        "run_user (locust/user/users.py:1);send (gevent/_socketcommon.py:3) 15",
+        "_WorkerGreenlet.run (gevent/threadpool.py:216);acquire_with_timeout (gevent/_threading.py:36) 50",
+        "<module> (x.py:1);_find_and_load (<frozen importlib._bootstrap>:1) 30",
+        "garbage line",
+    ]
+    s = shares(parse(raw))
+    assert s["samples"] == 20
+    assert s["sla_share"] == pytest.approx(0.25)
+    assert s["owners"] == {"gevent/": 0.75, "sla_checks/": 0.25}
+
+
+def _sample(t, rss, fds=10, tcp=5, glets=30):
+    return {"t": t, "rss": rss, "fds": fds, "tcp": tcp, "greenlets": glets, "users": 5, "completed": int(t),
+            "failures": 0}
+
+
+def test_soak_analyse_growth_after_warmup():
+    samples = [_sample(t, 100 if t < 60 else 200 + t) for t in range(0, 601, 30)]
+    r = analyse(samples, minutes=10)
+    assert r["warmup_s"] == 120
+    assert r["rss_after_warmup"] == 320 and r["rss_end"] == 800
+    assert r["rss_growth"] == pytest.approx(1.5)
+    assert r["fds"] == [10, 10, 10]
+
+
+def test_soak_analyse_too_few_samples_is_an_error():
+    assert "error" in analyse([_sample(0, 1)], minutes=1)
+
+
+def test_format_table_aligns_three_columns():
+    t = format_table([("a", "1 rt/s", "goal"), ("longer figure", "2", "")]).splitlines()
+    assert len(t) == 4 and t[0].startswith("figure") and t[2].index("|") == t[3].index("|")
