@@ -1,0 +1,215 @@
+"""Faults injected while a real headless ``locust`` run (chat + every probe user) is going on.
+
+One run, one fault after another, each followed by a recovery phase: the network to the backend black-holed (a TCP
+proxy that stops forwarding), the backend SIGKILLed and restarted on the same port, the backend's and the
+generator's PostgreSQL sessions terminated (``pg_terminate_backend``), the Redis under the backend and the Redis
+probe (a project-local ``redis-server``) killed and restarted, ClickHouse stopped and started (``scripts/services``).
+
+Checked: the run goes on and stops at ``--run-time`` (no hang past ``--stop-timeout``); every message that failed
+carries a reason and ended within its deadline; chat users reconnect after each fault and messages complete again;
+every message sent is accounted for (sent = completed + failed + abandoned at stop, none missing, the SLA report
+counts the same); the verdict reflects the outage (exit 3, failing threshold).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from target.process import BackendProcess
+from tests.reliability.helpers import (
+    ROOT,
+    LocalRedis,
+    TcpProxy,
+    free_port,
+    locust_env,
+    pids_of_tree,
+    spawn_locust,
+    terminate_pg_connections,
+    wait_until,
+)
+
+RUN_TIME = 80
+STOP_TIMEOUT = 5
+REPLY_TIMEOUT = 5.0
+CHAT_USERS = 4
+PROBES = ["RedisProbeUser", "PostgresProbeUser", "ClickHouseProbeUser", "HealthCheckUser"]
+SLA = """
+[[thresholds."WS agent_completed"]]
+expression = "fail_ratio < 0.01"
+description = "practically every message answered (an outage must fail this)"
+"""
+
+
+CH_PID_FILE = Path("/run/clickhouse-server/clickhouse-server.pid")
+
+
+def _services(action: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "services"), action], check=False, timeout=90,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_clickhouse() -> None:
+    """Stop the shared ClickHouse fast: SIGTERM, SIGKILL after 3 s (``scripts/services down`` waits up to 30 s for a
+    graceful stop while inserts are going on, too long for the team sharing it); ``scripts/services up`` restarts."""
+    try:
+        pid = int(CH_PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        _services("down")
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not wait_until(lambda: not psutil.pid_exists(pid), 3):
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not psutil.pid_exists(pid), 5)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.timeout(240)
+def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path) -> None:
+    redis = LocalRedis(tmp_path / "redis")
+    redis.start()
+
+
+
+    port = free_port()
+    secret, admin = secrets.token_hex(32), secrets.token_hex(16)
+    bdir = tmp_path / "backend"
+
+    def start_backend() -> BackendProcess:
+        return BackendProcess.start(bdir, port=port, jwt_secret=secret, admin_token=admin, redis_url=redis.url,
+                                    think_min_ms=100, think_max_ms=300, redis_timeout_ms=1000,
+                                    pg_timeout_ms=2000, clickhouse_timeout_ms=2000)
+
+    backend = start_backend()
+    backends = [backend]
+    proxy = TcpProxy(port)
+    cfg = tmp_path / "sla.toml"
+    cfg.write_text(SLA, encoding="utf-8")
+    out_json, report = tmp_path / "bookkeeping.json", tmp_path / "sla.json"
+    args = ["--headless", "-u", str(CHAT_USERS + len(PROBES)), "-r", "20", "-t", f"{RUN_TIME}s",
+            "--stop-timeout", str(STOP_TIMEOUT), "--only-summary", "-H", f"ws://127.0.0.1:{proxy.port}",
+            "--ws-reply-timeout", str(REPLY_TIMEOUT), "--ws-hang-after", "4", "--ws-connect-timeout", "3",
+            "--ws-heartbeat-interval", "1", "--ws-heartbeat-timeout", "1", "--ws-heartbeat-misses", "2",
+            "--ws-reconnect-max-backoff", "2", "--ws-think-time", "0.3",
+            "--redis-url", redis.url, "--redis-timeout", "1", "--health-url", f"http://127.0.0.1:{proxy.port}",
+            "--health-timeout", "2", "--pg-connect-timeout", "2", "--pg-statement-timeout", "2",
+            "--pg-pool-timeout", "2", "--clickhouse-timeout", "2",
+            "--sla-config", str(cfg), "--sla-report-json", str(report), "--csv", str(tmp_path / "run"),
+            "ChatUser", *PROBES]
+    env = locust_env({**backend.env, "RELIABILITY_OUT": str(out_json)})
+    log = tmp_path / "locust.log"
+    faults: list[tuple[str, float, float]] = []
+    ch_stopped = False
+    t_spawn = time.monotonic()
+    proc = spawn_locust(args, env, log)
+    try:
+        assert wait_until(lambda: proxy.accepted >= CHAT_USERS, 40), log.read_text()[-3000:]
+        time.sleep(5)  # healthy traffic first
+
+        t0 = time.time()
+        proxy.blackhole(True)
+        time.sleep(6)
+        proxy.blackhole(False)
+        faults.append(("network black hole", t0, time.time()))
+        time.sleep(7)
+
+        t0 = time.time()
+        backend.proc.send_signal(signal.SIGKILL)
+        backend.proc.wait(10)
+        time.sleep(2)
+        backend = start_backend()
+        backends.append(backend)
+        faults.append(("backend SIGKILL + restart", t0, time.time()))
+        time.sleep(7)
+
+        t0 = time.time()
+        killed = terminate_pg_connections(pids_of_tree(backend.pid) | pids_of_tree(proc.pid))
+        faults.append(("pg_terminate_backend", t0, time.time()))
+        assert killed >= 2, "no backend/probe PostgreSQL sessions found to terminate"
+        time.sleep(6)
+
+        t0 = time.time()
+        redis.kill()
+        time.sleep(1)
+        redis.start()
+        faults.append(("redis restart", t0, time.time()))
+        time.sleep(6)
+
+        t0 = time.time()
+        ch_stopped = True
+        _stop_clickhouse()
+        time.sleep(2)
+        _services("up")
+        ch_stopped = False
+        faults.append(("clickhouse stop/start", t0, time.time()))
+        assert proc.poll() is None, "the run ended before the last fault was over: raise RUN_TIME"
+        proc.wait(RUN_TIME + STOP_TIMEOUT + 40)
+    finally:
+        if ch_stopped:
+            _services("up")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proxy.close()
+        for b in backends:
+            b.stop()
+        redis.stop()
+    wall = time.monotonic() - t_spawn
+    text = log.read_text(errors="replace")
+    print(f"locust wall {wall:.1f} s, exit {proc.returncode}; faults: "
+          + ", ".join(f"{n} {e - s:.1f}s" for n, s, e in faults))
+
+    # stopped at --run-time, no hang past --stop-timeout (start-up of a loaded machine allowed for)
+    assert wall < RUN_TIME + STOP_TIMEOUT + 25, (wall, text[-3000:])
+    assert "Traceback" not in text, text[-5000:]
+    assert out_json.exists(), text[-3000:]
+    data = json.loads(out_json.read_text())
+    samples = data["samples"]
+
+    # nothing lost: every message sent ended in exactly one WS agent_completed sample or was abandoned at stop
+    assert data["sent"] > 50, data["sent"]
+    assert data["ended"] == data["stats_completed_requests"], data
+    assert data["sent"] == data["stats_completed_requests"] + data["abandoned"], {
+        k: v for k, v in data.items() if k != "samples"}
+    assert data["abandoned"] <= CHAT_USERS  # one in flight per user (--ws-inflight 1)
+    rep = json.loads(report.read_text())
+    assert rep["metrics"]["WS agent_completed"]["count"] == data["stats_completed_requests"]
+    assert rep["metrics"]["WS agent_completed"]["failures"] == data["stats_completed_failures"]
+
+    # every failure has a reason, and no message outlived its deadline
+    completed = [s for s in samples if s[1] == "WS" and s[2] == "agent_completed"]
+    assert all(s[3] or s[5] for s in samples), [s for s in samples if not s[3] and not s[5]][:5]
+    assert max(s[4] for s in completed) <= REPLY_TIMEOUT * 1000 + 2000, max(s[4] for s in completed)
+    reasons = sorted({s[5].split(":")[0][:40] for s in completed if not s[3]})
+    print("chat failure reasons:", reasons)
+
+    # each fault shows up, and chat users reconnect and complete messages again afterwards
+    for name, start, end in faults:
+        during = [s for s in samples if start <= s[0] <= end + REPLY_TIMEOUT + 2 and not s[3]]
+        after_ok = [s for s in completed if s[3] and end < s[0] <= end + 20]
+        print(f"{name}: {len(during)} failures ({sorted({f'{s[1]} {s[2]}' for s in during})}), "
+              f"{len(after_ok)} completions within 20 s after")
+        assert during, f"{name}: no failure sample at all during the fault"
+        assert after_ok, f"{name}: no message completed within 20 s after the fault"
+    for name in ("network black hole", "backend SIGKILL + restart"):
+        start, end = next((s, e) for n, s, e in faults if n == name)
+        assert any(s[2] == "agent_completed" and not s[3] and start <= s[0] <= end + REPLY_TIMEOUT + 2
+                   for s in samples), f"{name}: no in-flight message failed"
+        assert any(s[2] == "connect" and s[3] and s[0] > end for s in samples), f"{name}: no reconnect"
+    connects = [s for s in samples if s[1] == "WS" and s[2] == "connect" and s[3]]
+    assert len(connects) >= 2 * CHAT_USERS, len(connects)
+
+    # the verdict reflects the outage
+    assert proc.returncode == 3, text[-3000:]
+    assert rep["verdict"] == "fail"
+    assert "SLA FAILED: WS agent_completed fail_ratio < 0.01" in text
