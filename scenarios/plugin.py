@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ from scenarios.faults import (
 from scenarios.registry import SCENARIOS, Scenario, get_scenario
 from scenarios.shapes import ScenarioShape, Step, Stepped, build_shape
 
-__all__ = ["ScenarioState", "activate", "parse_seconds", "profile_toml", "register_options"]
+__all__ = ["ScenarioState", "activate", "parse_seconds", "profile_toml", "register_options", "staging_problems"]
 
 logger = logging.getLogger(__name__)
 
@@ -498,6 +499,54 @@ def apply_user_mix(environment: Any) -> None:
         cls.weight, cls.fixed_count = (mix.weight if not mix.fixed_count else 0), mix.fixed_count
 
 
+# Where a staging run takes each setting from (option dest, Locust option, env var), per user class.
+_STAGING_TIER_OPTIONS = {
+    "RedisProbeUser": ("redis_url", "--redis-url", "LOCUST_REDIS_URL"),
+    "PostgresProbeUser": ("pg_dsn", "--pg-dsn", "LOCUST_PG_DSN"),
+    "ClickHouseProbeUser": ("clickhouse_url", "--clickhouse-url", "LOCUST_CLICKHOUSE_URL"),
+    "HealthCheckUser": ("health_url", "--health-url", "LOCUST_HEALTH_URL"),
+}
+_CHAT_CLASSES = ("ChatUser", "ChatFlowUser")
+
+
+def staging_problems(scenario: Scenario, options: Any, host: str | None, env: dict[str, str]) -> list[str]:
+    """What a ``--sla-profile staging`` run of ``scenario`` is missing (pure; [] = ready).
+
+    Staging takes the target URL, the token file and every probed tier's URL from the command line, ``LOCUST_*``
+    env vars or ``locust.conf``; a tier left at its local default (loopback) would silently probe this machine.
+    """
+    from scenarios.faults import is_loopback_host
+
+    def no_dns(name: str) -> list[str]:
+        return ["127.0.0.1"] if name.lower() in ("localhost", "localhost.localdomain") else []
+
+    problems = []
+    classes = set(scenario.user_classes)
+    if classes & set(_CHAT_CLASSES) or "HealthCheckUser" in classes:
+        if not host:
+            problems.append("no target: set host = wss://... in locust.conf, LOCUST_HOST or --host")
+        elif is_loopback_host(urllib.parse.urlsplit(host).hostname or "", resolve=no_dns):
+            problems.append(f"--host {host} is this machine, not staging: set host in locust.conf / LOCUST_HOST")
+    if classes & set(_CHAT_CLASSES):
+        sources = [getattr(options, k, None) for k in ("token_file", "users_file", "jwt_secret")]
+        if not any(sources) and not env.get("JWT_SECRET_KEY"):
+            problems.append(
+                "no chat credentials: set token-file (one JWT per line) or users-file in locust.conf, or "
+                "LOCUST_TOKEN_FILE / LOCUST_USERS_FILE (or JWT_SECRET_KEY to mint tokens)"
+            )
+    for cls, (dest, option, env_var) in _STAGING_TIER_OPTIONS.items():
+        if cls not in classes or dest == "health_url" and not getattr(options, dest, ""):
+            continue  # the health probe defaults to the target's own address
+        url = getattr(options, dest, "") or ""
+        hostname = urllib.parse.urlsplit(url).hostname or ""
+        if not url or is_loopback_host(hostname, resolve=no_dns):
+            problems.append(
+                f"{cls} would probe this machine ({option} is {'unset' if not url else 'a loopback address'}): "
+                f"set {option.lstrip('-')} in locust.conf or {env_var}"
+            )
+    return problems
+
+
 def activate(environment: Any, name: str) -> ScenarioState:
     """Make ``name`` the scenario of this run (or restore a plain run for ``""``); raises ScenarioError."""
     state = _state(environment)
@@ -537,6 +586,12 @@ def activate(environment: Any, name: str) -> ScenarioState:
             logger.warning("Scenario %s: option %s=%r is not known to this locustfile; ignored", name, key, value)
     if isinstance(runner, WorkerRunner):
         return state
+    if getattr(options, "sla_profile", "") == "staging":
+        problems = staging_problems(scenario, options, environment.host, dict(os.environ))
+        if problems:
+            raise ScenarioError(
+                f"scenario {scenario.name} with --sla-profile staging is not configured:\n  " + "\n  ".join(problems)
+            )
     state._step_marks = []
     state.shape = build_shape(
         scenario.shape,

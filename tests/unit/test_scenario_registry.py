@@ -358,3 +358,53 @@ def test_fault_injection_refused_for_a_non_loopback_target() -> None:
     with pytest.raises(FaultTargetError) as err:
         check_local_backend("http://10.9.8.7:8765", FakeFaults())
     assert "refused" in str(err.value) and "10.9.8.7" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------- staging
+
+
+class Options:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+STAGING_OK = {
+    "token_file": "/run/secrets/tokens.txt",
+    "redis_url": "rediss://redis.staging.internal:6380/0",
+    "pg_dsn": "postgresql://loadtest@pg.staging.internal/chat",
+    "clickhouse_url": "https://ch.staging.internal:8443",
+    "health_url": "",
+}
+
+
+def test_staging_run_with_everything_configured_is_ready() -> None:
+    from scenarios.plugin import staging_problems
+
+    problems = staging_problems(SCENARIOS["three-tier-cascade"], Options(**STAGING_OK), "wss://chat.staging.example/ws", {})
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "change, host, needle",
+    [
+        ({"token_file": ""}, "wss://chat.staging.example/ws", "LOCUST_TOKEN_FILE"),
+        ({}, None, "LOCUST_HOST"),
+        ({}, "ws://localhost:8765/ws", "this machine"),
+        ({"redis_url": "redis://127.0.0.1:6379/0"}, "wss://chat.staging.example/ws", "LOCUST_REDIS_URL"),
+        ({"pg_dsn": ""}, "wss://chat.staging.example/ws", "LOCUST_PG_DSN"),
+        ({"clickhouse_url": "http://[::1]:8123"}, "wss://chat.staging.example/ws", "LOCUST_CLICKHOUSE_URL"),
+    ],
+)
+def test_staging_run_names_the_missing_setting(change: dict[str, Any], host: str | None, needle: str) -> None:
+    from scenarios.plugin import staging_problems
+
+    options = Options(**{**STAGING_OK, **change})
+    problems = staging_problems(SCENARIOS["three-tier-cascade"], options, host, {})
+    assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_staging_chat_may_mint_tokens_from_the_jwt_secret_env() -> None:
+    from scenarios.plugin import staging_problems
+
+    options = Options(**{**STAGING_OK, "token_file": ""})
+    assert staging_problems(SCENARIOS["ws-reply-2s"], options, "wss://c.example/ws", {"JWT_SECRET_KEY": "s"}) == []
