@@ -234,10 +234,12 @@ class PostgresProbeUser(User):
         return self.query(conn, "thread upsert", (self.thread_id, self.user_id, "probe")) is not None
 
     def on_start(self) -> None:
-        self.connect()  # every run has a connect sample, whatever the task draw
+        """A connect sample, the schema/rows this user needs, and a first lock-wait reading, whatever the task draw."""
+        self.connect()
         with self.lease() as conn:
             if conn is not None:
                 self._ready = self._setup(conn)
+                self.record_lock_stats(conn)
 
     # -------------------------------------------------------------- tasks
 

@@ -147,7 +147,11 @@ class RedisProbeUser(User):
         ).encode()
 
     def on_start(self) -> None:
-        self.connect()  # every run has a connect sample, whatever the task draw
+        """A connect sample and a first INFO reading (memory baseline) in every run, whatever the task draw."""
+        self.connect()
+        with self.lease() as client:
+            if client is not None:
+                self.record_info(client)
 
     # -------------------------------------------------------------- tasks
 

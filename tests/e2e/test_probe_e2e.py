@@ -4,6 +4,7 @@ user when the project has one): every tier ends up in the same stats table."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_probe_users_with_chat_share_one_stats_table(backend, tmp_path: Path) ->
     env = {**os.environ, **backend.env, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless",
            "-H", backend.ws_url, "-u", str(users), "-r", str(users), "-t", "12s", "--stop-timeout", "5",
-           "--csv", str(tmp_path / "run"), "--only-summary", *classes]
+           "--csv", str(tmp_path / "run"), "--only-summary", "--sla-report-json", str(tmp_path / "sla.json"),
+           *classes]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out[-4000:]
@@ -54,3 +56,8 @@ def test_probe_users_with_chat_share_one_stats_table(backend, tmp_path: Path) ->
     if chat:
         assert any(t == "WS" for t, _n in seen), sorted(seen)
     assert "Probe start-up check failed" not in out
+    # the probes' and the resource monitor's gauges reach the SLA report
+    gauges = json.loads((tmp_path / "sla.json").read_text()).get("gauges", {})
+    print(f"gauges in the SLA report: {sorted(gauges)}")
+    for name in ("locust:cpu_percent", "locust:rss_mb", "target:rss_mb", "redis:used_memory_mb", "pg:lock_waiters"):
+        assert gauges.get(name), (name, sorted(gauges))
