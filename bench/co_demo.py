@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 from typing import Any
 
-from bench.common import PY, ROOT, BenchServer, chat_user_available, child_env, run_locust, save
+from bench.common import BenchServer, chat_user_available, run_locust, save
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +31,8 @@ STALL_AT_S = 11.0
 STALL_S = 2.0
 
 
-def open_model_available() -> bool:
-    r = subprocess.run([PY, "-m", "locust", "-f", "bench/chat_bench.py", "--help"], cwd=ROOT, env=child_env(),
-                       capture_output=True, text=True, timeout=60)
-    return "--ws-arrival-rate" in r.stdout
-
-
 def run(quick: bool = False) -> dict[str, Any]:
-    if not chat_user_available() or not open_model_available():
+    if not chat_user_available():  # the check includes the --ws-arrival-rate option
         res = {"status": "pending", "reason": "ChatUser with --ws-arrival-rate (open model) is not loadable yet"}
         save("co_demo", res)
         return res
