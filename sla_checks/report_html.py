@@ -339,11 +339,14 @@ def _line_chart(
         f'<text transform="translate(14 {top + plot_h / 2:.0f}) rotate(-90)" text-anchor="middle" '
         f'fill="#495057">{_e(unit)}{" (log scale)" if log_scale else ""}</text>'
     )
-    label_every = max(1, math.ceil(count / 14))
+    longest = max((len(label) for label in x_labels), default=1)
+    fits = max(1, int(plot_w // (longest * 6.2 + 14)))  # ~6 px per character at font-size 11
+    label_every = max(1, math.ceil(count / fits))
     for i, label in enumerate(x_labels):
-        if i % label_every == 0 or i == count - 1:
+        if i % label_every == 0:
+            anchor = "end" if count > 1 and i == count - 1 else "middle"  # keep the right-most label inside
             parts.append(
-                f'<text x="{x_of(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#495057">{_e(label)}</text>'
+                f'<text x="{x_of(i):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" fill="#495057">{_e(label)}</text>'
             )
     if x_title:
         parts.append(
