@@ -213,10 +213,14 @@ class PostgresProbeUser(User):
                 broken = True  # a failed statement inside a transaction: do not hand that session on
             self.pool.release(conn, broken=broken)
 
-    def query(self, conn: psycopg.Connection[Any], name: str, params: tuple[Any, ...]) -> list[Any] | None:
-        """Run the named query (sample ``PG <name>``); returns its rows, or None when it failed."""
+    def query(self, conn: psycopg.Connection[Any], name: str, params: tuple[Any, ...],
+              begin: bool = False) -> list[Any] | None:
+        """Run the named query (sample ``PG <name>``; with ``begin``, a BEGIN first, inside the same sample, as a
+        driver's implicit transaction start would be); returns its rows, or None when it failed."""
         rows: list[Any] | None = None
         with timed(self.environment, "PG", name) as meta:
+            if begin:
+                conn.execute("BEGIN")
             cur = conn.execute(SQL[name], params)  # type: ignore[arg-type]
             rows = cur.fetchall() if cur.description else []
             meta["response_length"] = len(rows)
@@ -274,8 +278,7 @@ class PostgresProbeUser(User):
                 return
             shared = random.choice(self.shared_ids)
             run_id = uuid.uuid4().hex
-            conn.execute("BEGIN")
-            ok = self.query(conn, "thread update", (1, shared)) is not None
+            ok = self.query(conn, "thread update", (1, shared), begin=True) is not None
             ok = ok and self.query(conn, "run insert", (run_id, shared, self.user_id)) is not None
             ok = ok and self.query(conn, "run complete", ("completed", 1.0, run_id)) is not None
             if not ok:

@@ -122,3 +122,22 @@ def test_pg_lock_fault_shows_as_query_latency(faults) -> None:
     assert remaining_ms > 1000
     assert history["response_time"] >= remaining_ms - 100
     user.on_stop()
+
+
+def test_pg_probe_terminated_connection_fails_once_then_recovers() -> None:
+    user, samples, _ = _user(pg_pool_size=1)
+    user.on_start()
+    conn = user.pool.acquire()
+    pid = conn.info.backend_pid
+    user.pool.release(conn)
+    with psycopg.connect(DSN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    samples.clear()
+    user.contended_transaction()  # the pooled session is dead: a failed sample, no exception out of the task
+    failed = [s for s in samples if s["exception"] is not None]
+    assert failed and failed[0]["name"] == "thread update", [(s["name"], s["exception"]) for s in samples]
+    samples.clear()
+    user.message_flow()  # a fresh connection replaces the dead one
+    assert [s["name"] for s in samples] == ["pool acquire", "thread history", "message insert", "thread update"]
+    assert all(s["exception"] is None for s in samples), [s["exception"] for s in samples]
+    user.on_stop()
