@@ -567,3 +567,13 @@ def test_render_core_schema_extras_live_state_reasons_and_stage_drift() -> None:
     assert "+1.00" in text and "2,885 ms" in text and "2,100 ms" in text
     assert "3,120 ms in the bad windows against 1,250 ms" in text
     assert _points_in(page, "chart-stage-windows") == len(STAGES) * len(report["windows"])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("readings", "warned"), [([20, 95, 97, 30], True), ([400, 2, 1, 1], False), ([10, 20], False)]
+)
+def test_render_warns_only_on_sustained_generator_cpu(readings: list[float], warned: bool) -> None:
+    report = example_report()
+    report["gauges"] = {"locust:cpu_percent": [[1000.0 + 2 * k, v] for k, v in enumerate(readings)]}
+    assert ('id="cpu-warning"' in render(report)) is warned
