@@ -42,6 +42,9 @@ __all__ = ["attribute", "tier_of", "TIER_LABELS", "COINCIDE_SCORE"]
 TIER_LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "clickhouse": "ClickHouse"}
 _TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
 COINCIDE_SCORE = 0.25
+FAILING_RATIO = 0.2
+"""A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts
+as rising too: a Redis refusing writes (OOM) fails chat messages fast without any latency rise."""
 
 
 def tier_of(metric: str) -> str | None:
@@ -172,7 +175,11 @@ def attribute(
         k_bad = _p95(bad_d)
         if k_bad is None:
             continue
-        k_base = _p95(_merge_metric([buckets[i][1] for i in base_tier], m)) if base_tier else None
+        base_d = _merge_metric([buckets[i][1] for i in base_tier], m) if base_tier else None
+        k_base = _p95(base_d)
+        f_bad = bad_d.failures / bad_d.count if bad_d is not None and bad_d.count else 0.0
+        f_base = base_d.failures / base_d.count if base_d is not None and base_d.count else 0.0
+        f_rise = f_bad - f_base if f_bad >= FAILING_RATIO else 0.0
         spec = _tier_threshold(m, specs)
         within = spec.expression.holds(k_bad) if spec else None
         if k_base is not None:
@@ -182,6 +189,7 @@ def attribute(
         else:
             k_rise = 0.0
         score = max(0.0, min(1.0, k_rise / t_rise)) if t_rise > 0 else 0.0
+        score = max(score, min(1.0, f_rise))  # a tier that fails fast (refused writes) explains errors too
         xs, ys = [], []
         for i, tv in target_by_idx.items():
             d = buckets[i][1].metrics.get(m)
@@ -192,6 +200,8 @@ def attribute(
         corr = _pearson(xs, ys)
         if within is None:
             within = not (k_rise > max(20.0, (k_base or 0.0)))
+        if f_rise > 0:
+            within = False
         entry = {
             "tier": tier,
             "metric": m,
@@ -202,9 +212,11 @@ def attribute(
             "score": round(score, 3),
             "correlation": None if corr is None else round(corr, 3),
             "rise_ms": round(k_rise, 1),
+            "fail_ratio": round(f_bad, 3),
+            "baseline_fail_ratio": round(f_base, 3),
         }
         best = per_tier.get(tier)
-        key = (entry["score"], -1 if corr is None else corr, not within, k_rise)
+        key = (entry["score"], -1 if corr is None else corr, not within, k_rise + 1000.0 * f_rise)
         if best is None or key > best["_key"]:
             entry["_key"] = key
             per_tier[tier] = entry
@@ -227,7 +239,10 @@ def attribute(
             slowest, slowest_growth = s, growth
 
     coinciding = [
-        e for e in tiers if e["score"] >= COINCIDE_SCORE or (not e["within_sla"] and e["rise_ms"] > 0)
+        e
+        for e in tiers
+        if e["score"] >= COINCIDE_SCORE
+        or (not e["within_sla"] and (e["rise_ms"] > 0 or e["fail_ratio"] > e["baseline_fail_ratio"]))
     ]
     value = failing.value
     head = f"{target} {expr.lhs} {_fmt_value(value, expr.unit)}"
@@ -240,7 +255,13 @@ def attribute(
             thr = ""
             if e["threshold"]:
                 thr = f" (threshold {_fmt_num(_tier_limit(e['threshold']))})"
-            cs.append(f"{_metric_label(e['metric'])} p95 {_fmt_ms(e['p95'])}{thr}")
+            what = f"p95 {_fmt_ms(e['p95'])}{thr}"
+            if e["fail_ratio"] >= FAILING_RATIO and e["fail_ratio"] > e["baseline_fail_ratio"]:
+                what = (
+                    f"failing {100 * e['fail_ratio']:.0f}% of calls (baseline {100 * e['baseline_fail_ratio']:.0f}%), "
+                    + what
+                )
+            cs.append(f"{_metric_label(e['metric'])} {what}")
         parts.append("coincides with " + ", ".join(cs))
     else:
         parts.append("no tier's latency rose in the same windows (the backend/agent itself is slow)")

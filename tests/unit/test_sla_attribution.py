@@ -136,3 +136,27 @@ def test_fast_errors_during_a_redis_stall_point_at_redis():
     assert a["tiers"][0]["tier"] == "redis"
     assert 'coincides with REDIS "GET"' in a["summary"]
     assert "PostgreSQL within SLA" in a["summary"]
+
+
+def test_tier_refusing_calls_without_latency_rise_is_named():
+    """Redis out of memory: SETs fail at once, chat messages fail fast; no tier latency rises."""
+    eng = Engine([ThresholdSpec.of("WS agent_completed", "within(2000) >= 95%"), *SPECS[1:]])
+    eng.start(T0)
+    c = eng.collector
+    for s in range(30):
+        t = T0 + s + 0.3
+        oom = 10 <= s < 20
+        for k in range(10):
+            c.record("WS", "agent_completed", 40.0 if oom and k < 7 else 650.0 + k, oom and k < 7, t)
+        c.record("REDIS", "SET", 0.8, oom, t)
+        c.record("PG", "thread history", 4.0, False, t)
+    eng.flush_local()
+    eng.stop(T0 + 30)
+    res = [r for r in eng.evaluate(T0 + 30) if r.metric == "WS agent_completed"][0]
+    assert res.status == "fail"
+    a = attribute(res, eng.store.sorted_buckets(), SPECS)
+    top = a["tiers"][0]
+    assert (top["tier"], top["within_sla"], top["baseline_fail_ratio"]) == ("redis", False, 0.0)
+    assert top["fail_ratio"] >= 0.7  # bad buckets widened by one bucket each side: 10 of 14 s
+    expected = f'coincides with REDIS "SET" failing {100 * top["fail_ratio"]:.0f}% of calls (baseline 0%)'
+    assert expected in a["summary"]
