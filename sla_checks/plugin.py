@@ -175,6 +175,8 @@ class SlaPlugin:
         self._failing: set[str] = set()
         self._greenlet: gevent.Greenlet | None = None
         self._finished = False
+        self.options_key: tuple[Any, ...] | None = None
+        """The --sla-* options the profile was loaded from (None: configured programmatically)."""
 
     def _new_engine(self) -> Engine:
         p = self.profile
@@ -270,8 +272,28 @@ class SlaPlugin:
                 logger.exception("SLA: unreadable report from worker %s ignored", client_id)
 
     # --- lifecycle (master / local) ---------------------------------------------------------------------------
+    def _option_key(self) -> tuple[Any, ...]:
+        o = self.environment.parsed_options
+        return (_opt(o, "sla_profile", None), _opt(o, "sla_config", None), _opt(o, "sla_window", None))
+
+    def _reload_if_options_changed(self) -> bool:
+        """The web UI may change --sla-profile / --sla-config / --sla-window between tests: reload then."""
+        if self.options_key is None or self._option_key() == self.options_key:
+            return False
+        try:
+            profile, window, _interval, _code = _load_from_options(self.environment.parsed_options)
+        except ConfigError as e:
+            logger.error("SLA: options from the web UI rejected, keeping profile %r: %s", self.engine.profile, e)
+            self.options_key = self._option_key()
+            return False
+        self.profile, self.window_s = profile, window
+        self.options_key = self._option_key()
+        logger.info("SLA: judging with profile %r (%s)", profile.name, profile.path)
+        return True
+
     def on_test_start(self, environment: Environment, **_kw: Any) -> None:
-        if self.engine.ended_at is not None:  # a new test from the web UI: start afresh
+        reloaded = self._reload_if_options_changed()
+        if self.engine.ended_at is not None or reloaded:  # a new test from the web UI: start afresh
             self.engine = self._new_engine()
             self._failing.clear()
             self.final_report = None
@@ -407,7 +429,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         if not is_worker:
             _usage_error(f"SLA configuration error: {e}")
         # a worker only collects; the master judges and has already reported the error
-    SlaPlugin.register(
+    plugin = SlaPlugin.register(
         environment,
         None if is_worker else profile,
         window_s=window,
@@ -417,3 +439,4 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         report_junit=_opt(options, "sla_report_junit", ""),
         report_html=_opt(options, "sla_report_html", ""),
     )
+    plugin.options_key = plugin._option_key()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
@@ -119,11 +120,43 @@ def test_worker_payload_reaches_master_through_report_dict():
 
 def test_reconfigure_switches_profile_and_keeps_samples():
     env = new_env()
-    plugin = SlaPlugin.register(env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 5000")), eval_interval_s=60)
+    plugin = SlaPlugin.register(
+        env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 5000")), eval_interval_s=60
+    )
     plugin.on_test_start(env)
     fire(env, 3000.0)
     plugin.tick(time.time())
     plugin.reconfigure(profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")), window_s=10)
     fire(env, 3000.0)
     rep = plugin.snapshot()
-    assert (rep["verdict"], rep["metrics"]["WS agent_completed"]["count"], rep["windows_judged"]) == ("fail", 2, True)
+    assert (rep["verdict"], rep["metrics"]["WS agent_completed"]["count"], rep["windows_judged"]) == (
+        "fail",
+        2,
+        True,
+    )
+
+
+def test_web_ui_option_change_reloads_profile_at_next_test_start(tmp_path):
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    first.write_text('[thresholds]\n"WS agent_completed" = "p(95) < 5000"\n', encoding="utf-8")
+    second.write_text('[thresholds]\n"WS agent_completed" = "p(95) < 1000"\n', encoding="utf-8")
+    env = new_env()
+    env.parsed_options = argparse.Namespace(
+        sla_profile="local", sla_config=str(first), sla_window=0.0, sla_eval_interval=60.0, sla_exit_code=3
+    )
+    plugin = SlaPlugin.register(env, None, eval_interval_s=60)
+    plugin.options_key = ("stale",)
+    plugin.on_test_start(env)
+    assert [s.name for s in plugin.engine.specs] == ["WS agent_completed p(95) < 5000"]
+    fire(env, 2000.0)
+    plugin.on_test_stop(env)
+    env.parsed_options.sla_config = str(second)
+    plugin.on_test_start(env)
+    fire(env, 2000.0)
+    rep = plugin.snapshot()
+    assert [t["expression"] for t in rep["thresholds"]] == ["p(95) < 1000"]
+    assert (rep["verdict"], rep["metrics"]["WS agent_completed"]["count"]) == ("fail", 1)
+    env.parsed_options.sla_config = str(tmp_path / "missing.toml")  # rejected: keeps the last good profile
+    plugin.on_test_stop(env)
+    plugin.on_test_start(env)
+    assert [s.name for s in plugin.engine.specs] == ["WS agent_completed p(95) < 1000"]
