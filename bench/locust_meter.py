@@ -25,6 +25,7 @@ import math
 import os
 import resource
 import time
+import tracemalloc
 from typing import Any
 
 import gevent
@@ -77,6 +78,9 @@ class BenchMeter:
         self.intended: list[float] = []
         self.total_samples = 0
         self.rss_init = psutil.Process().memory_info().rss  # before any user is spawned
+        self.trace = os.environ.get("BENCH_TRACEMALLOC") == "1"  # where per-session memory goes (slow)
+        if self.trace:
+            tracemalloc.start(8)
         environment.events.request.add_listener(self.on_request)
         gevent.spawn(self._run)
 
@@ -135,6 +139,12 @@ class BenchMeter:
             "intended_p50_ms": percentile(self.intended, 50), "intended_p99_ms": percentile(self.intended, 99),
             "intended_count": len(self.intended),
         }
+        if self.trace:
+            snap = tracemalloc.take_snapshot()
+            out["tracemalloc_top"] = [
+                {"where": str(st.traceback[0]), "kib": st.size / 1024, "count": st.count}
+                for st in snap.statistics("lineno")[:25]]
+            out["tracemalloc_total_kib"] = sum(st.size for st in snap.statistics("filename")) / 1024
         os.makedirs(self.out_dir, exist_ok=True)
         path = os.path.join(self.out_dir, f"{out['role']}-{os.getpid()}.json")
         with open(path, "wb") as f:
