@@ -41,6 +41,8 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                    "stages": {"<gap>": {"count", "p50", "p95", "p99", "max"}},
                    "gauges": {"<gauge>": {"avg", "max", "last"}},
                    "failed": ["<metric> <expr>"]}],
+      "drift": {"<metric>": {"p95": [[window index, ms], ...], "first_p95", "last_p95", "max_p95",
+                             "change_pct"}},      # windows_judged only: p95 drift over the judged windows
       "stages": {"agent_started→agent_thinking": {"count", "p50", "p95", "p99", "max"}, ...},
       "attribution": [{"metric": str, "expression": str, "summary": str,
                        "tiers": [{"tier": "postgres", "metric": "PG thread history", "p95": ms,
@@ -172,6 +174,31 @@ def _window_row(w: Window, gauges: dict[str, list[list[float]]]) -> dict[str, An
     }
 
 
+def _drift(windows: list[Window]) -> dict[str, Any]:
+    """p95 per judged window for every metric with samples in >= 2 of them: first, last, max, change."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for w in windows:
+        if not w.judged:
+            continue
+        for k, m in w.bucket.metrics.items():
+            p95 = m.hist.percentile(95) if m.count else None
+            if p95 is not None:
+                series.setdefault(k, []).append((w.index, p95))
+    out = {}
+    for k, pts in sorted(series.items()):
+        if len(pts) < 2:
+            continue
+        first, last = pts[0][1], pts[-1][1]
+        out[k] = {
+            "p95": [[i, _num(v)] for i, v in pts],
+            "first_p95": _num(first),
+            "last_p95": _num(last),
+            "max_p95": _num(max(v for _, v in pts)),
+            "change_pct": _num(100.0 * (last - first) / first if first > 0 else None, 1),
+        }
+    return out
+
+
 def build_report(
     engine: Engine,
     now: float,
@@ -244,6 +271,7 @@ def build_report(
         "thresholds": [_threshold_row(r) for r in results],
         "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
         "windows": [_window_row(w, gauges) for w in windows],
+        "drift": _drift(windows) if engine.window_s > 0 else {},
         "stages": {k: _hist_summary(h) for k, h in sorted(total.stages.items()) if h.count},
         "attribution": attributions,
         "gauges": gauges,
@@ -284,13 +312,13 @@ def render_terminal(report: dict[str, Any]) -> str:
         lines.append(
             f"windows of {report['window_s']:.0f} s: {len(report['windows'])}, failing: {len(failed_windows)}"
         )
-        drift = []
-        for w in report["windows"]:
-            m = w["metrics"].get("WS agent_completed")
-            if m:
-                drift.append(f"{w['index']}:{format_value(m['p95'], 'ms')}")
-        if drift:
-            lines.append("  WS agent_completed p95 per window: " + ", ".join(drift))
+        judged = {t["metric"] for t in report["thresholds"]}
+        for metric, d in report.get("drift", {}).items():
+            if metric.split(" ", 1)[0] not in ("WS", "FLOW") or metric not in judged:
+                continue
+            pts = ", ".join(f"{i}:{format_value(v, 'ms')}" for i, v in d["p95"])
+            change = "" if d["change_pct"] is None else f" (first -> last {d['change_pct']:+.0f}%)"
+            lines.append(f"  {metric} p95 per window: {pts}{change}")
         for w in failed_windows:
             lines.append(f"  window {w['index']} ({w['start']} .. {w['end']}): {'; '.join(w['failed'])}")
     if report["attribution"]:

@@ -42,6 +42,9 @@ def test_drift_in_one_window_fails_that_window_only():
     p95s = [w["metrics"]["WS agent_completed"]["p95"] for w in rep["windows"]]
     assert p95s[2] == 2600.0 and max(p95s[:2] + p95s[3:]) < 2000
     assert rep["windows"][2]["failed"] == ["WS agent_completed p(95) < 2000"]
+    drift = rep["drift"]["WS agent_completed"]
+    assert (drift["max_p95"], drift["p95"][2]) == (2600.0, [2, 2600.0])
+    assert drift["change_pct"] == pytest.approx(0.0, abs=1)
 
 
 def test_partial_last_window_is_not_judged():
