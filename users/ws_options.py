@@ -306,6 +306,10 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         return
     if not _uses_chat(environment):
         return
+    if getattr(options, "worker", False):
+        # a worker gets the host and the master's options with the first spawn message (the master checked them
+        # at its start): resolve lazily when its first chat user starts
+        return
     host = environment.host
     if not host and not getattr(options, "headless", False) and not getattr(options, "worker", False):
         return  # web UI: the host may still be entered in the form; checked again when users start
