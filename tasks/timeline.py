@@ -28,7 +28,7 @@ import enum
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -420,13 +420,14 @@ class MessageTimeline:
             first[kind] = now
             if self.state is TimelineState.AWAITING:
                 self.state = TimelineState.IN_PROGRESS
+            # order: every required event canonically before this one must already have arrived (checking the
+            # first arrival suffices: arrivals only accumulate, so a repeat cannot find more missing)
+            for before in self._required_before[index]:
+                if before not in first:
+                    self._violations.append(f"{kind} before {before}")
+                    break
         elif kind in self._once:
             self._duplicates.append(kind)
-        # order: every required event canonically before this one must already have arrived
-        for before in self._required_before[index]:
-            if before not in first:
-                self._violations.append(f"{kind} before {before}")
-                break
         opener = self._closers.get(kind)
         if opener is not None and self._counts.get(opener, 0) < count:
             violation = f"{kind} before {opener}"
@@ -446,7 +447,7 @@ class MessageTimeline:
         message: str | None = None,
     ) -> Outcome:
         sent = self.sent_at
-        arrivals = sorted(self._first.items(), key=lambda item: item[1])
+        arrivals = list(self._first.items())  # insertion order is arrival order (``now`` never decreases)
         first_ms = {name: (t - sent) * 1000.0 for name, t in arrivals}
         stages: dict[str, float] = {}
         for (a, ta), (b, tb) in zip(arrivals, arrivals[1:], strict=False):
@@ -521,9 +522,9 @@ class RouteKind(enum.Enum):
     ANOMALY = "anomaly"
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """Result of dispatching one frame."""
+class Routed(NamedTuple):
+    """Result of dispatching one frame (a NamedTuple, not a frozen dataclass: it is built once per frame on the hot
+    path, and a frozen dataclass's ``__init__`` costs several times more)."""
 
     kind: RouteKind
     frame: Mapping[str, Any] | None = None

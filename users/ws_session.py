@@ -330,8 +330,8 @@ class ChatSession:
         On a send failure the timeline is ended at once as ``error DISCONNECTED`` (reported via ``on_outcome``).
         """
         cfg = self.config
-        thread_id = os.urandom(16).hex()
-        correlation_id = os.urandom(16).hex()
+        # one fresh random id serves as both: a new thread per message, and its correlation id
+        thread_id = correlation_id = os.urandom(16).hex()
         body = orjson.dumps(
             {
                 cfg.type_field: cfg.user_message_type,
