@@ -88,6 +88,8 @@ class ProtocolConfig:
     """Error code key (top level, else in the envelope)."""
     error_message_field: str = "error_message"
     """Error text key (top level, else in the envelope)."""
+    error_context_field: str = "error_context"
+    """Dict inside the envelope searched for the error code last (``agent_error``'s ``data.error_context``)."""
     user_message_type: str = "user_message"
     """Type of the frame the client sends."""
     ping_type: str = "ping"
@@ -145,6 +147,12 @@ class ProtocolConfig:
         """Build from a dict (a parsed TOML/JSON file); unknown keys and wrong types are errors naming the key."""
         names = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
+        if "events" in mapping and isinstance(mapping["events"], list | tuple):
+            # defaults that name events must follow a renamed event list unless given explicitly
+            given = set(mapping["events"])
+            if "pairs" not in mapping:
+                default_pairs = names["pairs"].default
+                kwargs["pairs"] = tuple(p for p in default_pairs if p[0] in given and p[1] in given)
         for key, value in mapping.items():
             if key not in names:
                 raise ConfigError(
@@ -405,6 +413,11 @@ class MessageTimeline:
         self.last_frame_at = now
         if kind in config.error_types:
             code = _get(frame, config.envelope, config.error_code_field)
+            if code is None:
+                inner = frame.get(config.envelope)
+                context = inner.get(config.error_context_field) if isinstance(inner, dict) else None
+                if isinstance(context, dict):
+                    code = context.get(config.error_code_field)
             message = _get(frame, config.envelope, config.error_message_field)
             code = str(code) if code is not None else str(kind).upper()
             message = str(message) if message is not None else ""

@@ -145,6 +145,9 @@ def test_missing_text_lists_every_missing_required_event():
          "AGENT_ERROR", "error AGENT_ERROR: boom"),
         ({"type": "agent_error", "data": {"error_code": "X", "error_message": "y"}}, "X", "error X: y"),
         ({"type": "error_message"}, "ERROR_MESSAGE", "error ERROR_MESSAGE: "),
+        ({"type": "agent_error", "data": {"error_message": "redis timed out",
+                                          "error_context": {"error_code": "DEPENDENCY_TIMEOUT", "tier": "redis"}}},
+         "DEPENDENCY_TIMEOUT", "error DEPENDENCY_TIMEOUT: redis timed out"),
     ],
 )
 def test_error_frames_end_as_error_with_code(frame, code, text):
@@ -225,7 +228,7 @@ def test_bad_deadlines_are_rejected(timeout, hang):
 
 def test_other_event_names_and_envelope_work_via_config():
     cfg = ProtocolConfig.from_mapping(
-        {"events": ["start", "think", "done"], "pairs": [], "envelope": "payload", "thread_field": "conversation",
+        {"events": ["start", "think", "done"], "envelope": "payload", "thread_field": "conversation",
          "type_field": "event"}
     )
     d = Dispatcher(cfg)
