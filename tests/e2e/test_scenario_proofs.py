@@ -1,0 +1,260 @@
+"""Proof that every scenario detects what it is for: real ``locust`` runs against the reference backend.
+
+For every scenario of the catalogue:
+
+* **healthy**: ``--scenario NAME`` on a healthy stack passes its thresholds (exit 0, report verdict ``pass``);
+* **faulted**: ``--scenario NAME --inject-faults`` fails (exit 3) and the SLA JSON report names the expected failing
+  metric, keeps the metrics the scenario shows to be robust (``holds_under_fault``) passing, and, where the SLA
+  engine attributes a WS/FLOW breach, names the expected tier;
+* **tolerated** (scenarios with legitimate delays, e.g. heartbeat during slow replies): still exit 0.
+
+Budget: each run is shortened with ``--scenario-duration`` (10 s by default; the few scenarios whose fault needs
+more wall time say so in ``DURATION``). Healthy runs go in parallel against the session backend; faults that live
+inside the backend process (agent-slow, hang, drop-event, slow-pong, the backend's own pool) run in parallel, each
+against a backend of its own; faults on the shared Redis/PostgreSQL/ClickHouse run one after another.
+The full-length soak is marked ``soak`` (not in CI); CI runs it shortened with the others.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scenarios.registry import SCENARIOS, Scenario
+from target.process import BackendProcess
+
+REPO = Path(__file__).resolve().parents[2]
+PARALLEL = int(os.environ.get("SCENARIO_PROOF_PARALLEL", "3"))
+DEFAULT_DURATION = 10.0
+# Wall seconds for the faulted run where the fault itself needs time to show (never for the healthy run).
+DURATION = {
+    "pipeline-under-10s": 17.0,  # a reply slowed past 10 s must time out (--ws-reply-timeout 10.5) inside the run
+    "login-send-receive": 24.0,  # a workflow slowed past 15 s must complete inside the run
+    "db-slow-queries-5s": 12.0,
+}
+LOCAL_FAULTS = {"agent-slow", "hang", "drop-event", "slow-pong", "pg-pool-exhaustion"}
+
+
+@dataclass
+class Run:
+    name: str
+    mode: str  # healthy | faulted | tolerated
+    duration: float
+    report_path: Path
+    log_path: Path
+    returncode: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def report(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.report_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def explain(self) -> str:
+        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:]) if self.log_path.exists() else ""
+        report = self.report
+        lines = [
+            f"{self.name} [{self.mode}] exit {self.returncode} after {self.seconds:.1f} s (log {self.log_path})",
+            *(
+                f"  {t['status']:<7} {t['metric']} {t['expression']} = {t['value']} ({t['samples']} samples)"
+                for t in report.get("thresholds", [])
+            ),
+            *(f"  attribution: {a['summary']}" for a in report.get("attribution", [])),
+            "--- log tail ---",
+            tail,
+        ]
+        return "\n".join(lines)
+
+
+def _argv(run: Run, backend: BackendProcess) -> list[str]:
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(REPO / "locustfile.py"), "--headless", "--only-summary",
+        "--host", backend.ws_url, "--scenario", run.name, "--scenario-duration", f"{run.duration:g}",
+        "--sla-report-json", str(run.report_path), "--stop-timeout", "5",
+    ]
+    if run.mode == "faulted":
+        argv.append("--inject-faults")
+    elif run.mode == "tolerated":
+        argv.append("--inject-tolerated-faults")
+    return argv
+
+
+def _env(backend: BackendProcess) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_", "JWT_"))}
+    env.update(backend.env)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_batch(pairs: list[tuple[Run, BackendProcess]]) -> None:
+    """Start the runs together and wait for all (each with a hard deadline: no run may hang the suite)."""
+    procs = []
+    for run, backend in pairs:
+        log = open(run.log_path, "wb")  # noqa: SIM115 - closed below
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            _argv(run, backend), cwd=REPO, env=_env(backend), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        procs.append((run, proc, log, started))
+    for run, proc, log, started in procs:
+        deadline = run.duration + 60
+        try:
+            run.returncode = proc.wait(timeout=max(1.0, deadline - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            run.returncode = None
+        run.seconds = time.monotonic() - started
+        log.close()
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _faulted_duration(name: str) -> float:
+    return DURATION.get(name, DEFAULT_DURATION)
+
+
+def _is_local(scenario: Scenario) -> bool:
+    return all(f.kind in LOCAL_FAULTS for f in scenario.faults)
+
+
+@pytest.fixture(scope="module")
+def proof_runs(backend: BackendProcess) -> dict[tuple[str, str], Run]:
+    """Every proof run of the catalogue, executed once per test session (see the module docstring)."""
+    # Kept after the session (CI artifacts, and pytest's own tmp dirs rotate): logs, SLA reports, a summary.
+    out_dir = REPO / "artifacts" / "scenario-proofs"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    runs: dict[tuple[str, str], Run] = {}
+    phases: list[str] = []
+    t0 = time.monotonic()
+
+    def new(name: str, mode: str, duration: float) -> Run:
+        run = Run(name, mode, duration, out_dir / f"{name}-{mode}.json", out_dir / f"{name}-{mode}.log")
+        runs[(name, mode)] = run
+        return run
+
+    # 1. healthy, in parallel against the shared session backend
+    healthy = [new(name, "healthy", DEFAULT_DURATION) for name in SCENARIOS]
+    for chunk in _chunks(healthy, PARALLEL):
+        run_batch([(run, backend) for run in chunk])
+    phases.append(f"healthy runs: {time.monotonic() - t0:.0f} s")
+
+    # 2. faults inside the backend process: parallel, one backend each
+    local = [
+        new(name, "faulted", _faulted_duration(name))
+        for name, s in SCENARIOS.items()
+        if s.faults and _is_local(s)
+    ]
+    local += [new(name, "tolerated", DEFAULT_DURATION) for name, s in SCENARIOS.items() if s.tolerated_faults]
+    local.sort(key=lambda r: r.duration)
+    backend_dir = out_dir / "backends"
+    for chunk in _chunks(local, PARALLEL):
+        own = [BackendProcess.start(backend_dir) for _ in chunk]
+        try:
+            run_batch(list(zip(chunk, own, strict=True)))
+        finally:
+            for b in own:
+                b.stop()
+    phases.append(f"+ backend-local faults: {time.monotonic() - t0:.0f} s")
+
+    # 3. faults on the shared tiers: one at a time, against the session backend
+    for name, s in SCENARIOS.items():
+        if s.faults and not _is_local(s):
+            run = new(name, "faulted", _faulted_duration(name))
+            run_batch([(run, backend)])
+            backend.faults.clear()
+    phases.append(f"+ shared-tier faults: {time.monotonic() - t0:.0f} s")
+    (out_dir / "summary.txt").write_text(
+        "\n".join([*phases, "", *(f"{r.name:<28} {r.mode:<9} exit {r.returncode} verdict "
+                                  f"{r.report.get('verdict')} {r.seconds:5.1f} s" for r in runs.values())]) + "\n"
+    )
+    return runs
+
+
+def _matches(threshold: dict[str, Any], metric: str) -> bool:
+    return metric in (threshold["metric"], threshold["pattern"]) or fnmatch.fnmatchcase(threshold["metric"], metric)
+
+
+HEALTHY = sorted(SCENARIOS)
+FAULTED = sorted(n for n, s in SCENARIOS.items() if s.faults)
+TOLERATED = sorted(n for n, s in SCENARIOS.items() if s.tolerated_faults)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", HEALTHY)
+def test_scenario_passes_on_a_healthy_stack(proof_runs: dict[tuple[str, str], Run], name: str) -> None:
+    run = proof_runs[(name, "healthy")]
+    report = run.report
+    assert run.returncode == 0, run.explain()
+    assert report.get("verdict") == "pass", run.explain()
+    own = {t.metric for t in SCENARIOS[name].thresholds}
+    judged = [t for t in report["thresholds"] if t["pattern"] in own and t["status"] == "pass"]
+    assert judged, f"no scenario threshold was judged on data:\n{run.explain()}"
+    if SCENARIOS[name].sla_window_s:
+        assert report.get("windows_judged") is True and len(report.get("windows", [])) >= 2, run.explain()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", FAULTED)
+def test_scenario_fails_with_exit_3_when_its_fault_is_injected(
+    proof_runs: dict[tuple[str, str], Run], name: str
+) -> None:
+    scenario = SCENARIOS[name]
+    run = proof_runs[(name, "faulted")]
+    report = run.report
+    assert run.returncode == 3, run.explain()
+    assert report.get("verdict") == "fail", run.explain()
+    failed = [t for t in report["thresholds"] if t["status"] == "fail"]
+    for metric in scenario.expected_breaches:
+        assert any(_matches(t, metric) for t in failed), f"{metric} did not fail:\n{run.explain()}"
+    for metric in scenario.holds_under_fault:
+        broken = [t for t in report["thresholds"] if _matches(t, metric) and t["status"] == "fail"]
+        assert not broken, f"{metric} should hold under the fault:\n{run.explain()}"
+    if scenario.expected_tier and report.get("attribution"):
+        named = {
+            tier["tier"]
+            for a in report["attribution"]
+            for tier in a.get("tiers", [])
+            if not tier.get("within_sla", True) or tier.get("rise_ms", 0) > 0
+        }
+        assert scenario.expected_tier in named, f"attribution did not name {scenario.expected_tier}:\n{run.explain()}"
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", TOLERATED)
+def test_scenario_survives_its_tolerated_fault(proof_runs: dict[tuple[str, str], Run], name: str) -> None:
+    run = proof_runs[(name, "tolerated")]
+    assert run.returncode == 0, run.explain()
+    assert run.report.get("verdict") == "pass", run.explain()
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(0)
+def test_soak_full_length_passes(backend: BackendProcess, tmp_path: Path) -> None:
+    """The real soak (default 4 h, or SCENARIO_SOAK_DURATION like 1h): windows judged, healthy stack passes."""
+    duration = os.environ.get("SCENARIO_SOAK_DURATION", "")
+    from scenarios.plugin import parse_seconds
+
+    seconds = parse_seconds(duration) if duration else SCENARIOS["soak"].duration_s
+    run = Run("soak", "healthy", seconds, tmp_path / "soak.json", tmp_path / "soak.log")
+    run_batch([(run, backend)])
+    assert run.returncode == 0, run.explain()
+    assert run.report.get("windows_judged") is True, run.explain()
