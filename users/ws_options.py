@@ -161,6 +161,8 @@ def _add_options(parser: Any) -> None:
     add("--jwt-claims", default="", help='extra claims as a JSON object, e.g. \'{"permissions": ["chat:write"]}\'')
     add("--token-file", default="", help="file of JWTs, one per line, used round-robin instead of minting")
     add("--users-file", default="", help="CSV of email,password: chat users log in with POST /auth/login")
+    add("--ws-skip-start-check", action="store_true", default=False, include_in_web_ui=False,
+        help="headless runs: do not open one test connection at start (host reachable, credentials accepted)")
 
 
 def _opt(options: Any, name: str, default: Any) -> Any:
@@ -274,6 +276,35 @@ def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, li
         raise ChatConfigError(str(exc)) from None
 
 
+def start_check(settings: ChatSettings, url: str) -> None:
+    """One connect as chat user 0 before any load: the host answers and accepts the credentials (an unreachable
+    host, a secret that is not the backend's, a token from a skewed clock fail here, not as thousands of samples)."""
+    from users.auth import LoginError
+    from users.ws_session import ChatSession, ConnectError
+
+    skip = "(or skip this check with --ws-skip-start-check)"
+    try:
+        token = settings.tokens.token(0).value if settings.tokens is not None else None
+    except LoginError as exc:
+        raise ChatConfigError(f"start-up check: {exc}; fix --users-file / --ws-login-url {skip}") from None
+    session = ChatSession(url, config=settings.protocol, token=token, auth_mode=settings.auth_mode,
+                          ssl_context=settings.ssl_context() if url.startswith("wss://") else None,
+                          connect_timeout=settings.connect_timeout, max_frame=settings.max_frame)
+    try:
+        session.connect()
+    except ConnectError as exc:
+        if exc.auth:
+            fix = ("check that --jwt-secret (env JWT_SECRET_KEY) is the backend's secret and --jwt-issuer its "
+                   "issuer, that --token-file / --users-file hold current credentials, and that this machine's clock "
+                   "agrees with the backend's (a token whose iat is in the future or exp in the past is refused)")
+        else:
+            fix = "start the backend or fix --host / --ws-path"
+        raise ChatConfigError(f"start-up check: ChatUser cannot connect to --host {url}: {exc}; {fix} {skip}") \
+            from None
+    finally:
+        session.close(reason="start-up check")
+
+
 def chat_settings(environment: Any) -> ChatSettings:
     """The run's chat settings (``environment.chat_settings``), resolved from the options on first use."""
     settings = getattr(environment, "chat_settings", None)
@@ -316,10 +347,12 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     try:
         environment.chat_settings = settings_from_options(options, host)
         environment.chat_settings_from_options = True
+        if getattr(options, "headless", False) and not getattr(options, "ws_skip_start_check", False):
+            start_check(environment.chat_settings, ws_url(host, environment.chat_settings.path))
     except ChatConfigError as exc:
         logger.error("Bad chat option: %s", exc)
         sys.stderr.flush()
         sys.exit(2)
 
 
-__all__ = ["ChatSettings", "ChatConfigError", "chat_settings", "settings_from_options", "ws_url"]
+__all__ = ["ChatSettings", "ChatConfigError", "chat_settings", "settings_from_options", "start_check", "ws_url"]

@@ -1,0 +1,93 @@
+"""Bad configuration stops a real ``locust`` process at start: exit code 2, a clear error naming the option (or
+file) and the fix, no traceback, no load generated, no secret echoed. One short subprocess per case.
+
+Not repeated here (covered by their owners): ``--host http://...`` and a missing ``--token-file`` path
+(tests/e2e/test_chat_e2e.py), unreachable probe services and bad probe URL schemes
+(tests/integration/test_probe_startup.py), an unknown SLA metric (tests/e2e/test_sla_e2e.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.reliability.helpers import ROOT, free_port, locust_cmd, locust_env
+
+SECRET = "reliability-bad-config-secret-9f3e1c77"
+
+
+def _token(secret: str, **claims: Any) -> str:
+    now = int(time.time())
+    base = {"sub": "user-0001", "email": "loadtest1@example.com", "permissions": ["chat:read", "chat:write"],
+            "iat": now, "exp": now + 3600, "type": "access", "iss": "agent-chat-backend", "jti": "x" * 32}
+    return jwt.encode(base | claims, secret, algorithm="HS256")
+
+
+def _file(tmp: Path, name: str, text: str) -> str:
+    p = tmp / name
+    p.write_text(text, encoding="utf-8")
+    return str(p)
+
+
+# (args builder (tmp_path, backend) -> args, user classes, fragments that must all appear in the output)
+Case = tuple[Callable[[Path, Any], list[str]], list[str], list[str]]
+CASES: dict[str, Case] = {
+    "wrong-url-scheme": (
+        lambda t, b: ["-H", "ftp://127.0.0.1:8765/ws"], ["ChatUser"],
+        ["--host has value 'ftp://127.0.0.1:8765/ws'", "ws://"]),
+    "unreachable-host": (
+        lambda t, b: ["-H", f"ws://127.0.0.1:{free_port()}"], ["ChatUser"],
+        ["--host", "ws://127.0.0.1:", "refused"]),
+    "bad-dsn": (
+        lambda t, b: ["-H", b.ws_url, "--pg-dsn", "postgresql://postgres:pw-x@127.0.0.1:notaport/test"],
+        ["PostgresProbeUser"], ["--pg-dsn", "notaport", "expected e.g. postgresql://"]),
+    "bad-threshold-expression": (
+        lambda t, b: ["-H", b.ws_url, "--sla-config",
+                      _file(t, "bad.toml", '[thresholds]\n"WS agent_completed" = ["p(95) <<< 2000"]\n')],
+        ["ChatUser"], ["bad.toml", "p(95) <<< 2000"]),
+    "unknown-profile": (
+        lambda t, b: ["-H", b.ws_url, "--sla-profile", "nosuchprofile"], ["ChatUser"],
+        ["nosuchprofile", "local"]),
+    "token-file-is-a-directory": (
+        lambda t, b: ["-H", b.ws_url, "--token-file", str(t)], ["ChatUser"],
+        ["--token-file", "cannot be read"]),
+    "expired-token": (
+        lambda t, b: ["-H", b.ws_url, "--token-file",
+                      _file(t, "expired.txt", _token(SECRET, iat=int(time.time()) - 7200,
+                                                     exp=int(time.time()) - 3600) + "\n")],
+        ["ChatUser"], ["--token-file", "expired"]),
+    "clock-skew-iat-in-future": (
+        lambda t, b: ["-H", b.ws_url, "--token-file",
+                      _file(t, "future.txt", _token(b.jwt_secret, iat=int(time.time()) + 3600,
+                                                    exp=int(time.time()) + 7200) + "\n")],
+        ["ChatUser"], ["--token-file", "iat", "clock"]),
+    "secret-mismatch": (
+        lambda t, b: ["-H", b.ws_url, "--jwt-secret", SECRET], ["ChatUser"],
+        ["--jwt-secret", "signature"]),
+}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_configuration_exits_2_naming_the_option(backend, tmp_path: Path, case: str) -> None:
+    build, users, fragments = CASES[case]
+    args = build(tmp_path, backend)
+    env = locust_env({**backend.env}, drop=("LOCUST_HOST",))
+    proc = subprocess.run(
+        locust_cmd(str(ROOT / "locustfile.py"),
+                   ["--headless", "-u", "1", "-r", "1", "-t", "4s", "--only-summary", *args, *users]),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=80)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, f"exit {proc.returncode}:\n{out[-3000:]}"
+    for fragment in fragments:
+        assert fragment in out, (fragment, out[-3000:])
+    assert "Traceback" not in out, out[-3000:]
+    assert "Ramping to" not in out and "All users spawned" not in out, out[-3000:]  # no load generated
+    for secret in (SECRET, backend.jwt_secret, backend.admin_token, "pw-x"):
+        assert secret not in out
