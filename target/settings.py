@@ -39,6 +39,7 @@ class Settings:
     think_max_ms: float = 600.0
     rate_limit_per_s: int = 20
     max_in_flight: int = 32
+    max_connections: int = 10_000
     max_frame_bytes: int = 65536
     history_limit: int = 20
     agent_state_ttl_s: int = 300
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="user messages per second per user before RATE_LIMITED, 0 = off (env TARGET_RATE_LIMIT_PER_S)")
     add("--max-in-flight", default=_env("TARGET_MAX_IN_FLIGHT", d.max_in_flight),
         help="concurrent messages per connection before RATE_LIMITED (env TARGET_MAX_IN_FLIGHT)")
+    add("--max-connections", default=_env("TARGET_MAX_CONNECTIONS", d.max_connections),
+        help="concurrent connections + requests before HTTP 503 (env TARGET_MAX_CONNECTIONS)")
     add("--history-limit", default=_env("TARGET_HISTORY_LIMIT", d.history_limit),
         help="rows read by the thread-history query (env TARGET_HISTORY_LIMIT)")
     add("--log-level", default=_env("TARGET_LOG_LEVEL", d.log_level), help="debug|info|warning (env TARGET_LOG_LEVEL)")
@@ -163,6 +166,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         think_max_ms=_num("think-max-ms", a.think_max_ms, float, 0),
         rate_limit_per_s=_num("rate-limit-per-s", a.rate_limit_per_s, int, 0),
         max_in_flight=_num("max-in-flight", a.max_in_flight, int, 1),
+        max_connections=_num("max-connections", a.max_connections, int, 1),
         history_limit=_num("history-limit", a.history_limit, int, 1),
         log_level=a.log_level.lower(),
         log_format=a.log_format,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from typing import Any
 
 import asyncpg
@@ -48,16 +47,13 @@ class ThreadOwnershipError(Exception):
     """The thread exists and belongs to another user."""
 
 
-class _Deadline:
-    def __init__(self, timeout_ms: float) -> None:
-        self.timeout_ms = timeout_ms
-        self.end = time.monotonic() + timeout_ms / 1000.0
+class _Op:
+    """Name of the statement in progress, for the error message when the transaction's deadline fires."""
 
-    def left(self, operation: str) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise TierTimeout("postgres", operation, self.timeout_ms)
-        return left
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 class PostgresTier:
@@ -88,60 +84,65 @@ class PostgresTier:
         return self.pool
 
     async def _with_conn(self, operation: str, fn):  # noqa: ANN001
+        """Run ``fn(conn, op)`` on a pooled connection; one deadline covers pool acquire and every statement
+        (``asyncio.timeout``: no task per statement; asyncpg cancels a running statement server-side)."""
         pool = self._require_pool(operation)
-        dl = _Deadline(self.timeout_ms)
+        op = _Op("pool acquire")
+        conn = None
         try:
-            conn = await pool.acquire(timeout=dl.left("pool acquire"))
+            async with asyncio.timeout(self.timeout_ms / 1000.0):
+                conn = await pool.acquire()
+                op.name = operation
+                return await fn(conn, op)
         except TimeoutError:
-            raise TierTimeout("postgres", "pool acquire", self.timeout_ms) from None
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-            raise TierError("postgres", "connect", f"{type(e).__name__}: {str(e)[:200]}") from None
-        try:
-            return await fn(conn, dl)
-        except TimeoutError:
-            raise TierTimeout("postgres", operation, self.timeout_ms) from None
+            raise TierTimeout("postgres", op.name, self.timeout_ms) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
-            raise TierError("postgres", operation, f"{type(e).__name__}: {str(e)[:200]}") from None
+            what = "connect" if conn is None else op.name
+            raise TierError("postgres", what, f"{type(e).__name__}: {str(e)[:200]}") from None
         finally:
-            try:
-                await asyncio.wait_for(pool.release(conn), 5.0)
-            except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
-                conn.terminate()
+            if conn is not None:
+                try:
+                    await asyncio.wait_for(pool.release(conn), 5.0)
+                except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
+                    conn.terminate()
 
     async def begin_message(self, *, thread_id: str, user_id: str, content: str, run_id: str,
                             history_limit: int) -> list[dict[str, Any]]:
         """Upsert the thread (refusing another user's), read its history, store the message, open the run."""
 
-        async def go(conn: asyncpg.Connection, dl: _Deadline) -> list[dict[str, Any]]:
+        async def go(conn: asyncpg.Connection, op: _Op) -> list[dict[str, Any]]:
             async with conn.transaction():
-                owner = await conn.fetchval(Q["thread upsert"], thread_id, user_id, content[:60],
-                                            timeout=dl.left("thread upsert"))
+                op.name = "thread upsert"
+                owner = await conn.fetchval(Q["thread upsert"], thread_id, user_id, content[:60])
                 if owner != user_id:
                     raise ThreadOwnershipError(thread_id)
-                rows = await conn.fetch(Q["thread history"], thread_id, history_limit,
-                                        timeout=dl.left("thread history"))
-                await conn.fetchval(Q["message insert"], thread_id, user_id, "user", content,
-                                    timeout=dl.left("message insert"))
-                await conn.execute(Q["run insert"], run_id, thread_id, user_id, timeout=dl.left("run insert"))
+                op.name = "thread history"
+                rows = await conn.fetch(Q["thread history"], thread_id, history_limit)
+                op.name = "message insert"
+                await conn.fetchval(Q["message insert"], thread_id, user_id, "user", content)
+                op.name = "run insert"
+                await conn.execute(Q["run insert"], run_id, thread_id, user_id)
             return [dict(r) for r in rows]
 
         return await self._with_conn("begin message", go)
 
     async def complete_message(self, *, thread_id: str, user_id: str, response: str, run_id: str, status: str,
                                duration_ms: float) -> None:
-        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
+        async def go(conn: asyncpg.Connection, op: _Op) -> None:
             async with conn.transaction():
-                await conn.fetchval(Q["message insert"], thread_id, user_id, "assistant", response,
-                                    timeout=dl.left("message insert"))
-                await conn.execute(Q["run complete"], status, duration_ms, run_id, timeout=dl.left("run complete"))
+                op.name = "message insert"
+                await conn.fetchval(Q["message insert"], thread_id, user_id, "assistant", response)
+                op.name = "run complete"
+                await conn.execute(Q["run complete"], status, duration_ms, run_id)
                 # counts both messages of the exchange (the upsert at the start already bumped updated_at)
-                await conn.execute(Q["thread update"], 2, thread_id, timeout=dl.left("thread update"))
+                op.name = "thread update"
+                await conn.execute(Q["thread update"], 2, thread_id)
 
         await self._with_conn("complete message", go)
 
     async def fail_run(self, run_id: str, status: str, duration_ms: float) -> None:
-        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
-            await conn.execute(Q["run complete"], status, duration_ms, run_id, timeout=dl.left("run complete"))
+        async def go(conn: asyncpg.Connection, op: _Op) -> None:
+            await conn.execute(Q["run complete"], status, duration_ms, run_id)
 
         await self._with_conn("run complete", go)
 
@@ -154,8 +155,8 @@ class PostgresTier:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                 raise TierError("postgres", "connect", f"{type(e).__name__}: {str(e)[:200]}") from None
 
-        async def go(conn: asyncpg.Connection, dl: _Deadline) -> None:
-            await conn.fetchval("SELECT 1", timeout=dl.left("select 1"))
+        async def go(conn: asyncpg.Connection, op: _Op) -> None:
+            await conn.fetchval("SELECT 1")
 
         await self._with_conn("select 1", go)
 

@@ -33,7 +33,8 @@ class RedisTier:
 
     async def _run(self, operation: str, coro):  # noqa: ANN001
         try:
-            return await asyncio.wait_for(coro, self.timeout_ms / 1000.0)
+            async with asyncio.timeout(self.timeout_ms / 1000.0):
+                return await coro
         except TimeoutError:
             raise TierTimeout("redis", operation, self.timeout_ms) from None
         except aioredis.RedisError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_bad_values_name_option_and_value(argv, fragment):
 def test_cli_exits_2_without_traceback():
     env = {"PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-m", "target", "--port", "nope", "--jwt-secret", "abc"],
-                       capture_output=True, text=True, timeout=60, env=env)
+                       capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).parents[2])
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--port" in r.stderr
 
 
