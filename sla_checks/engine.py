@@ -29,7 +29,7 @@ from sla_checks.histogram import Histogram
 __all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "MAX_BUCKETS"]
 
 COLLECTOR_RESOLUTION_S = 1.0
-MAX_BUCKETS = 720
+MAX_BUCKETS = 240
 MAX_GAUGE_POINTS = 4000
 CHAT_METRIC = "WS agent_completed"
 
@@ -159,20 +159,17 @@ class Store:
         self.buckets: dict[int, Bucket] = {}
         self.gauges: dict[str, list[list[float]]] = {}
         self.sources: set[str] = set()
+        self._total = Bucket()
+        self.version = 0
+        """Bumped on every change; ``versions[idx]`` is the version of bucket ``idx``'s last change."""
+        self.versions: dict[int, int] = {}
 
     def absorb(self, payload: Mapping[str, Any] | None, source: str = "local") -> None:
         if not payload:
             return
         self.sources.add(source)
-        res = self.resolution_s
         for start, bd in payload.get("b", ()):
-            idx = int(math.floor(float(start) / res + 1e-9))
-            b = Bucket.from_dict(bd)
-            mine = self.buckets.get(idx)
-            if mine is None:
-                self.buckets[idx] = b
-            else:
-                mine.merge(b)
+            self.add(float(start), Bucket.from_dict(bd))
         for ts, name, value in payload.get("g", ()):
             series = self.gauges.setdefault(str(name), [])
             series.append([float(ts), float(value)])
@@ -193,15 +190,31 @@ class Store:
         else:
             factor = 2
         merged: dict[int, Bucket] = {}
+        versions: dict[int, int] = {}
         for idx, b in self.buckets.items():
             nidx = idx // factor
             if nidx in merged:
                 merged[nidx].merge(b)
             else:
                 merged[nidx] = b
+            versions[nidx] = max(versions.get(nidx, 0), self.versions.get(idx, 0))
         self.buckets = merged
+        self.versions = versions
+        self.version += 1
         self.resolution_s = res * factor
         return True
+
+    def add(self, start: float, bucket: Bucket) -> None:
+        """Merge ``bucket`` (samples from ``start`` on, one collector/store bucket long) into the store."""
+        idx = int(math.floor(start / self.resolution_s + 1e-9))
+        self._total.merge(bucket)
+        mine = self.buckets.get(idx)
+        if mine is None:
+            self.buckets[idx] = bucket
+        else:
+            mine.merge(bucket)
+        self.version += 1
+        self.versions[idx] = self.version
 
     def bucket_start(self, idx: int) -> float:
         return idx * self.resolution_s
@@ -210,7 +223,8 @@ class Store:
         return [(self.bucket_start(i), self.buckets[i]) for i in sorted(self.buckets)]
 
     def total(self) -> Bucket:
-        return Bucket.merged(self.buckets.values())
+        """All samples of the run (kept up to date on every ``add``; read-only for callers)."""
+        return self._total
 
 
 @dataclass
@@ -259,6 +273,7 @@ class Engine:
         self.workers = 0
         self.lost_workers: set[str] = set()
         self.notes: list[str] = []
+        self._window_cache: dict[tuple[Any, ...], dict[int, tuple[int, Bucket, Any, float]]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -312,22 +327,39 @@ class Engine:
         first_idx = int(math.floor(self._start_or(now) / res + 1e-9))
         first_idx = min(first_idx, min(self.store.buckets))
         end_t = self.ended_at if self.ended_at is not None else now
-        groups: dict[int, list[Bucket]] = {}
-        for idx, b in self.store.buckets.items():
-            groups.setdefault((idx - first_idx) // per, []).append(b)
+        groups: dict[int, list[int]] = {}
+        for idx in self.store.buckets:
+            groups.setdefault((idx - first_idx) // per, []).append(idx)
+        # merged windows (and the results of complete ones) are cached until one of their buckets changes
+        key = (per, first_idx, res, judge)
+        cache = self._window_cache.setdefault(key, {})
+        if len(self._window_cache) > 4:
+            self._window_cache = {key: cache}
+        versions = self.store.versions
         out = []
         for wi in range(0, max(groups) + 1):
             start = (first_idx + wi * per) * res
             end = min(start + wlen, max(end_t, start))
-            bucket = Bucket.merged(groups.get(wi, ()))
-            w = Window(wi, start, start + wlen, bucket)
             span = max(end - start, 0.0)
+            members = groups.get(wi, ())
+            version = max((versions.get(i, 0) for i in members), default=0)
+            hit = cache.get(wi)
+            if hit is not None and hit[0] == version:
+                bucket, cached_results, cached_span = hit[1], hit[2], hit[3]
+            else:
+                bucket = Bucket.merged(self.store.buckets[i] for i in members)
+                cached_results, cached_span = None, None
+            w = Window(wi, start, start + wlen, bucket)
             if judge:
                 w.judged = span >= wlen / 2
                 if w.judged:
-                    w.results = evaluate(self.specs, bucket.metrics, min(span, wlen), judge_no_data=False)
+                    if cached_results is not None and cached_span == min(span, wlen):
+                        w.results = cached_results
+                    else:
+                        w.results = evaluate(self.specs, bucket.metrics, min(span, wlen), judge_no_data=False)
             else:
                 w.judged = False
+            cache[wi] = (version, bucket, w.results if w.judged else None, min(span, wlen))
             out.append(w)
         return out
 

@@ -200,13 +200,8 @@ class SlaPlugin:
         self.engine = self._new_engine()
         self.engine.collector = old.collector
         self.engine.started_at = old.started_at
-        for payload_bucket_start, bucket in old.store.sorted_buckets():
-            idx = int(payload_bucket_start // self.engine.store.resolution_s)
-            mine = self.engine.store.buckets.get(idx)
-            if mine is None:
-                self.engine.store.buckets[idx] = bucket
-            else:
-                mine.merge(bucket)
+        for start, bucket in old.store.sorted_buckets():
+            self.engine.store.add(start, bucket)
         self.engine.store.gauges = old.store.gauges
         self._failing.clear()
 

@@ -155,7 +155,29 @@ def _gauge_window(gauges: dict[str, list[list[float]]], start: float, end: float
     return out
 
 
+_ROW_CACHE: dict[tuple[int, int, float], tuple[Bucket, dict[str, Any]]] = {}
+
+
+def _bucket_size(b: Bucket) -> int:
+    return sum(m.count for m in b.metrics.values()) + sum(h.count for h in b.stages.values())
+
+
 def _window_row(w: Window, gauges: dict[str, list[list[float]]]) -> dict[str, Any]:
+    # an unchanged window is the same Bucket object as last time (the engine's window cache): reuse its summary
+    key = (id(w.bucket), w.index, w.start)
+    hit = _ROW_CACHE.get(key)
+    if hit is not None and hit[0] is w.bucket and hit[1].get("_n") == _bucket_size(w.bucket):
+        metrics, stages = hit[1]["metrics"], hit[1]["stages"]
+    else:
+        metrics = {
+            k: {**_hist_summary(m.hist), "failures": m.failures}
+            for k, m in sorted(w.bucket.metrics.items())
+            if m.count
+        }
+        stages = {k: _hist_summary(h) for k, h in sorted(w.bucket.stages.items()) if h.count}
+        if len(_ROW_CACHE) > 5000:
+            _ROW_CACHE.clear()
+        _ROW_CACHE[key] = (w.bucket, {"metrics": metrics, "stages": stages, "_n": _bucket_size(w.bucket)})
     return {
         "index": w.index,
         "start": iso(w.start),
@@ -163,12 +185,8 @@ def _window_row(w: Window, gauges: dict[str, list[list[float]]]) -> dict[str, An
         "start_ts": _num(w.start),
         "end_ts": _num(w.end),
         "judged": w.judged,
-        "metrics": {
-            k: {**_hist_summary(m.hist), "failures": m.failures}
-            for k, m in sorted(w.bucket.metrics.items())
-            if m.count
-        },
-        "stages": {k: _hist_summary(h) for k, h in sorted(w.bucket.stages.items()) if h.count},
+        "metrics": {k: dict(v) for k, v in metrics.items()},  # copies: the cached summary stays intact
+        "stages": {k: dict(v) for k, v in stages.items()},
         "gauges": _gauge_window(gauges, w.start, w.end),
         "failed": [r.name for r in w.failed],
     }

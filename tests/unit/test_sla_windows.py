@@ -97,3 +97,14 @@ def test_abort_waits_for_delay_and_names_threshold():
     assert ab is not None and ab.threshold == "WS agent_completed fail_ratio < 0.5"
     assert "was 1.0000" in ab.reason
     assert eng.verdict(eng.evaluate(T0 + 12))[0] == "fail"
+
+
+def test_window_cache_sees_late_samples():
+    eng = soak(10, 30, 0, 0)
+    now = T0 + 30
+    before = [w.bucket.metrics["WS agent_completed"].count for w in eng.windows(now)]
+    eng.collector.record("WS", "agent_completed", 2600.0, False, T0 + 12)  # a late worker report for window 1
+    eng.flush_local()
+    after = eng.windows(now)
+    assert [w.bucket.metrics["WS agent_completed"].count for w in after] == [before[0], before[1] + 1, before[2]]
+    assert eng.store.total().metrics["WS agent_completed"].count == sum(before) + 1
