@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     config = uvicorn.Config(
         create_app(settings), loop="uvloop", http="httptools", ws="websockets-sansio", lifespan="on",
         log_config=None, access_log=False, ws_max_size=max(4 * settings.max_frame_bytes, 1 << 20),
-        ws_ping_interval=None, ws_per_message_deflate=False, timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
+        ws_ping_interval=None, ws_per_message_deflate=False, timeout_graceful_shutdown=5,
+        limit_concurrency=settings.max_connections, proxy_headers=False, server_header=False,
     )
     server = uvicorn.Server(config)
     log.info("listening on http://%s:%d (ws://%s:%d/ws), pid %d", settings.host, port, settings.host, port,
