@@ -77,6 +77,7 @@ def test_redis_pause_fault_shows_as_one_slow_get(faults) -> None:
     fault = faults.apply("redis-pause", ms=3000, for_s=5)
     user.get_session()
     gets = _by_name(samples, "GET")
+    assert gets, [(s["name"], s["response_time"], s["exception"]) for s in samples]
     print(f"REDIS GET during a 3000 ms redis-pause: {gets[0]['response_time']:.0f} ms; fault {fault.get('id')}")
     assert len(gets) == 1, "one GET call must give exactly one sample"
     assert gets[0]["exception"] is None
@@ -99,6 +100,7 @@ def test_redis_pause_with_short_timeout_fails_once_without_retry(faults) -> None
     default_ms = (time.perf_counter() - start) * 1000
     default_client.close()
     gets = _by_name(samples, "GET")
+    assert gets, [(s["name"], s["response_time"], s["exception"]) for s in samples]
     print(f"probe GET with 1 s timeout: {gets[0]['response_time']:.0f} ms, {gets[0]['exception']!r}; "
           f"default redis-py client: succeeded after {default_ms:.0f} ms")
     assert len(gets) == 1
