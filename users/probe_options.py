@@ -12,6 +12,7 @@ local):
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
@@ -20,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
@@ -296,12 +297,9 @@ def clickhouse_request(url: str, query: str, body: bytes | None = None, timeout:
     """One blocking-looking (gevent-cooperative when patched) ClickHouse HTTP call; used for checks and setup."""
     parts = urlsplit(url)
     base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-    from urllib.parse import quote, unquote
-
     req = urllib.request.Request(base.rstrip("/") + "/?query=" + quote(query), data=body,
                                  method="POST" if body is not None else "GET")
     if parts.username:
-        import base64
         token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
