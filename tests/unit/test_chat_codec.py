@@ -185,3 +185,16 @@ def test_oversize_message_is_skipped_once_and_stream_continues(chunk):
 def test_protocol_violations_raise_frame_error(raw, fragment):
     with pytest.raises(FrameError, match=fragment):
         FrameDecoder().feed(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=40), max_size=20), max_size=st.integers(min_value=1, max_value=64))
+def test_random_bytes_only_ever_raise_frame_error(chunks, max_size):
+    dec = FrameDecoder(max_size=max_size)
+    try:
+        for chunk in chunks:
+            for frame in dec.feed(chunk):
+                assert frame.opcode in (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, 0xA, OVERSIZE)
+                assert frame.opcode == OVERSIZE or frame.opcode >= 0x8 or len(frame.payload) <= max_size
+    except FrameError:
+        pass
