@@ -148,10 +148,11 @@ def _add_options(parser: Any) -> None:
     add("--ws-login-url", default="",
         help="HTTP base URL of POST /auth/login (default: derived from --host, ws→http)")
     add("--ws-login-path", default="/auth/login", help="login path (default /auth/login)")
-    add("--ws-login-password", default=None, is_secret=True,
+    # secrets stay out of the web UI: Locust puts a web-UI option's value into the page (is_secret only masks it)
+    add("--ws-login-password", default=None, is_secret=True, include_in_web_ui=False,
         help="password of the seeded users loadtest{n}@example.com when no --users-file is given "
              "(default: env TARGET_SEED_PASSWORD, else loadtest-password)")
-    add("--jwt-secret", default=None, is_secret=True,
+    add("--jwt-secret", default=None, is_secret=True, include_in_web_ui=False,
         help="HS256 secret to mint tokens with (default: env JWT_SECRET_KEY)")
     add("--jwt-issuer", default=None, help="iss claim (default: env JWT_ISSUER, else agent-chat-backend)")
     add("--jwt-user-pattern", default="user-{n:04d}", help="sub claim pattern over n (default user-{n:04d})")
