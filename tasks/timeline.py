@@ -321,6 +321,7 @@ class MessageTimeline:
         "_index",
         "_closers",
         "_required_before",
+        "_completed",
         "tag",
     )
 
@@ -358,6 +359,7 @@ class MessageTimeline:
         self._frames = 0
         rules = _rules(config)
         self._once, self._index, self._closers, self._required_before = rules
+        self._completed = config.completed
 
     # -- deadlines -------------------------------------------------------------------------------------------------
     @property
@@ -404,14 +406,14 @@ class MessageTimeline:
         """
         if self.outcome is not None:
             return None
-        # A deadline that passed before this frame arrived already decided the message.
-        if now >= self.sent_at + self.reply_timeout or now >= self.last_frame_at + self.hang_after:
-            return self.poll(now)
         config = self.config
         kind = frame.get(config.type_field)
-        self._frames += 1
-        self.last_frame_at = now
         if kind in config.error_types:
+            # A deadline that passed before this frame arrived already decided the message.
+            if now >= self.sent_at + self.reply_timeout or now >= self.last_frame_at + self.hang_after:
+                return self.poll(now)
+            self._frames += 1
+            self.last_frame_at = now
             code = _get(frame, config.envelope, config.error_code_field)
             if code is None:
                 inner = frame.get(config.envelope)
@@ -422,7 +424,18 @@ class MessageTimeline:
             code = str(code) if code is not None else str(kind).upper()
             message = str(message) if message is not None else ""
             return self._end(OutcomeKind.ERROR, now, f"error {code}: {message}", code=code, message=message)
-        index = self._index.get(kind)
+        return self.event(kind, now)
+
+    def event(self, kind: Any, now: float) -> Outcome | None:
+        """Take one agent event of type ``kind`` at ``now`` (the hot path of :meth:`feed`)."""
+        if self.outcome is not None:
+            return None
+        # A deadline that passed before this frame arrived already decided the message.
+        if now >= self.sent_at + self.reply_timeout or now >= self.last_frame_at + self.hang_after:
+            return self.poll(now)
+        self._frames += 1
+        self.last_frame_at = now
+        index = self._index.get(kind) if isinstance(kind, str) else None
         if index is None:
             # not an agent event (the dispatcher filters these; tolerated here for direct use)
             return None
@@ -446,7 +459,7 @@ class MessageTimeline:
             violation = f"{kind} before {opener}"
             if not self._violations or self._violations[-1] != violation:
                 self._violations.append(violation)
-        if kind == config.completed:
+        if kind == self._completed:
             return self._end(OutcomeKind.COMPLETED, now, None)
         return None
 
@@ -681,6 +694,21 @@ class Dispatcher:
 
     def dispatch(self, frame: Mapping[str, Any], now: float) -> Routed:
         """Route one decoded frame at ``now``."""
+        # fast path: an agent event whose top-level correlation id is in flight (the common case)
+        config = self.config
+        kind = frame.get(config.type_field)
+        if type(kind) is str and kind in self._events:
+            corr = frame.get(config.correlation_field)
+            if type(corr) is str:
+                timeline = self._by_corr.get(corr)
+                if timeline is not None:
+                    outcome = timeline.event(kind, now)
+                    if timeline.outcome is not None:
+                        self._finish(timeline)
+                    return Routed(RouteKind.MESSAGE, frame, timeline, outcome)
+        return self._dispatch(frame, now)
+
+    def _dispatch(self, frame: Mapping[str, Any], now: float) -> Routed:
         config = self.config
         kind = frame.get(config.type_field)
         if kind is None or not isinstance(kind, str):
