@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.host, settings.port))
+        sock.listen(2048)  # clients that connect before uvicorn accepts wait in the backlog instead of being refused
     except OSError as e:
         exit_on_error(f"cannot listen on {settings.host}:{settings.port}: {e.strerror}; pick another --port "
                       f"(or --port 0 for any free one)")

@@ -67,6 +67,7 @@ class Backend:
         self.pipeline = Pipeline(s, self.redis, self.pg, self.ch, self.faults)
         self.users: dict[str, auth.SeedUser] = {}
         self.connections = 0
+        self.in_flight = 0  # message tasks (and delayed pongs) alive across all connections
         self._bg: set[asyncio.Task] = set()
 
     async def startup(self) -> None:
@@ -112,7 +113,8 @@ class Backend:
     # -- HTTP -------------------------------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok", "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
-                              "connections": self.connections, "messages_completed": self.pipeline.completed,
+                              "connections": self.connections, "in_flight": self.in_flight,
+                              "messages_completed": self.pipeline.completed,
                               "messages_failed": self.pipeline.failed, "clickhouse": self.ch.stats(),
                               "faults": [f["kind"] for f in self.faults.list()]})
 
@@ -229,10 +231,12 @@ class Connection:
     def _start(self, coro) -> None:  # noqa: ANN001
         t = asyncio.create_task(coro)
         self.tasks.add(t)
+        self.b.in_flight += 1
         t.add_done_callback(self._done)
 
     def _done(self, t: asyncio.Task) -> None:
         self.tasks.discard(t)
+        self.b.in_flight -= 1
         if not t.cancelled() and t.exception() is not None:
             log.error("message task failed", exc_info=t.exception())
 

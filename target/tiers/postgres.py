@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from target.schema import PG_QUERIES, PG_SCHEMA
-from target.tiers import TierError, TierTimeout
+from target.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,11 @@ class PostgresTier:
         try:
             async with asyncio.timeout(self.timeout_ms / 1000.0):
                 conn = await pool.acquire()
+                reraise_if_cancelled()
                 op.name = operation
-                return await fn(conn, op)
+                result = await fn(conn, op)
+            reraise_if_cancelled()
+            return result
         except TimeoutError:
             raise TierTimeout("postgres", op.name, self.timeout_ms) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:

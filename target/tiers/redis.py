@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from target.schema import REDIS_AGENT_STATE_KEY, REDIS_RATE_KEY, REDIS_SESSION_KEY
-from target.tiers import TierError, TierTimeout
+from target.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,9 @@ class RedisTier:
     async def _run(self, operation: str, coro):  # noqa: ANN001
         try:
             async with asyncio.timeout(self.timeout_ms / 1000.0):
-                return await coro
+                result = await coro
+            reraise_if_cancelled()
+            return result
         except TimeoutError:
             raise TierTimeout("redis", operation, self.timeout_ms) from None
         except aioredis.RedisError as e:

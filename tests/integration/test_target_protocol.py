@@ -278,3 +278,24 @@ def test_connection_is_closed_1011_while_postgres_is_unreachable(start_backend):
         ws.close()
     status, body = http("GET", b.http_url + "/health/ready")
     assert status == 503 and not body["tiers"]["postgres"]["ok"] and body["tiers"]["redis"]["ok"]
+
+
+@pytest.mark.timeout(30)
+def test_disconnect_cancels_the_connections_in_flight_messages(start_backend):
+    b = start_backend(think_min_ms=3000, think_max_ms=3000, log_level="debug")
+    ws = connect(b, 40)
+    for i in range(5):
+        send_message(ws, f"abandoned {i}")
+    deadline = time.monotonic() + 5
+    while http("GET", b.http_url + "/health")[1]["in_flight"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert http("GET", b.http_url + "/health")[1]["in_flight"] == 5
+    ws.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        health = http("GET", b.http_url + "/health")[1]
+        if health["in_flight"] == 0 and health["connections"] == 0:
+            break
+        time.sleep(0.05)
+    assert health["in_flight"] == 0 and health["connections"] == 0, health
+    assert health["messages_completed"] == 0, b.log_tail(80)  # cancelled well before the 3 s think time ended

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from target.protocol import (
     Ping,
@@ -97,3 +99,20 @@ def test_welcome_and_pong():
     w = welcome_frame("user-1", "conn-1", now=0.0)
     assert w["type"] == "connection_established" and w["data"]["user_id"] == "user-1" and w["timestamp"] == 0.0
     assert pong_frame({"x": 1}, "u") == {"type": "pong", "data": {"timestamp": {"x": 1}, "user_id": "u"}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300),
+                 st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=20),
+                              lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                              max_leaves=20).map(json.dumps),
+                 st.dictionaries(st.sampled_from(["content", "thread_id", "correlation_id", "timestamp"]),
+                                 st.none() | st.integers() | st.text(max_size=40)).map(
+                     lambda p: json.dumps({"type": "user_message", "payload": p}))))
+def test_any_input_gives_a_frame_or_a_protocol_error(text):
+    try:
+        f = parse_frame(text)
+    except ProtocolError as e:
+        assert e.code in ("JSON_PARSE_ERROR", "BAD_REQUEST") and e.message
+    else:
+        assert isinstance(f, UserMessage | Ping | Unknown)
