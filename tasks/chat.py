@@ -86,6 +86,9 @@ def login_send_receive(client: ChatClient) -> Outcome | None:
         # stopped mid-flow (GreenletExit): abandon quietly, the stop cut it off, not the server
         if client.session is not None:
             client.session.on_outcome = None
+            from users.chat import count_abandoned  # late: users.chat imports this module
+
+            count_abandoned(client.session.dispatcher.in_flight)
         raise
     finally:
         if client.session is not None:
