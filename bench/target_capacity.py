@@ -104,14 +104,15 @@ async def run(ws_url: str, http_url: str, password: str, pid: int | None, args: 
     tasks = [asyncio.create_task(connection(ws_url, t, args.in_flight, stats, stop)) for t in tokens]
     proc = psutil.Process(pid) if pid else None
     await asyncio.sleep(args.warmup)
-    if proc:
-        proc.cpu_percent(None)
+    c0 = sum(proc.cpu_times()[:2]) if proc else 0.0
     stats.measuring = True
     t0 = time.perf_counter()
     await asyncio.sleep(args.duration)
     stats.measuring = False
     elapsed = time.perf_counter() - t0
-    cpu = proc.cpu_percent(None) if proc else None
+    cpu_s = sum(proc.cpu_times()[:2]) - c0 if proc else None
+    cpu = round(100 * cpu_s / elapsed, 1) if proc else None
+    cpu_ms_per_msg = round(1000 * cpu_s / stats.completed, 3) if proc and stats.completed else None
     stop.set()
     done, pending = await asyncio.wait(tasks, timeout=10)
     for t in pending:
@@ -126,7 +127,8 @@ async def run(ws_url: str, http_url: str, password: str, pid: int | None, args: 
         "latency_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1), "p99": round(pct(lat, 99), 1),
                        "max": round(max(lat), 1) if lat else None,
                        "mean": round(statistics.fmean(lat), 1) if lat else None},
-        "backend_cpu_percent": cpu, "loadavg": os.getloadavg(), "cpus": os.cpu_count(),
+        "backend_cpu_percent": cpu, "backend_cpu_ms_per_message": cpu_ms_per_msg,
+        "one_core_ceiling_msg_per_s": round(1000 / cpu_ms_per_msg) if cpu_ms_per_msg else None, "loadavg": os.getloadavg(), "cpus": os.cpu_count(),
     }
 
 
@@ -169,6 +171,9 @@ def main() -> int:
             print(f"  e.g. {code}: {text}")
         print(f"errors: {result['errors'] or 'none'}  backend CPU: {result['backend_cpu_percent']} %  "
               f"load average: {', '.join(f'{x:.2f}' for x in result['loadavg'])} on {result['cpus']} CPUs")
+        if result["backend_cpu_ms_per_message"]:
+            print(f"backend CPU per message: {result['backend_cpu_ms_per_message']} ms -> one fully available core "
+                  f"would carry ~{result['one_core_ceiling_msg_per_s']} messages/s")
     return 0
 
 

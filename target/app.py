@@ -45,8 +45,6 @@ from target.tiers.redis import RedisTier
 
 log = logging.getLogger(__name__)
 
-OUTBOX_FRAMES = 1024  # per-connection send queue; producers wait when a client reads too slowly
-
 
 def json_response(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
@@ -208,25 +206,24 @@ class Backend:
 
 
 class Connection:
-    """One accepted WebSocket: a reader loop, a writer task draining a bounded outbox, a task per message."""
+    """One accepted WebSocket: a reader loop and a task per message; sends are serialised by a lock.
+
+    Backpressure: uvicorn makes ``send`` wait while the socket's write buffer is above its high-water mark, so a
+    slow reader holds up only its own messages (at most ``max_in_flight`` of them), never the server.
+    """
 
     def __init__(self, backend: Backend, ws: WebSocket, user: auth.Principal) -> None:
         self.b = backend
         self.ws = ws
         self.user = user
         self.id = uuid.uuid4().hex
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_FRAMES)
         self.tasks: set[asyncio.Task] = set()
+        self._send_lock = asyncio.Lock()
+        self._send = ws.send  # the raw ASGI send: one dict per frame
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.outbox.put(dumps(frame))
-
-    async def _writer(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                return
-            await self.ws.send_text(text)
+        async with self._send_lock:
+            await self._send({"type": "websocket.send", "text": dumps(frame)})
 
     def _start(self, coro) -> None:  # noqa: ANN001
         t = asyncio.create_task(coro)
@@ -238,18 +235,17 @@ class Connection:
         self.tasks.discard(t)
         self.b.in_flight -= 1
         if not t.cancelled() and t.exception() is not None:
-            log.error("message task failed", exc_info=t.exception())
+            exc = t.exception()
+            if not isinstance(exc, OSError | RuntimeError | WebSocketDisconnect):  # client went away mid-send
+                log.error("message task failed", exc_info=exc)
 
     async def serve(self) -> None:
-        writer = asyncio.create_task(self._writer())
         s = self.b.s
         try:
             await self.send(welcome_frame(self.user.user_id, self.id))
             while True:
                 msg = await self.ws.receive()
                 if msg["type"] == "websocket.disconnect":
-                    return
-                if writer.done():
                     return
                 text = msg.get("text")
                 if text is None:
@@ -278,7 +274,7 @@ class Connection:
                     self._start(self.b.pipeline.handle(frame, self.user, self.send))
                 else:
                     await self.send(ack_frame(frame.type))
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):
             return
         except Exception:
             log.exception("connection %s failed", self.id)
@@ -287,9 +283,6 @@ class Connection:
                 t.cancel()
             if self.tasks:
                 await asyncio.wait(list(self.tasks), timeout=5.0)
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
 
     async def _late_pong(self, echo: Any, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
