@@ -337,7 +337,9 @@ class Engine:
             self._window_cache = {key: cache}
         versions = self.store.versions
         out = []
-        for wi in range(0, max(groups) + 1):
+        # windows run to the end of the test: a silent stretch shows as windows without samples
+        last_wi = max(max(groups), int(max(end_t - first_idx * res, 0.0) // wlen - 1e-9) if end_t else 0)
+        for wi in range(0, last_wi + 1):
             start = (first_idx + wi * per) * res
             end = min(start + wlen, max(end_t, start))
             span = max(end - start, 0.0)

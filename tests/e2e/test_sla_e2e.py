@@ -183,6 +183,52 @@ def test_lost_worker_fails_the_verdict(tmp_path):
     assert any("worker(s) lost" in r for r in rep["verdict_reasons"])
 
 
+@pytest.mark.timeout(60)
+def test_sla_window_judges_each_window_and_reports_failing_ones(tmp_path):
+    """Replies turn slow half-way (>= 3 s in): the first 2 s window passes, later ones fail, p95 drifts up."""
+    cfg = tmp_path / "synth.toml"
+    cfg.write_text(SYNTH_CONFIG, encoding="utf-8")
+    res = run_locust(
+        [
+            "--headless",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "8s",
+            "--sla-config",
+            str(cfg),
+            "--sla-window",
+            "2",
+            "--sla-report-json",
+            str(tmp_path / "r.json"),
+            "--sla-report-junit",
+            str(tmp_path / "r.xml"),
+        ],
+        {
+            "SLA_SYNTH_MODE": "slow",
+            "SLA_SYNTH_SAMPLES": "300",
+            "SLA_SYNTH_PAUSE": "0.02",
+            "SLA_SYNTH_SLOW_FROM": "150",
+        },
+        50,
+    )
+    assert res.returncode == 3, res.stderr[-3000:]
+    rep = load(tmp_path / "r.json")
+    assert rep["windows_judged"] and rep["window_s"] == 2 and len(rep["windows"]) >= 3
+    p95 = next(t for t in rep["thresholds"] if t["expression"] == "p(95) < 2000")
+    assert 0 not in p95["failed_windows"] and p95["failed_windows"], p95
+    assert rep["windows"][0]["failed"] == []
+    assert [w["index"] for w in rep["windows"] if "WS agent_completed p(95) < 2000" in w["failed"]] == p95[
+        "failed_windows"
+    ]
+    drift = rep["drift"]["WS agent_completed"]
+    assert drift["first_p95"] < 2000 <= drift["max_p95"]
+    junit = (tmp_path / "r.xml").read_text(encoding="utf-8")
+    assert f"WS agent_completed p(95) &lt; 2000 [window {p95['failed_windows'][0]} " in junit
+
+
 @pytest.mark.timeout(90)
 def test_abort_on_fail_stops_run_early(tmp_path):
     cfg = tmp_path / "abort.toml"
