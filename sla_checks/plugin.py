@@ -30,6 +30,7 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
+from locust import log as locust_log
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
@@ -369,6 +370,8 @@ class SlaPlugin:
             return int(env.process_exit_code)
         if runner is not None and (len(runner.errors) or len(runner.exceptions)):
             return int(_opt(env.parsed_options, "exit_code_on_error", 1))
+        if locust_log.unhandled_greenlet_exception:
+            return 2
         return 0
 
     def on_quitting(self, environment: Environment, **_kw: Any) -> None:
