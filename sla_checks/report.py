@@ -8,7 +8,7 @@ Schema ``ws-agent-loadtest/sla-report/1``::
 
     {
       "schema": "ws-agent-loadtest/sla-report/1",
-      "state": "running" | "finished",          # live snapshots say "running"
+      "state": "running" | "finished",          # "running" while the test runs (live snapshots)
       "verdict": "pass" | "fail",               # live: the verdict if the run ended now
       "verdict_reasons": [str],                 # "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms", ...
       "exit_code": int,                         # the process exit code this verdict gives (see README)
@@ -262,14 +262,14 @@ def build_report(
     gauges = {k: sorted(v) for k, v in sorted(engine.store.gauges.items())}
     return {
         "schema": SCHEMA,
-        "state": "finished" if final else "running",
+        "state": "finished" if final or engine.ended_at is not None else "running",
         "verdict": verdict,
         "verdict_reasons": reasons,
         "exit_code": engine.exit_code if verdict == "fail" else other_exit_code,
         "profile": engine.profile,
         "config_file": engine.config_file,
         "started_at": iso(engine.started_at),
-        "ended_at": iso(engine.ended_at) if final else None,
+        "ended_at": iso(engine.ended_at),
         "duration_s": _num(duration),
         "workers": engine.workers,
         "workers_lost": len(engine.lost_workers),
