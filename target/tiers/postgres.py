@@ -47,6 +47,12 @@ class ThreadOwnershipError(Exception):
     """The thread exists and belongs to another user."""
 
 
+async def _no_session_reset(conn: asyncpg.Connection) -> None:
+    """Pool reset hook. asyncpg still rolls back an open transaction on release; the backend sets no session state
+    (no SET, LISTEN, advisory or cursor state), so the default reset query (``RESET ALL; UNLISTEN *; ...``), an extra
+    round trip per release, is skipped."""
+
+
 class _Op:
     """Name of the statement in progress, for the error message when the transaction's deadline fires."""
 
@@ -71,7 +77,7 @@ class PostgresTier:
             if self.pool is None:
                 self.pool = await asyncpg.create_pool(
                     self.dsn, min_size=0, max_size=self.pool_size, timeout=self.timeout_ms / 1000.0,
-                    command_timeout=None, max_inactive_connection_lifetime=60.0,
+                    command_timeout=None, max_inactive_connection_lifetime=60.0, reset=_no_session_reset,
                 )
             if not self.schema_ready:
                 async with self.pool.acquire(timeout=self.timeout_ms / 1000.0) as conn:
