@@ -41,6 +41,12 @@ RUN_TIME = 80
 STOP_TIMEOUT = 5
 REPLY_TIMEOUT = 5.0
 CHAT_USERS = 4
+FLOW_USERS = 2
+# the longest any one sample may take, from the deadlines passed below (+ slack for a loaded 2-core machine): a
+# sample over this means some wait had no deadline
+DEADLINE_MS = {"WS": REPLY_TIMEOUT * 1000, "FLOW": (3 + 3 + REPLY_TIMEOUT) * 1000, "REDIS": 2000 + 1000,
+               "PG": 2000 + 2000 + 2000, "CH": 2000, "HTTP": 3000}
+SLACK_MS = 3000
 PROBES = ["RedisProbeUser", "PostgresProbeUser", "ClickHouseProbeUser", "HealthCheckUser"]
 SLA = """
 [[thresholds."WS agent_completed"]]
@@ -96,16 +102,16 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
     cfg = tmp_path / "sla.toml"
     cfg.write_text(SLA, encoding="utf-8")
     out_json, report = tmp_path / "bookkeeping.json", tmp_path / "sla.json"
-    args = ["--headless", "-u", str(CHAT_USERS + len(PROBES)), "-r", "20", "-t", f"{RUN_TIME}s",
+    args = ["--headless", "-u", str(CHAT_USERS + FLOW_USERS + len(PROBES)), "-r", "20", "-t", f"{RUN_TIME}s",
             "--stop-timeout", str(STOP_TIMEOUT), "--only-summary", "-H", f"ws://127.0.0.1:{proxy.port}",
             "--ws-reply-timeout", str(REPLY_TIMEOUT), "--ws-hang-after", "4", "--ws-connect-timeout", "3",
             "--ws-heartbeat-interval", "1", "--ws-heartbeat-timeout", "1", "--ws-heartbeat-misses", "2",
             "--ws-reconnect-max-backoff", "2", "--ws-think-time", "0.3",
-            "--redis-url", redis.url, "--redis-timeout", "1", "--health-url", f"http://127.0.0.1:{proxy.port}",
+            "--redis-url", redis.url, "--redis-timeout", "1", "--redis-pool-timeout", "2", "--health-url", f"http://127.0.0.1:{proxy.port}",
             "--health-timeout", "2", "--pg-connect-timeout", "2", "--pg-statement-timeout", "2",
             "--pg-pool-timeout", "2", "--clickhouse-timeout", "2",
             "--sla-config", str(cfg), "--sla-report-json", str(report), "--csv", str(tmp_path / "run"),
-            "ChatUser", *PROBES]
+            "ChatUser", "ChatFlowUser", *PROBES]
     env = locust_env({**backend.env, "RELIABILITY_OUT": str(out_json)})
     log = tmp_path / "locust.log"
     faults: list[tuple[str, float, float]] = []
@@ -181,15 +187,21 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
     assert data["ended"] == data["stats_completed_requests"], data
     assert data["sent"] == data["stats_completed_requests"] + data["abandoned"], {
         k: v for k, v in data.items() if k != "samples"}
-    assert data["abandoned"] <= CHAT_USERS  # one in flight per user (--ws-inflight 1)
+    assert data["abandoned"] <= CHAT_USERS + FLOW_USERS  # one in flight per user (--ws-inflight 1)
     rep = json.loads(report.read_text())
     assert rep["metrics"]["WS agent_completed"]["count"] == data["stats_completed_requests"]
     assert rep["metrics"]["WS agent_completed"]["failures"] == data["stats_completed_failures"]
 
-    # every failure has a reason, and no message outlived its deadline
+    # every failure has a reason, and no message or probe call outlived its deadline
     completed = [s for s in samples if s[1] == "WS" and s[2] == "agent_completed"]
     assert all(s[3] or s[5] for s in samples), [s for s in samples if not s[3] and not s[5]][:5]
-    assert max(s[4] for s in completed) <= REPLY_TIMEOUT * 1000 + 2000, max(s[4] for s in completed)
+    worst: dict[str, float] = {}
+    for s in samples:
+        worst[s[1]] = max(worst.get(s[1], 0.0), s[4])
+    print("longest sample per type (ms):", worst)
+    for rtype, bound in DEADLINE_MS.items():
+        assert rtype in worst, f"no {rtype} samples at all"
+        assert worst[rtype] <= bound + SLACK_MS, (rtype, worst[rtype], bound)
     reasons = sorted({s[5].split(":")[0][:40] for s in completed if not s[3]})
     print("chat failure reasons:", reasons)
 
@@ -201,6 +213,10 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
               f"{len(after_ok)} completions within 20 s after")
         assert during, f"{name}: no failure sample at all during the fault"
         assert after_ok, f"{name}: no message completed within 20 s after the fault"
+    # the probe of the faulted tier works again afterwards (its connections were re-established)
+    for name, rtype in (("pg_terminate_backend", "PG"), ("redis restart", "REDIS"), ("clickhouse stop/start", "CH")):
+        end = next(e for n, _s, e in faults if n == name)
+        assert any(s[1] == rtype and s[3] and end < s[0] <= end + 20 for s in samples), f"{name}: {rtype} dead"
     for name in ("network black hole", "backend SIGKILL + restart"):
         start, end = next((s, e) for n, s, e in faults if n == name)
         assert any(s[2] == "agent_completed" and not s[3] and start <= s[0] <= end + REPLY_TIMEOUT + 2
