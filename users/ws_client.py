@@ -35,6 +35,7 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
 from tasks.timeline import MessageTimeline, Outcome, OutcomeKind
+from users.auth import LoginError
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
 
@@ -83,7 +84,14 @@ class ChatClient:
             self.session = None
         s = self.settings
         if token is None and s.tokens is not None:
-            token = s.tokens.token(self.user_number).value
+            start = time.perf_counter()
+            try:
+                token = s.tokens.token(self.user_number).value
+            except LoginError as exc:
+                self._fire(request_type=WS, name=CONNECT, response_time=(time.perf_counter() - start) * 1000.0,
+                           response_length=0, exception=ChatFailure(f"no token: {exc}"), context=_EMPTY)
+                self._backoff()
+                return False
         session = ChatSession(
             self.url,
             config=s.protocol,

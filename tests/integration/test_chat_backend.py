@@ -244,3 +244,24 @@ def test_missed_pongs_count_as_dead_connection_and_reconnect(backend, faults):
     assert rec.failures("disconnect") == ["disconnect: heartbeat: no pong for 2 pings"]
     assert outcomes[0].failure is None
     assert len([s for s in rec.named("connect") if s["exception"] is None]) == 2
+
+
+@pytest.mark.timeout(60)
+def test_users_file_login_tokens_connect_and_a_refused_login_is_a_connect_failure(backend):
+    from users.auth import Credentials, LoginTokens
+
+    rec = Recorder()
+    good = LoginTokens(backend.http_url, [Credentials("loadtest2@example.com", backend.seed_password)])
+    client = ChatClient(rec.env, settings_for(backend).with_(tokens=good), backend.ws_url, user_number=0)
+    try:
+        assert client.connect()
+        assert client.send_and_await(["hi"])[0].failure is None
+    finally:
+        client.close()
+    bad = LoginTokens(backend.http_url, [Credentials("loadtest2@example.com", "wrong-password-123")])
+    client = ChatClient(rec.env, settings_for(backend).with_(tokens=bad), backend.ws_url, user_number=0)
+    assert not client.connect()
+    client.close()
+    (text,) = rec.failures("connect")
+    assert text.startswith("no token: login of loadtest2@example.com refused: HTTP 401"), text
+    assert "wrong-password-123" not in text
