@@ -478,6 +478,9 @@ class ChatSession:
         except gevent.GreenletExit:
             reason = "connection closed by the client"
             raise
+        except Exception as exc:  # a bug must end this connection cleanly, not leave messages waiting
+            logger.exception("chat reader failed; closing the connection")
+            reason = f"client error: {type(exc).__name__}"
         finally:
             self._lost(reason)
 
