@@ -32,7 +32,14 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 from locust import log as locust_log
 from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    LocalRunner,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from config.loader import ConfigError, Profile, load_profile
 from sla_checks.engine import Engine
@@ -378,6 +385,11 @@ class SlaPlugin:
         if self._finished:
             return
         self._finished = True
+        runner = environment.runner
+        if isinstance(runner, LocalRunner) and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            # quitting mid-run (SIGTERM, Ctrl-C): Locust stops the users only after this event; stop them first
+            # (within --stop-timeout) so the samples ending during the stop are judged, as Locust's stats count them
+            runner.stop()
         now = time.time()
         self._track_workers()
         self.engine.flush_local()

@@ -1,6 +1,6 @@
 """The project's locustfile plus test-only bookkeeping for the reliability suite.
 
-At quit it writes ``$RELIABILITY_OUT`` (JSON): every chat client's ``sent`` / ``ended`` counters (kept by
+At ``quit`` (the last event, after every user stopped, also after SIGTERM) it writes ``$RELIABILITY_OUT`` (JSON): every chat client's ``sent`` / ``ended`` counters (kept by
 ``users.ws_client.ChatClient`` itself), the messages abandoned at stop (``users.chat.abandoned_at_stop()``), the
 ``WS agent_completed`` stats entry, and a log of chosen samples ``[t, type, name, ok, response_time, failure]`` so a
 test can see which failure reason every message ended with and that users reconnected after each fault.
@@ -46,10 +46,19 @@ def _on_request(request_type: str, name: str, response_time: float, exception: B
                      None if exception is None else str(exception)[:300]])
 
 
-@events.quitting.add_listener
-def _on_quitting(environment: Any, **_kw: Any) -> None:
+_env: dict[str, Any] = {}
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kw: Any) -> None:
+    _env["environment"] = environment
+
+
+@events.quit.add_listener
+def _on_quit(exit_code: int, **_kw: Any) -> None:
     out = os.environ.get("RELIABILITY_OUT")
-    if not out:
+    environment = _env.get("environment")
+    if not out or environment is None:
         return
     entry = environment.stats.get("agent_completed", "WS")
     data = {
@@ -61,6 +70,7 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
         "stats_completed_failures": entry.num_failures,
         "samples": _samples,
         "quit_at": time.time(),
+        "exit_code": exit_code,
     }
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(data, fh)
