@@ -322,6 +322,8 @@ class ChatSession:
         if sock is None or not self._open:
             raise ConnectionError("connection is not open")
         with self._send_lock:
+            # the reader sets short timeouts for its deadlines; a send gets its own (set before every recv anyway)
+            sock.settimeout(self.connect_timeout)
             sock.sendall(data)
 
     def send_message(self, content: str, intended_at: float | None = None) -> MessageTimeline:
