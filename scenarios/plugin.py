@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -384,6 +385,8 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
     except ConfigError as e:
         raise ScenarioError(str(e)) from None
     text = profile_toml(scenario, base.thresholds, base.window_s, base.eval_interval_s)
+    if state.generated_profile:
+        shutil.rmtree(os.path.dirname(state.generated_profile), ignore_errors=True)
     directory = tempfile.mkdtemp(prefix=f"scenario-{scenario.name}-")
     path = os.path.join(directory, f"{scenario.name}.toml")
     with open(path, "w", encoding="utf-8") as f:
@@ -427,6 +430,20 @@ def _on_worker_inflight(environment: Any, msg: Any, **_kwargs: Any) -> None:
     _set_inflight(environment, int(msg.data))
 
 
+def _sla_restore(environment: Any, state: ScenarioState) -> None:
+    """Back to a plain run (web UI): the SLA engine judges with --sla-profile again, not the scenario's file."""
+    options = environment.parsed_options
+    if not state.generated_profile or getattr(options, "sla_config", "") != state.generated_profile:
+        return
+    options.sla_config = ""
+    sla = getattr(environment, "sla", None)
+    if sla is not None and hasattr(sla, "_new_engine"):
+        from config.loader import load_profile
+
+        sla.profile = load_profile(getattr(options, "sla_profile", "") or "local")
+        sla.engine = sla._new_engine()
+
+
 def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
     if step is not None and step.inflight is not None:
         _set_inflight(environment, step.inflight)
@@ -434,6 +451,8 @@ def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | No
             environment.runner.send_message(INFLIGHT_MESSAGE, step.inflight)
     entry = environment.runner.stats.entries.get(("agent_completed", "WS")) if environment.runner else None
     snapshot = dict(entry.response_times) if entry else {}
+    if state._step_marks and state._step_marks[-1][0] == index:
+        state._step_marks.pop()  # the same step again (a master resets the shape's clock when the test starts)
     state._step_marks.append(
         (
             index,
@@ -561,6 +580,7 @@ def activate(environment: Any, name: str) -> ScenarioState:
         state.scenario, state.shape, state.scheduler = None, None, None
         if isinstance(environment.shape_class, ScenarioShape):
             environment.shape_class = None
+        _sla_restore(environment, state)
         return state
     try:
         scenario = get_scenario(name)
@@ -577,8 +597,9 @@ def activate(environment: Any, name: str) -> ScenarioState:
     state.time_scale = _time_scale(scenario, getattr(options, "scenario_duration", "") or "")
     classes = [available[mix.user_class] for mix in scenario.users]
     apply_user_mix(environment)
-    if not isinstance(runner, WorkerRunner):
-        environment.user_classes = classes
+    # also on workers: they spawn by class name what the master dispatches, and other plugins (probe start-up
+    # checks) then only look at the scenario's classes
+    environment.user_classes = classes
     for key, value in scenario.options:
         if hasattr(options, key):
             setattr(options, key, value)
@@ -655,7 +676,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
     elif (options.inject_faults or options.inject_tolerated_faults) and options.headless:
         _exit_usage("--inject-faults needs --scenario NAME (the faults belong to a scenario; see --list-scenarios)")
     if isinstance(runner, WorkerRunner):
-        runner.register_message(INFLIGHT_MESSAGE, lambda msg, **kw: _on_worker_inflight(environment, msg, **kw))
+        runner.register_message(INFLIGHT_MESSAGE, _on_worker_inflight)
     if web_ui is not None:
         _install_web_ui_hook(environment, web_ui, state)
 
@@ -707,7 +728,11 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+    # quitting listeners fire in reverse order: the SLA engine (registered later) has written its reports already
     state = _state(environment)
     if state.scheduler is not None and not isinstance(environment.runner, WorkerRunner):
         state.scheduler.stop()
         state.scheduler = None
+    if state.generated_profile:
+        shutil.rmtree(os.path.dirname(state.generated_profile), ignore_errors=True)
+        state.generated_profile = None

@@ -282,7 +282,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         (),
         ALL_LIGHT,
         Steady(users=3, spawn_rate=3, duration_s=30),
-        (WS_OK, WS_MISSING),
+        (WS_REPLY, WS_OK, WS_MISSING),
         threshold_mode="extend",
         faults=(FaultSpec("agent-slow", start_s=5, for_s=20, ms=2500),),
         expected_breaches=("WS agent_completed",),
@@ -381,7 +381,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         Steady(users=4, spawn_rate=4, duration_s=60),
         (PG_COMMIT, *PG_FLOW, PG_OK, WS_REPLY),
         faults=(FaultSpec("pg-lock", start_s=15, for_s=35),),
-        expected_breaches=("PG message insert",),
+        expected_breaches=("PG thread history",),
         expected_tier="postgres",
     ),
     # ----- Phase 2: WebSocket performance ---------------------------------------------------------------------
@@ -424,7 +424,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         Steady(users=4, spawn_rate=4, duration_s=60),
         (*EVENT_BUDGETS, WS_MISSING, WS_OK),
         faults=(FaultSpec("drop-event", start_s=10, for_s=45, params=(("event", "tool_completed"),)),),
-        expected_breaches=("WS tool_completed",),
+        expected_breaches=("WS agent_completed",),
     ),
     _s(
         "ws-connect-under-stress",

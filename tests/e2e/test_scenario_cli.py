@@ -114,3 +114,75 @@ def test_inject_faults_with_a_wrong_admin_token_is_refused(backend) -> None:  # 
     assert res.returncode == 2, res.stderr[-2000:]
     assert "refused the admin token" in res.stderr and "TARGET_ADMIN_TOKEN" in res.stderr
     assert "wrong-token-1234" not in res.stderr + res.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.timeout(90)
+def test_web_ui_scenario_picker_runs_the_picked_scenario(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    import time
+    import urllib.parse
+    import urllib.request
+
+    port = _free_port()
+    penv = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_", "JWT_"))}
+    penv.update(backend.env)
+    log = open(tmp_path / "web.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [*LOCUST, "--web-host", "127.0.0.1", "--web-port", str(port), "--host", backend.ws_url,
+         "--sla-report-json", str(tmp_path / "sla.json")],
+        cwd=REPO, env=penv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = urllib.request.urlopen(base + "/", timeout=2).read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "web.log").read_text()
+                time.sleep(0.3)
+        assert "redis-connect-latency" in page  # the drop-down's choices
+        form = urllib.parse.urlencode(
+            {"user_count": 1, "spawn_rate": 1, "host": backend.ws_url, "scenario": "redis-connect-latency",
+             "scenario_duration": "5"}
+        ).encode()
+        with urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=form), timeout=10) as r:
+            answer = json.loads(r.read())
+        assert answer["success"] and "SteadyShape" in answer["message"], answer
+        deadline = time.monotonic() + 30
+        seen: set[tuple[str, str]] = set()
+        while True:
+            stats = _get_json(base + "/stats/requests")
+            seen |= {(s["method"], s["name"]) for s in stats["stats"] if s["num_requests"] and s["name"] != "Aggregated"}
+            if stats["state"] == "stopped":
+                break
+            assert time.monotonic() < deadline, stats["state"]
+            time.sleep(0.5)
+        assert ("REDIS", "connect") in seen
+        assert {method for method, _ in seen} == {"REDIS"}, seen  # only the scenario's users ran
+        sla = _get_json(base + "/sla/status")  # the SLA engine judged with the scenario's thresholds
+        thresholds = {(t["metric"], t["expression"]) for t in sla.get("thresholds", [])}
+        assert ("REDIS connect", "p(95) < 100") in thresholds, sla
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
