@@ -288,3 +288,33 @@ def test_fault_expires_by_itself(backend, faults):
     assert [f["kind"] for f in faults.list()] == ["agent-slow"]
     time.sleep(1.0)
     assert faults.list() == []
+
+
+@pytest.mark.timeout(60)
+def test_cli_applies_lists_and_clears_faults(backend, faults):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TARGET_ADMIN_TOKEN": backend.admin_token, "TARGET_URL": backend.http_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "target.faults", *args], capture_output=True, text=True,
+                              timeout=30, env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+    r = cli("apply", "drop-event", "agent_completed", "--for", "20")
+    assert r.returncode == 0, r.stderr
+    applied = json.loads(r.stdout)
+    assert applied["kind"] == "drop-event" and applied["params"] == {"event": "agent_completed"}
+    listed = json.loads(cli("list").stdout)
+    assert [f["id"] for f in listed] == [applied["id"]]
+    assert faults.list()[0]["id"] == applied["id"]
+    r = cli("apply", "pg-lock", "--for", "nope")
+    assert r.returncode == 2 and "--for" in r.stderr
+    r = cli("apply", "drop-event", "no_such_event")
+    assert r.returncode == 2 and "agent_completed" in r.stderr
+    assert cli("clear").returncode == 0
+    assert faults.list() == []
+    env["TARGET_ADMIN_TOKEN"] = "not-the-admin-token-42"
+    r = cli("list")
+    assert r.returncode == 2 and "401" in r.stderr and "not-the-admin-token-42" not in r.stderr
