@@ -322,9 +322,13 @@ class ChatSession:
         if sock is None or not self._open:
             raise ConnectionError("connection is not open")
         with self._send_lock:
-            # the reader sets short timeouts for its deadlines; a send gets its own (set before every recv anyway)
+            # the reader sets short timeouts for its deadlines; a send gets its own and restores the reader's
+            reader_timeout = sock.gettimeout()
             sock.settimeout(self.connect_timeout)
-            sock.sendall(data)
+            try:
+                sock.sendall(data)
+            finally:
+                sock.settimeout(reader_timeout)
 
     def send_message(self, content: str, intended_at: float | None = None) -> MessageTimeline:
         """Send one user message (fresh thread and correlation id) and track its timeline.
