@@ -344,7 +344,7 @@ class FaultManager:
         try:
             await self.ch.ensure_schema()
             original = (await q(f"SELECT comment FROM system.columns WHERE database = '{CH_DATABASE}' "
-                                f"AND table = '{CH_TABLE}' AND name = 'tool_name'")).strip()
+                                f"AND table = '{CH_TABLE}' AND name = 'tool_name' FORMAT TabSeparatedRaw")).strip()
             if original.startswith(STALL_MARK):
                 original = ""
             have = int((await q(f"SELECT count() FROM {table}")).strip() or 0)
@@ -375,7 +375,8 @@ class FaultManager:
                     if t is not None:
                         with contextlib.suppress(BaseException):
                             await asyncio.wait_for(asyncio.shield(t), 15.0)
-                await asyncio.shield(q(f"ALTER TABLE {table} COMMENT COLUMN tool_name '{original}'"))
+                restore = original.replace("\\", "\\\\").replace("'", "\\'")
+                await asyncio.shield(q(f"ALTER TABLE {table} COMMENT COLUMN tool_name '{restore}'"))
             except Exception as e:  # noqa: BLE001
                 log.error("clickhouse-stall cleanup failed (query %s): %s", qid, e)
             await client.aclose()
