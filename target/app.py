@@ -46,8 +46,26 @@ from target.tiers.redis import RedisTier
 log = logging.getLogger(__name__)
 
 
+MAX_HTTP_BODY = 65536
+
+
 def json_response(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing more than MAX_HTTP_BODY bytes without reading it all."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_HTTP_BODY:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Backend:
@@ -135,7 +153,9 @@ class Backend:
 
     async def login(self, request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await read_body(request))
+        except BodyTooLarge:
+            return json_response({"detail": f"body larger than {MAX_HTTP_BODY} bytes"}, 413)
         except orjson.JSONDecodeError:
             return json_response({"detail": 'body must be JSON {"email": ..., "password": ...}'}, 400)
         if not isinstance(body, dict) or not isinstance(body.get("email"), str) \
@@ -166,9 +186,11 @@ class Backend:
         if request.method == "DELETE":
             return json_response({"cleared": await self.faults.clear()})
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(await read_body(request))
+        except BodyTooLarge:
+            return json_response({"detail": f"body larger than {MAX_HTTP_BODY} bytes"}, 413)
         except orjson.JSONDecodeError:
-            return json_response({"detail": "body must be JSON"}, 400)
+            return json_response({"detail": 'body must be JSON like {"kind": "redis-pause", "for_s": 5}'}, 400)
         try:
             return json_response(await self.faults.apply(body))
         except FaultRequestError as e:

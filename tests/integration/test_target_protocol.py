@@ -217,6 +217,11 @@ def test_login_refuses_a_wrong_password_and_issues_the_contract_claims(backend):
     assert claims["sub"] == "user-0005" and claims["email"] == "loadtest5@example.com"
     assert claims["type"] == "access" and claims["permissions"] and claims["jti"]
     assert claims["exp"] > claims["iat"]
+    assert http("POST", backend.http_url + "/auth/login", {"email": "x" * 70000, "password": "p"})[0] == 413
+    req = urllib.request.Request(backend.http_url + "/auth/login", data=b"{nope", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 400
 
 
 @pytest.mark.timeout(30)
