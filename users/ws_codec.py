@@ -47,6 +47,7 @@ __all__ = [
     "parse_response",
     "check_accept",
     "encode_frame",
+    "random_id",
     "encode_close",
     "parse_close",
 ]
@@ -206,8 +207,9 @@ def encode_frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True) -> byt
     return head + key + _mask(payload, key)
 
 
-class _KeyPool:
-    """Masking keys from ``os.urandom`` in batches (one syscall per 1024 frames instead of one per frame)."""
+class EntropyPool:
+    """``os.urandom`` bytes fetched in 4 KiB batches: one syscall per ~1000 masking keys or ~250 ids instead of
+    one each (the syscall showed up at ~3 % of the chat user's CPU)."""
 
     __slots__ = ("_buf", "_pos")
 
@@ -215,16 +217,25 @@ class _KeyPool:
         self._buf = b""
         self._pos = 0
 
-    def __call__(self) -> bytes:
+    def take(self, n: int) -> bytes:
         pos = self._pos
-        if pos + 4 > len(self._buf):
-            self._buf = os.urandom(4096)
+        if pos + n > len(self._buf):
+            self._buf = os.urandom(max(4096, n))
             pos = 0
-        self._pos = pos + 4
-        return self._buf[pos : pos + 4]
+        self._pos = pos + n
+        return self._buf[pos : pos + n]
 
 
-_mask_key = _KeyPool()
+_entropy = EntropyPool()
+
+
+def _mask_key() -> bytes:
+    return _entropy.take(4)
+
+
+def random_id() -> str:
+    """32 hex digits from the OS's CSPRNG (a fresh thread/correlation id)."""
+    return _entropy.take(16).hex()
 
 
 def encode_close(code: int = 1000, reason: str = "") -> bytes:

@@ -16,7 +16,6 @@ Exceptions::
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import time
@@ -57,6 +56,7 @@ from users.ws_codec import (
     new_key,
     parse_close,
     parse_response,
+    random_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -322,13 +322,19 @@ class ChatSession:
         if sock is None or not self._open:
             raise ConnectionError("connection is not open")
         with self._send_lock:
-            # the reader sets short timeouts for its deadlines; a send gets its own and restores the reader's
-            reader_timeout = sock.gettimeout()
-            sock.settimeout(self.connect_timeout)
+            # one send() call takes a small frame whole (gevent's sendall costs a getsockopt per call); the rest,
+            # if any, goes with sendall under the send's own timeout (the reader sets short ones for its deadlines)
             try:
-                sock.sendall(data)
-            finally:
-                sock.settimeout(reader_timeout)
+                sent = sock.send(data)
+            except TimeoutError:
+                sent = 0
+            if sent < len(data):
+                reader_timeout = sock.gettimeout()
+                sock.settimeout(self.connect_timeout)
+                try:
+                    sock.sendall(data[sent:])
+                finally:
+                    sock.settimeout(reader_timeout)
 
     def send_message(self, content: str, intended_at: float | None = None) -> MessageTimeline:
         """Send one user message (fresh thread and correlation id) and track its timeline.
@@ -337,7 +343,7 @@ class ChatSession:
         """
         cfg = self.config
         # one fresh random id serves as both: a new thread per message, and its correlation id
-        thread_id = correlation_id = os.urandom(16).hex()
+        thread_id = correlation_id = random_id()
         body = orjson.dumps(
             {
                 cfg.type_field: cfg.user_message_type,
