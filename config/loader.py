@@ -50,15 +50,15 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parent
 
 REQUEST_TYPES = ("WS", "FLOW", "REDIS", "PG", "CH", "HTTP")
+_WS_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 _WS_NAMES = (
     "connect",
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_completed",
+    *_WS_EVENTS,
+    *(f"{e} (intended)" for e in _WS_EVENTS),  # open-model latency from the intended send time
     "events missing",
     "heartbeat",
+    "disconnect",
+    "generator lag",
 )
 _TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "thresholds"}
 _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", "required"}
@@ -74,15 +74,16 @@ def _known_metrics() -> dict[str, tuple[str, ...]]:
     return {
         "WS": _WS_NAMES,
         "FLOW": ("login→send→receive",),
-        "PG": ("connect", "pool acquire", "commit", *pg),
-        "CH": ("connect", "insert", *ch),
+        "PG": ("connect", "pool acquire", "commit", "lock stats", *pg),
+        "CH": ("connect", "insert", *ch, *(f"query {q}" for q in ch)),
     }
 
 
 KNOWN_METRICS: dict[str, tuple[str, ...]] = _known_metrics()
 """Closed name sets per request type; REDIS (command names) and HTTP (paths, ``ready:<tier>``) are open."""
 
-_REDIS_NAME = re.compile(r"^(connect|[A-Z][A-Z0-9_ ]*)$")
+_REDIS_NAME = re.compile(r"^(connect|pool acquire|[A-Z][A-Z0-9_]*( [A-Z][A-Z0-9_]*)*( [a-z0-9_ ]+)?)$")
+"""``connect``, ``pool acquire``, a command (``GET``, ``CLIENT PAUSE``) optionally qualified (``SET large``)."""
 _HTTP_NAME = re.compile(r"^(/\S*|ready:[a-z]+)$")
 
 
@@ -144,7 +145,7 @@ def validate_metric(metric: str) -> str | None:
     if is_glob:
         return None
     if rtype == "REDIS" and not _REDIS_NAME.match(name):
-        return "a Redis command name in upper case (GET, SET, ...) or 'connect'"
+        return "a Redis command name in upper case (GET, SET, SET large, ...), 'connect' or 'pool acquire'"
     if rtype == "HTTP" and not _HTTP_NAME.match(name):
         return "an HTTP path starting with '/' (e.g. '/health') or 'ready:<tier>'"
     return None

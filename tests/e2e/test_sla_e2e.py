@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from config.loader import validate_metric
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).parent / "locust")
 SYNTH = str(Path(__file__).resolve().parent / "sla_synthetic_locustfile.py")
@@ -384,6 +386,8 @@ def test_healthy_backend_exits_0_with_passing_report(backend, tmp_path):
         m.startswith("REDIS ") for m in rep["metrics"]
     )
     assert rep["stages"], "the chat samples carry no stage timings"
+    # every metric the suite's users really emit can be named in a threshold file
+    assert {m: validate_metric(m) for m in rep["metrics"] if validate_metric(m)} == {}
     assert "SLA verdict: PASS" in out
 
 

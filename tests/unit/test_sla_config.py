@@ -131,6 +131,14 @@ def test_circular_extends_is_refused(tmp_path):
         ("WS", False),
         ("ws connect", False),
         ("REDIS get", False),
+        ("REDIS SET large", True),
+        ("REDIS pool acquire", True),
+        ("PG lock stats", True),
+        ("CH query agent stage summary", True),
+        ("WS agent_completed (intended)", True),
+        ("WS generator lag", True),
+        ("HTTP /auth/login", True),
+        ("PG lock", False),
     ],
 )
 def test_validate_metric(metric, ok):
