@@ -646,7 +646,8 @@ class Dispatcher:
         thread = timeline.thread_id
         if thread is not None and self._by_thread.get(thread) is timeline:
             del self._by_thread[thread]
-            self._remember(thread)
+            if thread != corr:
+                self._remember(thread)
 
     def _remember(self, key: str) -> None:
         ended = self._ended

@@ -131,8 +131,16 @@ def auth_placement(token: str | None, mode: str, prefix: str = "jwt-auth.") -> t
     return protos, headers, query
 
 
+_iso_cache: list[Any] = [0, ""]
+
+
 def _iso_now() -> str:
-    return datetime.now(UTC).isoformat()
+    """ISO-8601 UTC now, to the millisecond (formatted at most once per ms: it was ~2 % of the send path)."""
+    ms = int(time.time() * 1000)
+    if ms != _iso_cache[0]:
+        _iso_cache[0] = ms
+        _iso_cache[1] = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return _iso_cache[1]
 
 
 class ChatSession:
