@@ -26,10 +26,12 @@ class BenchChatUser(ChatUser):
 def _idle(user: ChatUser) -> None:
     import gevent
 
-    gevent.sleep(1.0)
+    gevent.sleep(3600.0)  # Locust kills it at stop; a short sleep would add 1 wake-up per session per period
 
 
 class IdleChatUser(ChatUser):
     """``ChatUser`` holding its session open (heartbeats running) and sending no chat message."""
 
-    tasks = [_idle]
+
+# assigned after the class statement: Locust's metaclass would otherwise add the inherited ``chat`` task
+IdleChatUser.tasks = [_idle]

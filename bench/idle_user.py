@@ -1,7 +1,7 @@
 """An idle WebSocket session for the scale bench when ``ChatUser`` is not available: the cost floor of a session.
 
 One websocket-client connection, one reader greenlet (as a real chat client needs), a ``ping`` every
-``BENCH_HEARTBEAT_S`` seconds (default 5, first one at a random offset so 10,000 sessions do not ping in step),
+``BENCH_HEARTBEAT_S`` seconds (default 15, as ``ChatUser``; first one at a random offset so 10,000 sessions do not ping in step),
 each ``pong`` recorded as ``WS heartbeat`` (ping → pong round trip).
 """
 
@@ -24,11 +24,14 @@ class IdleWSUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.interval = float(os.environ.get("BENCH_HEARTBEAT_S", "5"))
+        self.interval = float(os.environ.get("BENCH_HEARTBEAT_S", "15"))
+        start = time.perf_counter()
         self.ws = websocket.create_connection(self.host, subprotocols=["jwt-auth.bench-token"], timeout=30,
                                               skip_utf8_validation=True)
         self.ws.settimeout(None)
         self.ws.recv()  # connection_established
+        self.environment.events.request.fire(request_type="WS", name="connect", response_length=0, exception=None,
+                                             response_time=(time.perf_counter() - start) * 1000, context={})
         self.sent: dict[float, float] = {}
         self.reader = gevent.spawn(self._read)
         gevent.sleep(random.random() * self.interval)

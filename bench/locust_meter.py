@@ -77,15 +77,32 @@ class BenchMeter:
         self.times: list[float] = []
         self.intended: list[float] = []
         self.total_samples = 0
+        self.connects_ok = 0
+        self.connects_failed = 0
+        self.wait_connected = int(os.environ.get("BENCH_WAIT_CONNECTED", "0"))
         self.rss_init = psutil.Process().memory_info().rss  # before any user is spawned
         self.trace = os.environ.get("BENCH_TRACEMALLOC") == "1"  # where per-session memory goes (slow)
         if self.trace:
             tracemalloc.start(8)
+        self.gc_pauses: list[float] = []  # ms of each collection during the window (a pause for every greenlet)
+        self._gc_t = 0.0
+        gc.callbacks.append(self._on_gc)
         environment.events.request.add_listener(self.on_request)
         gevent.spawn(self._run)
 
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_t = time.perf_counter()
+        elif self.recording:
+            self.gc_pauses.append((time.perf_counter() - self._gc_t) * 1000)
+
     def on_request(self, request_type: str, name: str, response_time: float, response_length: int,
                    exception: Any = None, context: Any = None, **_: Any) -> None:
+        if name == "connect":
+            if exception is None:
+                self.connects_ok += 1
+            else:
+                self.connects_failed += 1
         if not self.recording:
             return
         self.total_samples += 1
@@ -114,10 +131,15 @@ class BenchMeter:
         else:
             logger.error("bench meter: the runner never reached 'running'")
             return
+        if self.wait_connected:  # scale bench: every session open (or failed) before the warm-up starts
+            deadline = time.monotonic() + 300
+            while self.connects_ok + self.connects_failed < self.wait_connected and time.monotonic() < deadline:
+                gevent.sleep(0.1)
         gevent.sleep(self.warmup)
         g0 = _greenlets()  # walks the heap: keep this pause out of the measured window
         gevent.sleep(1.0)
         rss0, cpu0, t0, wall0 = proc.memory_info().rss, _cpu(), time.perf_counter(), time.time()
+        connected0 = self.connects_ok
         self.recording = True
         gevent.sleep(self.window)
         self.recording = False
@@ -133,11 +155,14 @@ class BenchMeter:
             "rate": self.count / secs, "samples_all_metrics": self.total_samples,
             "cpu_s": cpu1 - cpu0, "cpu_share": (cpu1 - cpu0) / secs,
             "cpu_us_per_rt": (cpu1 - cpu0) / self.count * 1e6 if self.count else None,
-            "rss_init": self.rss_init, "rss_start": rss0, "rss_end": rss1, "greenlets_start": g0, "greenlets_end": g1,
+            "connects_ok_at_start": connected0, "connects_ok_at_end": self.connects_ok,
+            "connects_failed": self.connects_failed, "rss_init": self.rss_init, "rss_start": rss0, "rss_end": rss1, "greenlets_start": g0, "greenlets_end": g1,
             "p50_ms": percentile(self.times, 50), "p99_ms": percentile(self.times, 99),
             "max_ms": self.times[-1] if self.times else None,
             "intended_p50_ms": percentile(self.intended, 50), "intended_p99_ms": percentile(self.intended, 99),
             "intended_count": len(self.intended),
+            "gc_collections": len(self.gc_pauses), "gc_pause_total_ms": sum(self.gc_pauses),
+            "gc_pause_max_ms": max(self.gc_pauses, default=0.0),
         }
         if self.trace:
             snap = tracemalloc.take_snapshot()
