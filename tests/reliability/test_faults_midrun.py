@@ -32,6 +32,7 @@ from tests.reliability.helpers import (
     free_port,
     locust_env,
     pids_of_tree,
+    scan_for_secrets,
     spawn_locust,
     terminate_pg_connections,
     wait_until,
@@ -178,6 +179,10 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
     # stopped at --run-time, no hang past --stop-timeout (start-up of a loaded machine allowed for)
     assert wall < RUN_TIME + STOP_TIMEOUT + 25, (wall, text[-3000:])
     assert "Traceback" not in text, text[-5000:]
+    hits = scan_for_secrets({"locust log": text, "backend logs": "\n".join(b.log_path.read_text(errors="replace")
+                                                                      for b in backends)},
+                            {"jwt secret": secret, "admin token": admin})
+    assert not hits, hits  # failures galore (auth during the restart, disconnects), yet no secret or token
     assert out_json.exists(), text[-3000:]
     data = json.loads(out_json.read_text())
     samples = data["samples"]
