@@ -16,6 +16,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
@@ -236,7 +237,11 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
         except ValueError as exc:
             raise ChatConfigError(str(exc)) from None
     url = ws_url(host, s.path)
-    s.login_url = str(_opt(options, "ws_login_url", "") or "") or http_base_from_ws(url)
+    login_url = str(_opt(options, "ws_login_url", "") or "")
+    if login_url and urlsplit(login_url).scheme not in ("http", "https"):
+        raise ChatConfigError(f"--ws-login-url has value {login_url!r}; it must be an http:// or https:// URL, "
+                              "e.g. http://127.0.0.1:8765 (default: derived from --host)")
+    s.login_url = login_url or http_base_from_ws(url)
     s.login_path = _opt(options, "ws_login_path", "/auth/login")
     s.tokens, s.login_users = _token_source(options, s)
     if s.insecure and url.startswith("wss://"):
@@ -277,13 +282,23 @@ def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, li
         raise ChatConfigError(str(exc)) from None
 
 
-def start_check(settings: ChatSettings, url: str) -> None:
+def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
     """One connect as chat user 0 before any load: the host answers and accepts the credentials (an unreachable
-    host, a secret that is not the backend's, a token from a skewed clock fail here, not as thousands of samples)."""
+    host, a secret that is not the backend's, a token from a skewed clock fail here, not as thousands of samples).
+    ``login``: also one ``POST /auth/login`` with the first login user (``ChatFlowUser``)."""
     from users.auth import LoginError
+    from users.auth import login as http_login
     from users.ws_session import ChatSession, ConnectError
 
     skip = "(or skip this check with --ws-skip-start-check)"
+    if login and settings.login_users:
+        try:
+            http_login(settings.login_url or "", settings.login_path, settings.login_users[0],
+                       timeout=settings.connect_timeout)
+        except LoginError as exc:
+            raise ChatConfigError(
+                f"start-up check: ChatFlowUser {exc}; fix --ws-login-password (env TARGET_SEED_PASSWORD), "
+                f"--users-file or --ws-login-url / --ws-login-path {skip}") from None
     try:
         token = settings.tokens.token(0).value if settings.tokens is not None else None
     except LoginError as exc:
@@ -314,6 +329,12 @@ def chat_settings(environment: Any) -> ChatSettings:
         environment.chat_settings = settings
         environment.chat_settings_from_options = True
     return settings
+
+
+def _uses_flow(environment: Any) -> bool:
+    from users.chat import ChatFlowUser  # late: users.chat imports this module
+
+    return any(isinstance(c, type) and issubclass(c, ChatFlowUser) for c in environment.user_classes or [])
 
 
 def _uses_chat(environment: Any) -> bool:
@@ -349,7 +370,8 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
         environment.chat_settings = settings_from_options(options, host)
         environment.chat_settings_from_options = True
         if getattr(options, "headless", False) and not getattr(options, "ws_skip_start_check", False):
-            start_check(environment.chat_settings, ws_url(host, environment.chat_settings.path))
+            start_check(environment.chat_settings, ws_url(host, environment.chat_settings.path),
+                        login=_uses_flow(environment))
     except ChatConfigError as exc:
         logger.error("Bad chat option: %s", exc)
         sys.stderr.flush()

@@ -70,6 +70,12 @@ CASES: dict[str, Case] = {
     "secret-mismatch": (
         lambda t, b: ["-H", b.ws_url, "--jwt-secret", SECRET], ["ChatUser"],
         ["--jwt-secret", "signature"]),
+    "login-url-scheme": (
+        lambda t, b: ["-H", b.ws_url, "--ws-login-url", "ftp://127.0.0.1:21"], ["ChatFlowUser"],
+        ["--ws-login-url has value 'ftp://127.0.0.1:21'", "http://"]),
+    "wrong-login-password": (
+        lambda t, b: ["-H", b.ws_url, "--ws-login-password", "pw-x-wrong"], ["ChatFlowUser"],
+        ["ChatFlowUser login of loadtest0@example.com refused: HTTP 401", "--ws-login-password"]),
     "secret-mismatch-token-in-query": (
         lambda t, b: ["-H", b.ws_url, "--jwt-secret", SECRET, "--ws-auth", "query"], ["ChatUser"],
         ["--jwt-secret", "signature"]),
