@@ -37,6 +37,7 @@ from target.process import BackendProcess
 REPO = Path(__file__).resolve().parents[2]
 PARALLEL = int(os.environ.get("SCENARIO_PROOF_PARALLEL", "3"))
 DEFAULT_DURATION = 10.0
+HEALTHY_DURATION = 8.0
 # Wall seconds for the faulted run where the fault itself needs time to show (never for the healthy run).
 DURATION = {
     "pipeline-under-10s": 17.0,  # a reply slowed past 10 s must time out (--ws-reply-timeout 10.5) inside the run
@@ -152,7 +153,7 @@ def proof_runs(backend: BackendProcess) -> dict[tuple[str, str], Run]:
         return run
 
     # 1. healthy, in parallel against the shared session backend
-    healthy = [new(name, "healthy", DEFAULT_DURATION) for name in SCENARIOS]
+    healthy = [new(name, "healthy", HEALTHY_DURATION) for name in SCENARIOS]
     for chunk in _chunks(healthy, PARALLEL):
         run_batch([(run, backend) for run in chunk])
     phases.append(f"healthy runs: {time.monotonic() - t0:.0f} s")
