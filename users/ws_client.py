@@ -67,7 +67,6 @@ class ChatClient:
         self.drops = 0
         self.sent = 0
         self.ended = 0
-        self._heartbeat: gevent.Greenlet | None = None
         self._closed = False
         self._fire: Callable[..., None] = environment.events.request.fire
         self._completed = settings.protocol.completed
@@ -105,6 +104,10 @@ class ChatClient:
             on_outcome=self._on_outcome,
             on_closed=self._on_closed,
             on_anomaly=self._on_anomaly,
+            heartbeat_interval=s.heartbeat_interval,
+            heartbeat_timeout=s.heartbeat_timeout,
+            heartbeat_misses=s.heartbeat_misses,
+            on_heartbeat=self._on_heartbeat,
         )
         start = time.perf_counter()
         try:
@@ -121,8 +124,6 @@ class ChatClient:
         self.session = session
         self.failures_in_row = 0
         self.next_attempt_at = 0.0
-        if self.settings.heartbeat_interval > 0 and (self._heartbeat is None or self._heartbeat.dead):
-            self._heartbeat = gevent.spawn(self._heartbeat_loop)
         return True
 
     def _backoff(self) -> None:
@@ -198,7 +199,8 @@ class ChatClient:
 
     # -- heartbeat -----------------------------------------------------------------------------------------------
     def heartbeat_once(self) -> bool:
-        """One ping → pong; fires ``WS heartbeat``. False on a miss."""
+        """One extra ping → pong now (the regular heartbeat runs in the session's reader); fires ``WS heartbeat``.
+        False on a miss."""
         session = self.session
         if session is None or not session.open:
             return False
@@ -213,46 +215,21 @@ class ChatClient:
                    context=_EMPTY)
         return True
 
-    def _heartbeat_loop(self) -> None:
-        misses = 0
-        s = self.settings
-        while not self._closed:
-            gevent.sleep(s.heartbeat_interval)
-            session = self.session
-            if session is None or not session.open:
-                misses = 0
-                continue
-            if s.tokens is not None:
-                try:  # refresh ahead of expiry so the next (re)connect has a valid token
-                    s.tokens.token(self.user_number)
-                except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the heartbeat
-                    logger.warning("chat user %d: token refresh failed: %s", self.user_number, exc)
-            if self.heartbeat_once():
-                misses = 0
-                continue
-            if session is not self.session or not session.open:
-                continue  # the connection dropped meanwhile: the disconnect was already reported
-            misses += 1
-            if misses >= s.heartbeat_misses:
-                misses = 0
-                logger.warning("chat user %d: %d heartbeats without pong; reconnecting", self.user_number,
-                               s.heartbeat_misses)
-                self.drops += 1
-                self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
-                           exception=ChatFailure(f"disconnect: heartbeat: no pong for {s.heartbeat_misses} pings"),
-                           context=_EMPTY)
-                session.close(code=1001, reason="heartbeat lost")
-                self._backoff()
+    def _on_heartbeat(self, rtt_ms: float | None, error: str | None) -> None:
+        """The session's reader ran a heartbeat: ``rtt_ms`` of the pong, or the miss's ``error`` text."""
+        if error is None:
+            self._fire(request_type=WS, name=HEARTBEAT, response_time=rtt_ms, response_length=0, exception=None,
+                       context=_EMPTY)
+        else:
+            self._fire(request_type=WS, name=HEARTBEAT, response_time=self.settings.heartbeat_timeout * 1000.0,
+                       response_length=0, exception=HeartbeatError(error), context=_EMPTY)
 
     # -- closing -------------------------------------------------------------------------------------------------
     def close(self) -> int:
-        """Close the connection and the heartbeat; messages still in flight are abandoned (returned count), not
-        reported as failures: they were cut off by the stop, not by the server."""
+        """Close the connection (its reader runs the heartbeat); messages still in flight are abandoned (returned
+        count), not reported as failures: they were cut off by the stop, not by the server."""
         self._closed = True
         abandoned = 0
-        hb = self._heartbeat
-        if hb is not None and not hb.dead and hb is not gevent.getcurrent():
-            hb.kill(block=True, timeout=2.0)
         session, self.session = self.session, None
         if session is not None:
             abandoned = session.dispatcher.in_flight

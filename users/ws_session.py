@@ -16,6 +16,7 @@ Exceptions::
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import ssl
 import time
@@ -162,6 +163,10 @@ class ChatSession:
         on_outcome: Callable[[MessageTimeline, Outcome], None] | None = None,
         on_closed: Callable[[str], None] | None = None,
         on_anomaly: Callable[[str], None] | None = None,
+        heartbeat_interval: float = 0.0,
+        heartbeat_timeout: float = 5.0,
+        heartbeat_misses: int = 2,
+        on_heartbeat: Callable[[float | None, str | None], None] | None = None,
     ) -> None:
         self.url = url
         self.config = config
@@ -195,6 +200,16 @@ class ChatSession:
         self._closing = False
         self._last_error: str | None = None
         self._pending_frames: list[Any] = []
+        # heartbeat, run by the reader greenlet itself (no extra greenlet per connection)
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.heartbeat_misses = heartbeat_misses
+        self.on_heartbeat = on_heartbeat
+        self._hb_echo: float | None = None
+        self._hb_sent_at = 0.0
+        self._hb_deadline = float("inf")
+        self._hb_missed = 0
+        self._next_ping = float("inf")
 
     # -- connect -------------------------------------------------------------------------------------------------
     @property
@@ -302,6 +317,9 @@ class ChatSession:
         self._sock = sock
         self._open = True
         self.connected_at = time.perf_counter()
+        if self.heartbeat_interval > 0:
+            # the first ping comes after 0.5-1 interval, so that users started together do not ping together
+            self._next_ping = self.connected_at + self.heartbeat_interval * (0.5 + random.random() * 0.5)
         self._reader = gevent.spawn(self._read_loop)
         return elapsed
 
@@ -420,6 +438,29 @@ class ChatSession:
             raise HeartbeatError(f"heartbeat: connection closed ({self.close_reason})")
         return (arrived - start) * 1000.0
 
+    def _send_heartbeat(self, now: float) -> None:
+        echo = time.time()
+        self._send(encode_frame(orjson.dumps({self.config.type_field: self.config.ping_type, "timestamp": echo})))
+        self._hb_echo = echo
+        self._hb_sent_at = now
+        self._hb_deadline = now + self.heartbeat_timeout
+        self._next_ping = now + self.heartbeat_interval
+
+    def _heartbeat_due(self, now: float) -> str | None:
+        """Run the heartbeat at ``now``: record a missed pong, send a due ping. A reason when the connection
+        counts as dead (``heartbeat_misses`` pongs missed in a row)."""
+        if self._hb_echo is not None and now >= self._hb_deadline:
+            self._hb_echo = None
+            self._hb_deadline = float("inf")
+            self._hb_missed += 1
+            if self.on_heartbeat is not None:
+                self.on_heartbeat(None, f"heartbeat: no pong within {self.heartbeat_timeout:g} s")
+            if self._hb_missed >= self.heartbeat_misses:
+                return f"heartbeat: no pong for {self._hb_missed} pings"
+        if self._hb_echo is None and now >= self._next_ping:
+            self._send_heartbeat(now)
+        return None
+
     # -- reader --------------------------------------------------------------------------------------------------
     def _read_loop(self) -> None:
         sock = self._sock
@@ -431,6 +472,10 @@ class ChatSession:
         changed = self._changed
         inf = float("inf")
         reason = "connection closed"
+        heartbeat = self.heartbeat_interval > 0
+        # a message sent while the reader waits idle has its first deadline at least this far ahead of the wait's
+        # start, so an idle wait this long never misses one
+        idle_wait = min(self.hang_after, self.reply_timeout)
         try:
             frames = self._pending_frames
             self._pending_frames = []
@@ -464,20 +509,35 @@ class ChatSession:
                         elif op == OVERSIZE:
                             self._anomaly(OVERSIZE_FRAME)
                         # OP_PONG: unsolicited pong frames are fine
-                # deadlines: recv times out at the earliest one
-                deadline = dispatcher.next_deadline() if dispatcher.in_flight else inf
+                # deadlines (messages, heartbeat): recv times out at the earliest one
                 now = perf()
-                if deadline <= now:
-                    pending = dispatcher.pending()
-                    dispatcher.poll(now)
-                    if on_outcome is not None:
-                        for timeline in pending:
-                            if timeline.outcome is not None:
-                                on_outcome(timeline, timeline.outcome)
-                    changed.set()
-                    deadline = dispatcher.next_deadline() if dispatcher.in_flight else inf
-                # wake at least every second so a message sent while idle gets its deadline enforced
-                sock.settimeout(min(deadline - now, 1.0) if deadline != inf else 1.0)
+                deadline = now + idle_wait
+                if dispatcher.in_flight:
+                    due = dispatcher.next_deadline()
+                    if due <= now:
+                        pending = dispatcher.pending()
+                        dispatcher.poll(now)
+                        if on_outcome is not None:
+                            for timeline in pending:
+                                if timeline.outcome is not None:
+                                    on_outcome(timeline, timeline.outcome)
+                        changed.set()
+                        due = dispatcher.next_deadline() if dispatcher.in_flight else inf
+                    if due < deadline:
+                        deadline = due
+                if heartbeat:
+                    dead = self._heartbeat_due(now)
+                    if dead is not None:
+                        reason = dead
+                        try:
+                            self._send(encode_close(1001, "heartbeat lost"))
+                        except OSError:
+                            pass
+                        return
+                    due = self._hb_deadline if self._hb_echo is not None else self._next_ping
+                    if due < deadline:
+                        deadline = due
+                sock.settimeout(max(deadline - now, 0.0005))
                 try:
                     data = sock.recv(65536)
                 except TimeoutError:
@@ -507,12 +567,18 @@ class ChatSession:
     def _route_other(self, routed: Any, now: float) -> None:
         kind = routed.kind
         if kind is RouteKind.PONG:
+            data = routed.frame.get(self.config.envelope)
+            echo = data.get("timestamp") if isinstance(data, dict) else routed.frame.get("timestamp")
+            if self._hb_echo is not None and (echo is None or echo == self._hb_echo):
+                self._hb_echo = None
+                self._hb_deadline = float("inf")
+                self._hb_missed = 0
+                if self.on_heartbeat is not None:
+                    self.on_heartbeat((now - self._hb_sent_at) * 1000.0, None)
+                return
             pong = self._pong
-            if pong is not None:
-                data = routed.frame.get(self.config.envelope)
-                echo = data.get("timestamp") if isinstance(data, dict) else routed.frame.get("timestamp")
-                if echo is None or echo == self._pong_echo:
-                    pong.set(now)
+            if pong is not None and (echo is None or echo == self._pong_echo):
+                pong.set(now)
         elif kind is RouteKind.CONNECTION_ERROR:
             frame = routed.frame
             code = frame.get(self.config.error_code_field) or frame.get(self.config.type_field)

@@ -33,12 +33,13 @@ def test_headless_run_records_every_chat_metric_without_failures(backend, tmp_pa
     assert backend.jwt_secret not in out
     with open(tmp_path / "run_stats.csv", newline="") as f:
         rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f) if r["Name"] != "Aggregated"}
+    failures = (tmp_path / "run_failures.csv").read_text() if (tmp_path / "run_failures.csv").exists() else ""
     expected = [("WS", "connect"), ("WS", "heartbeat"), ("FLOW", "login→send→receive")] + [("WS", n) for n in FIVE]
     for key in expected:
         assert key in rows, (key, sorted(rows))
         row = rows[key]
         assert int(row["Request Count"]) > 0, row
-        assert int(row["Failure Count"]) == 0, row
+        assert int(row["Failure Count"]) == 0, (row, failures)  # DEPENDENCY_* here: a shared tier was degraded
         assert 0 < float(row["Average Response Time"]) < 15000, row
     assert ("WS", "events missing") not in rows and ("WS", "disconnect") not in rows
     # the events arrive in pipeline order, so their mean latencies from the send are ordered too
