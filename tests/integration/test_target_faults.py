@@ -246,13 +246,14 @@ def test_drop_event_never_sends_that_event_type(backend, faults):
     try:
         faults.apply("drop-event", for_s=10, event="agent_thinking")
         send_message(ws)
-        dropped = [f["type"] for f in recv_until_final(ws, 10)]
+        frames = recv_until_final(ws, 10)
+        dropped = [f["type"] for f in frames]
         faults.clear()
         send_message(ws)
         kept = [f["type"] for f in recv_until_final(ws, 10)]
     finally:
         ws.close()
-    assert "agent_thinking" not in dropped and dropped[-1] == "agent_completed", dropped
+    assert "agent_thinking" not in dropped and dropped[-1] == "agent_completed", frames[-1]
     assert "agent_thinking" in kept
 
 
