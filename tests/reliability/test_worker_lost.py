@@ -27,7 +27,7 @@ def test_killed_worker_is_reported_and_verdict_comes_from_what_arrived(backend, 
     cfg.write_text(SLA, encoding="utf-8")
     port = free_port()
     report = tmp_path / "sla.json"
-    common = ["--ws-think-time", "0.3", "--ws-heartbeat-interval", "2"]
+    common = ["--ws-think-time", "0.3", "--ws-heartbeat-interval", "1"]
     master_log = tmp_path / "master.log"
     master = spawn_locust(
         ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "2",
@@ -35,7 +35,8 @@ def test_killed_worker_is_reported_and_verdict_comes_from_what_arrived(backend, 
          "-H", backend.ws_url, "--sla-config", str(cfg), "--sla-report-json", str(report), *common, "ChatUser"],
         locust_env({**backend.env, "RELIABILITY_OUT": str(tmp_path / "master.json")}), master_log)
     workers = [
-        spawn_locust(["--worker", "--master-host", "127.0.0.1", "--master-port", str(port), *common, "ChatUser"],
+        # no -H and no chat options: a worker gets them from the master (regression: it used to exit 2)
+        spawn_locust(["--worker", "--master-host", "127.0.0.1", "--master-port", str(port), "ChatUser"],
                      locust_env({**backend.env, "RELIABILITY_OUT": str(tmp_path / f"worker{i}.json")}),
                      tmp_path / f"worker{i}.log")
         for i in range(2)
@@ -78,6 +79,9 @@ def test_killed_worker_is_reported_and_verdict_comes_from_what_arrived(backend, 
     after = [s for s in survivor["samples"] if s[2] == "agent_completed" and s[3] and s[0] > killed_at + 3]
     assert len(after) >= 5, len(after)
     assert survivor["sent"] == survivor["ended"] + survivor["abandoned"], survivor
+    # the master's chat options reached it: heartbeats every 1 s (the default is 15 s)
+    beats = [s for s in survivor["samples"] if s[2] == "heartbeat"]
+    assert len(beats) >= 10, len(beats)
     master_data = json.loads((tmp_path / "master.json").read_text())
     assert master_data["stats_completed_requests"] == rep["metrics"]["WS agent_completed"]["count"]
     assert master_data["stats_completed_requests"] >= survivor["ended"] + 1
