@@ -598,7 +598,7 @@ class Dispatcher:
     """
 
     config: ProtocolConfig
-    remember: int = 4096
+    remember: int = 64  # per connection: x 10,000 sessions it must stay small
     anomalies: Counter[str] = field(default_factory=Counter)
     _by_corr: dict[str, MessageTimeline] = field(default_factory=dict)
     _by_thread: dict[str, MessageTimeline] = field(default_factory=dict)
