@@ -75,7 +75,7 @@ class Backend:
         s = settings
         self.s = s
         self.started = time.time()
-        self.redis = RedisTier(s.redis_url, s.redis_timeout_ms, max_connections=256)
+        self.redis = RedisTier(s.redis_url, s.redis_timeout_ms, pool_size=s.redis_pool_size)
         self.pg = PostgresTier(s.pg_dsn, s.pg_pool_size, s.pg_timeout_ms)
         self.ch = ClickHouseTier(s.clickhouse_url, s.clickhouse_timeout_ms, flush_interval_ms=s.ch_flush_interval_ms,
                                  batch_rows=s.ch_batch_rows, queue_rows=s.ch_queue_rows)

@@ -31,6 +31,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
     pg_pool_size: int = 10
+    redis_pool_size: int = 64
     clickhouse_url: str = "http://127.0.0.1:8123"
     redis_timeout_ms: float = 1000.0
     pg_timeout_ms: float = 2000.0
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--bcrypt-rounds", default=_env("TARGET_BCRYPT_ROUNDS", d.bcrypt_rounds),
         help="bcrypt cost of the seeded password hashes (env TARGET_BCRYPT_ROUNDS)")
     add("--redis-url", default=_env("TARGET_REDIS_URL", d.redis_url), help="Redis URL (env TARGET_REDIS_URL)")
+    add("--redis-pool-size", default=_env("TARGET_REDIS_POOL_SIZE", d.redis_pool_size),
+        help="Redis connection pool size; callers wait for a free connection (env TARGET_REDIS_POOL_SIZE)")
     add("--pg-dsn", default=_env("TARGET_PG_DSN", d.pg_dsn), help="PostgreSQL DSN (env TARGET_PG_DSN)")
     add("--pg-pool-size", default=_env("TARGET_PG_POOL_SIZE", d.pg_pool_size),
         help="asyncpg pool size (env TARGET_PG_POOL_SIZE)")
@@ -158,6 +161,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         redis_url=a.redis_url,
         pg_dsn=a.pg_dsn,
         pg_pool_size=_num("pg-pool-size", a.pg_pool_size, int, 1),
+        redis_pool_size=_num("redis-pool-size", a.redis_pool_size, int, 1),
         clickhouse_url=a.clickhouse_url.rstrip("/"),
         redis_timeout_ms=_num("redis-timeout-ms", a.redis_timeout_ms, float, 1),
         pg_timeout_ms=_num("pg-timeout-ms", a.pg_timeout_ms, float, 1),

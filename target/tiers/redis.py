@@ -22,14 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class RedisTier:
-    def __init__(self, url: str, timeout_ms: float, max_connections: int = 64) -> None:
+    """A bounded, blocking connection pool: when all ``pool_size`` connections are busy (e.g. Redis is paused),
+    callers wait for one within their timeout instead of failing with "Too many connections"."""
+
+    def __init__(self, url: str, timeout_ms: float, pool_size: int = 64) -> None:
         self.url = url
         self.timeout_ms = timeout_ms
         t = timeout_ms / 1000.0
-        self.client = aioredis.Redis.from_url(
-            url, socket_timeout=t + 0.5, socket_connect_timeout=t, retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections, health_check_interval=0,
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=t, socket_timeout=t + 0.5, socket_connect_timeout=t,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0,
         )
+        self.pool = pool
+        self.client = aioredis.Redis(connection_pool=pool)
 
     async def _run(self, operation: str, coro):  # noqa: ANN001
         try:
@@ -89,5 +94,6 @@ class RedisTier:
     async def close(self) -> None:
         try:
             await self.client.aclose()
+            await self.pool.aclose()
         except Exception:  # noqa: BLE001 - closing on shutdown must not raise
             log.debug("redis close failed", exc_info=True)
