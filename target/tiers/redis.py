@@ -42,7 +42,7 @@ class RedisTier:
                 result = await coro
             reraise_if_cancelled()
             return result
-        except TimeoutError:
+        except (TimeoutError, aioredis.TimeoutError):  # our deadline, or redis-py's socket timeout
             raise TierTimeout("redis", operation, self.timeout_ms) from None
         except aioredis.RedisError as e:
             raise TierError("redis", operation, f"{type(e).__name__}: {str(e)[:200]}") from None
