@@ -206,8 +206,8 @@ class Backend:
             if self.s.auth_reject_mode == "http403":
                 await ws.close(code=1008)  # before accept: uvicorn answers HTTP 403
                 return
-            await ws.accept(subprotocol=placement.subprotocol)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the client may already be gone
+                await ws.accept(subprotocol=placement.subprotocol)
                 await ws.send_text(dumps(error_frame("AUTH_FAILED", f"authentication failed: {e}")))
                 await ws.close(code=1008, reason="authentication failed")
             return
@@ -216,10 +216,14 @@ class Backend:
                 await asyncio.wait_for(self.pg.start(), 1.0)
             except Exception as e:  # noqa: BLE001
                 log.warning("refusing a connection, PostgreSQL not ready: %s", e)
-                await ws.accept(subprotocol=placement.subprotocol)
-                await ws.close(code=1011, reason="service not ready")
+                with contextlib.suppress(Exception):
+                    await ws.accept(subprotocol=placement.subprotocol)
+                    await ws.close(code=1011, reason="service not ready")
                 return
-        await ws.accept(subprotocol=placement.subprotocol)
+        try:
+            await ws.accept(subprotocol=placement.subprotocol)
+        except (OSError, RuntimeError, WebSocketDisconnect):
+            return  # the client went away during the handshake
         self.connections += 1
         try:
             await Connection(self, ws, user).serve()
