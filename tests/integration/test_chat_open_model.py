@@ -91,3 +91,59 @@ def test_stall_shows_in_open_model_intended_p99_but_not_in_closed_p99():
     assert closed_p99 < open_p99 / 2
     # one lag sample per message sent; those still in flight at the stop have no completion sample
     assert len(open_intended) <= len(lag) <= len(open_intended) + RATE
+
+
+class _FakeClient:
+    """Stands in for a ChatClient: records what the driver sends (no socket)."""
+
+    def __init__(self, connected: bool) -> None:
+        self.connected = connected
+        self.sent: list[float | None] = []
+
+    def send(self, content: str, intended_at: float | None = None) -> None:
+        self.sent.append(intended_at)
+
+
+def _driver(rate: str, reply_timeout: float) -> tuple[Any, list[dict[str, Any]]]:
+    from tasks.chat import OpenModelDriver
+
+    env = Environment(user_classes=[_NoThinkChatUser])
+    samples: list[dict[str, Any]] = []
+    env.events.request.add_listener(lambda **kw: samples.append(kw))
+    settings = ChatSettings(arrival=ArrivalSchedule.parse(rate), reply_timeout=reply_timeout)
+    return OpenModelDriver(env, settings), samples
+
+
+@pytest.mark.timeout(30)
+def test_driver_spreads_messages_round_robin_on_schedule_with_lag_samples():
+    driver, samples = _driver("50", 5.0)
+    a, b, down = _FakeClient(True), _FakeClient(True), _FakeClient(False)
+    for c in (a, b, down):
+        driver.register(c)
+    gevent.sleep(1.0)
+    for c in (a, b, down):
+        driver.unregister(c)
+    assert driver.greenlet is None
+    assert down.sent == [] and abs(len(a.sent) - len(b.sent)) <= 1
+    total = len(a.sent) + len(b.sent)
+    assert 30 <= total <= 60, total  # ~50 in 1 s on a busy machine
+    lags = [s["response_time"] for s in samples if s["name"] == "generator lag"]
+    assert len(lags) == total and all(lag >= 0 for lag in lags)
+    intended = sorted(a.sent + b.sent)
+    gaps = [y - x for x, y in zip(intended, intended[1:], strict=False)]
+    assert all(abs(g - 0.02) < 1e-6 for g in gaps), "intended times are exactly 1/rate apart"
+
+
+@pytest.mark.timeout(30)
+def test_driver_gives_up_messages_no_user_could_send_within_the_reply_timeout():
+    driver, samples = _driver("20", 0.3)
+    down = _FakeClient(False)
+    driver.register(down)
+    gevent.sleep(1.2)
+    driver.unregister(down)
+    failed = [s for s in samples if s["name"] == "agent_completed"]
+    assert failed and all(str(s["exception"]) == "not sent: no connected chat user for 0.3 s" for s in failed)
+    assert all(s["response_time"] >= 300 for s in failed)
+    assert all(s["context"]["intended_ms"] >= 300 for s in failed)
+    assert len([s for s in samples if s["name"] == "agent_completed (intended)"]) == len(failed)
+    assert driver.given_up == len(failed) and down.sent == []
