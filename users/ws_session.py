@@ -468,7 +468,6 @@ class ChatSession:
         dispatcher = self.dispatcher
         decoder = self.decoder
         perf = time.perf_counter
-        on_outcome = self.on_outcome
         changed = self._changed
         inf = float("inf")
         reason = "connection closed"
@@ -487,6 +486,7 @@ class ChatSession:
                         if op == OP_TEXT:
                             routed = dispatcher.dispatch_text(frame.payload, now)
                             if routed.outcome is not None:
+                                on_outcome = self.on_outcome  # read each time: close() may clear it (abandon)
                                 if on_outcome is not None:
                                     on_outcome(routed.timeline, routed.outcome)
                                 changed.set()
@@ -517,6 +517,7 @@ class ChatSession:
                     if due <= now:
                         pending = dispatcher.pending()
                         dispatcher.poll(now)
+                        on_outcome = self.on_outcome
                         if on_outcome is not None:
                             for timeline in pending:
                                 if timeline.outcome is not None:
