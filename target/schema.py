@@ -100,6 +100,18 @@ REDIS_SESSION_KEY = "session:{user_id}"
 REDIS_RATE_KEY = "ratelimit:{user_id}:{second}"
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_OBJECT_NAME = re.compile(r"IF NOT EXISTS\s+(\w+)", re.I)
+
+# Ask this (with the object's name as its one parameter) before running a PG_SCHEMA statement: a
+# ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on its table even when the index exists, which blocks the writes
+# of running backends (and waits behind any lock fault).
+PG_OBJECT_EXISTS = "SELECT to_regclass($1) IS NOT NULL"
+
+
+def schema_object_name(stmt: str) -> str | None:
+    """The table or index a ``CREATE ... IF NOT EXISTS name`` statement creates (None for other statements)."""
+    m = _OBJECT_NAME.search(stmt)
+    return m.group(1) if m else None
 
 
 def to_pyformat(sql: str) -> str:

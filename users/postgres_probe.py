@@ -31,7 +31,7 @@ import psycopg.waiting
 from locust import User, between, task
 
 from sla_checks.gauges import record_gauge
-from target.schema import PG_QUERIES, PG_SCHEMA, to_pyformat
+from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
 from users.probe_base import ProbeFailure, timed
 from users.probe_options import ProbeConfig, probe_config
 
@@ -139,6 +139,9 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
     if _schema_done:
         return
     for stmt in PG_SCHEMA:
+        name = schema_object_name(stmt)
+        if name and conn.execute(to_pyformat(PG_OBJECT_EXISTS), (name,)).fetchone()[0]:  # type: ignore[index]
+            continue  # CREATE INDEX IF NOT EXISTS would lock the table even when the index exists
         try:
             conn.execute(stmt)  # type: ignore[arg-type]
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):

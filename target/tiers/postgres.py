@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 import asyncpg
 
-from target.schema import PG_QUERIES, PG_SCHEMA
+from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name
 from target.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 
 Q = PG_QUERIES
-
-
-_OBJECT_NAME = re.compile(r"IF NOT EXISTS\s+(\w+)", re.I)
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> int:
@@ -32,8 +28,8 @@ async def ensure_schema(conn: asyncpg.Connection) -> int:
     """
     ran = 0
     for stmt in PG_SCHEMA:
-        m = _OBJECT_NAME.search(stmt)
-        if m and await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", m.group(1)):
+        name = schema_object_name(stmt)
+        if name and await conn.fetchval(PG_OBJECT_EXISTS, name):
             continue
         async with conn.transaction():
             # Serialise concurrent creation by several backends on the shared database.
