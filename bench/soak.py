@@ -1,7 +1,8 @@
 """Soak stability of the generator: ``ChatUser`` against the reference backend for 20 minutes (configurable).
 
 Starts ``python -m target`` on a free loopback port (needs the Redis/PostgreSQL/ClickHouse services:
-``scripts/services up``), runs ``locust --headless`` with ``ChatUser`` (default think time, heartbeats on) and the
+``scripts/services up``), runs ``locust --headless`` with ``ChatUser`` (default think time, heartbeats on, SLA plug-in on with the ``soak``
+profile) and the
 soak sampler, then reports, after a warm-up (the first 20 % of the run, at least 1 minute, at most 5 minutes):
 
 * generator RSS growth from the end of the warm-up to the end (goal < 10 %), and the trend of the last half;
@@ -87,7 +88,7 @@ def run(minutes: float = 20.0, users: int = 20, sample_s: float | None = None) -
     try:
         cmd = [PY, "-m", "locust", "-f", "locustfile.py,bench/soak_sampler.py", "--headless", "-u", str(users),
                "-r", str(max(1, users // 5)), "-t", f"{int(minutes * 60)}s", "--stop-timeout", "10",
-               "--only-summary", "--host", f"ws://127.0.0.1:{port}", "--sla-off", "ChatUser"]
+               "--only-summary", "--host", f"ws://127.0.0.1:{port}", "--sla-profile", "soak", "ChatUser"]
         with open(tmp / "locust.log", "wb") as f:
             r = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=minutes * 60 + 120)
     finally:
