@@ -1,9 +1,9 @@
 """Soak stability of the generator: ``ChatUser`` against the reference backend for 20 minutes (configurable).
 
 Starts ``python -m target`` on a free loopback port (needs the Redis/PostgreSQL/ClickHouse services:
-``scripts/services up``), runs ``locust --headless`` with ``ChatUser`` (default think time, heartbeats on, SLA plug-in on with the ``soak``
-profile) and the
-soak sampler, then reports, after a warm-up (the first 20 % of the run, at least 1 minute, at most 5 minutes):
+``scripts/services up``), runs ``locust --headless`` with ``ChatUser`` (default think time, heartbeats on, the SLA
+plug-in on with the ``soak`` profile) and the soak sampler, then reports, after a warm-up (the first 20 % of the
+run, at least 1 minute, at most 5 minutes):
 
 * generator RSS growth from the end of the warm-up to the end (goal < 10 %), and the trend of the last half;
 * open file descriptors, TCP connections and live greenlets: after warm-up vs end vs max (goal: no growth);
