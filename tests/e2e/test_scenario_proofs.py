@@ -58,6 +58,10 @@ class Run:
     seconds: float = 0.0
 
     @property
+    def curve_path(self) -> Path:
+        return self.report_path.with_suffix(".curve.csv")
+
+    @property
     def report(self) -> dict[str, Any]:
         try:
             return json.loads(self.report_path.read_text())
@@ -85,6 +89,7 @@ def _argv(run: Run, backend: BackendProcess) -> list[str]:
         sys.executable, "-m", "locust", "-f", str(REPO / "locustfile.py"), "--headless", "--only-summary",
         "--host", backend.ws_url, "--scenario", run.name, "--scenario-duration", f"{run.duration:g}",
         "--sla-report-json", str(run.report_path), "--stop-timeout", "5",
+        "--scenario-curve-csv", str(run.curve_path),
     ]
     if run.mode == "faulted":
         argv.append("--inject-faults")
@@ -211,6 +216,23 @@ def test_scenario_passes_on_a_healthy_stack(proof_runs: dict[tuple[str, str], Ru
     assert judged, f"no scenario threshold was judged on data:\n{run.explain()}"
     if SCENARIOS[name].sla_window_s:
         assert report.get("windows_judged") is True and len(report.get("windows", [])) >= 2, run.explain()
+
+
+@pytest.mark.timeout(900)
+def test_stepped_scenario_reports_its_latency_curve(proof_runs: dict[tuple[str, str], Run]) -> None:
+    run = proof_runs[("ws-concurrent-degradation", "healthy")]
+    rows = [line.split(",") for line in run.curve_path.read_text().splitlines()[1:]]
+    steps = SCENARIOS["ws-concurrent-degradation"].shape.steps  # type: ignore[attr-defined]
+    assert [(int(r[1]), int(r[2])) for r in rows] == [(st.users, st.inflight) for st in steps], rows
+    assert sum(int(r[3]) for r in rows) > 0 and all(float(r[6]) >= float(r[5]) for r in rows), rows
+
+
+@pytest.mark.timeout(900)
+def test_resource_scenario_reports_generator_and_backend_gauges(proof_runs: dict[tuple[str, str], Run]) -> None:
+    run = proof_runs[("resource-correlation", "faulted")]
+    gauges = run.report.get("gauges", {})
+    for name in ("locust:cpu_percent", "locust:rss_mb", "target:rss_mb"):
+        assert gauges.get(name), f"gauge {name} missing:\n{run.explain()}"
 
 
 @pytest.mark.timeout(900)
