@@ -10,7 +10,9 @@ Clients:
 
 * ``websocket-client``: websocket-client's blocking API, one greenlet per connection (gevent-patched sockets);
 * ``wsproto-gevent``: wsproto's sans-IO connection over gevent sockets, one greenlet per connection;
-* ``wsproto-plain``: wsproto over plain non-blocking sockets driven by one ``epoll`` loop, no gevent at all.
+* ``wsproto-plain``: wsproto over plain non-blocking sockets driven by one ``epoll`` loop, no gevent at all;
+* ``codec-gevent``: the suite's own sans-IO codec (``users/ws_codec.py``, what ``ChatUser`` uses) over gevent
+  sockets, one greenlet per connection: the floor under ``ChatUser``'s cost.
 
 Usage::
 
@@ -42,7 +44,7 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
-CLIENTS = ("websocket-client", "wsproto-gevent", "wsproto-plain")
+CLIENTS = ("websocket-client", "wsproto-gevent", "wsproto-plain", "codec-gevent")
 SUBPROTOCOL = "jwt-auth.bench-token"  # the bench server echoes it and does not verify it
 
 
@@ -271,7 +273,72 @@ def run_wsproto_plain(url: str, connections: int, warmup: float, duration: float
             "errors": meter.errors}
 
 
-RUNNERS = {"websocket-client": run_websocket_client, "wsproto-gevent": run_wsproto_gevent,
+# ---------------------------------------------------------------- the suite's own sans-IO codec over gevent sockets
+
+def run_codec_gevent(url: str, connections: int, warmup: float, duration: float) -> dict[str, Any]:
+    """``users/ws_codec.py`` (the codec ``ChatUser`` uses) in a bare loop: the floor under ``ChatUser``'s cost."""
+    import gevent
+
+    from users.ws_codec import (
+        OP_TEXT,
+        FrameDecoder,
+        build_request,
+        check_accept,
+        encode_frame,
+        new_key,
+        parse_response,
+    )
+
+    meter = Meter()
+
+    def loop() -> None:
+        u = urlsplit(url)
+        sock = _tcp(url)
+        key = new_key()
+        sock.sendall(build_request(u.netloc, u.path or "/", key, subprotocols=[SUBPROTOCOL]))
+        buf = b""
+        resp = None
+        while resp is None:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("bench server closed during the handshake")
+            buf += data
+            resp = parse_response(buf)
+        check_accept(resp, key, [SUBPROTOCOL])
+        dec = FrameDecoder()
+        pending = dec.feed(resp.rest)  # may hold connection_established
+        try:
+            while not meter.stop:
+                body, cid = user_message()
+                sock.sendall(encode_frame(body))
+                done = False
+                while not done:
+                    for fr in pending:
+                        if fr.opcode == OP_TEXT:
+                            msg = orjson.loads(fr.payload)
+                            if msg["type"] == "agent_completed":
+                                if msg.get("correlation_id") != cid:
+                                    meter.errors += 1
+                                done = True
+                    pending = []
+                    if not done:
+                        data = sock.recv(65536)
+                        if not data:
+                            raise ConnectionError("bench server closed the connection")
+                        pending = dec.feed(data)
+                meter.count += 1
+        finally:
+            sock.close()
+
+    glets = [gevent.spawn(loop) for _ in range(connections)]
+    out = _window(meter, warmup, duration, gevent.sleep)
+    gevent.joinall(glets, timeout=10)
+    gevent.killall([g for g in glets if not g.dead], timeout=2)
+    out["errors"] = meter.errors + sum(1 for g in glets if g.exception is not None)
+    return out
+
+
+RUNNERS = {"codec-gevent": run_codec_gevent, "websocket-client": run_websocket_client, "wsproto-gevent": run_wsproto_gevent,
            "wsproto-plain": run_wsproto_plain}
 
 
