@@ -16,6 +16,11 @@ if os.environ.get("BENCH_SLA", "1") == "1":
 
 from users.chat import ChatUser
 
+if os.environ.get("BENCH_GC_THRESHOLD"):  # experiment knob: e.g. "50000,50,1000" (see bench/results/profile-notes.md)
+    import gc
+
+    gc.set_threshold(*(int(x) for x in os.environ["BENCH_GC_THRESHOLD"].split(",")))
+
 
 class BenchChatUser(ChatUser):
     """``ChatUser`` sending its next message as soon as the previous one completed."""

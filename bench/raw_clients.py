@@ -71,6 +71,7 @@ class Meter:
         self.count = 0
         self.errors = 0
         self.stop = False
+        self.latencies: list[float] = []  # ms per round trip (codec-gevent only; for the accuracy comparison)
 
 
 def _window(meter: Meter, warmup: float, duration: float, sleep: Callable[[float], Any]) -> dict[str, float]:
@@ -310,6 +311,7 @@ def run_codec_gevent(url: str, connections: int, warmup: float, duration: float)
         try:
             while not meter.stop:
                 body, cid = user_message()
+                t_send = time.perf_counter()
                 sock.sendall(encode_frame(body))
                 done = False
                 while not done:
@@ -327,11 +329,17 @@ def run_codec_gevent(url: str, connections: int, warmup: float, duration: float)
                             raise ConnectionError("bench server closed the connection")
                         pending = dec.feed(data)
                 meter.count += 1
+                meter.latencies.append((time.perf_counter() - t_send) * 1000)
         finally:
             sock.close()
 
     glets = [gevent.spawn(loop) for _ in range(connections)]
-    out = _window(meter, warmup, duration, gevent.sleep)
+    gevent.sleep(warmup)
+    meter.latencies.clear()
+    out = _window(meter, 0.0, duration, gevent.sleep)
+    lat = sorted(meter.latencies)
+    out["p50_ms"] = lat[len(lat) // 2] if lat else None
+    out["p99_ms"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
     gevent.joinall(glets, timeout=10)
     gevent.killall([g for g in glets if not g.dead], timeout=2)
     out["errors"] = meter.errors + sum(1 for g in glets if g.exception is not None)
