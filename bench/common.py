@@ -27,7 +27,7 @@ import psutil
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")  # tests point it elsewhere
 PY = sys.executable
 # the bench server does not verify tokens; ChatUser still needs a secret to mint them
 BENCH_JWT_SECRET = "bench-only-secret-not-used-for-anything-else"

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import websocket
 
-from bench.common import RESULTS, ROOT, BenchServer, child_env, run_locust, run_raw_client
+from bench.common import ROOT, BenchServer, child_env, run_locust, run_raw_client
 
 EVENTS = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
 
@@ -79,12 +79,12 @@ def test_locust_meter_measures_naive_user_window():
 
 
 @pytest.mark.timeout(120)
-def test_bench_harness_prints_table_and_writes_json():
+def test_bench_harness_prints_table_and_writes_json(tmp_path):
     # the cheapest section: Artillery is skipped cleanly unless already installed in bench/.node
-    r = subprocess.run([sys.executable, "-m", "bench", "artillery", "--quick"], cwd=ROOT, env=child_env(),
-                       capture_output=True, text=True, timeout=110)
+    r = subprocess.run([sys.executable, "-m", "bench", "artillery", "--quick"], cwd=ROOT,
+                       env=child_env(BENCH_RESULTS_DIR=str(tmp_path)), capture_output=True, text=True, timeout=110)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "figure" in r.stdout and "measured" in r.stdout and "peer: Artillery ws engine" in r.stdout
-    summary = json.loads((RESULTS / "summary-quick.json").read_text())
+    summary = json.loads((tmp_path / "summary-quick.json").read_text())
     assert summary["what"] == "artillery" and summary["rows"]
-    assert json.loads((RESULTS / "artillery.json").read_text())["status"] in ("skipped", "measured")
+    assert json.loads((tmp_path / "artillery.json").read_text())["status"] in ("skipped", "measured")
