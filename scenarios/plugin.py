@@ -274,7 +274,6 @@ class ScenarioState:
     original_user_classes: list[type] = field(default_factory=list)
     original_attrs: dict[type, tuple[int, int]] = field(default_factory=dict)
     scheduler: FaultScheduler | None = None
-    faults_checked: bool = False
     generated_profile: str | None = None
     curve: list[CurvePoint] = field(default_factory=list)
     _step_marks: list[tuple[int, Step | None, dict[int, int], int, int, float]] = field(default_factory=list)
@@ -650,7 +649,7 @@ def activate(environment: Any, name: str) -> ScenarioState:
 
 def _exit_usage(message: str) -> None:
     logger.error("%s", message)
-    sys.stderr.write(f"locust: error: {message}\n")
+    sys.stderr.flush()
     sys.exit(SCENARIO_EXIT_CODE_USAGE)
 
 

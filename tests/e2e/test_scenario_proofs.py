@@ -44,6 +44,7 @@ DURATION = {
     "login-send-receive": 24.0,  # a workflow slowed past 15 s must complete inside the run
     "db-slow-queries-5s": 12.0,
 }
+KEEP_RUNS = 3
 LOCAL_FAULTS = {"agent-slow", "hang", "drop-event", "slow-pong", "pg-pool-exhaustion"}
 
 
@@ -144,10 +145,15 @@ def _is_local(scenario: Scenario) -> bool:
 @pytest.fixture(scope="module")
 def proof_runs(backend: BackendProcess) -> dict[tuple[str, str], Run]:
     """Every proof run of the catalogue, executed once per test session (see the module docstring)."""
-    # Kept after the session (CI artifacts, and pytest's own tmp dirs rotate): logs, SLA reports, a summary.
-    out_dir = REPO / "artifacts" / "scenario-proofs"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    # Kept after the session (CI artifacts; pytest's own tmp dirs rotate): logs, SLA reports, a summary, in a
+    # directory of this session's own (two sessions at once must not overwrite each other's files); the last
+    # KEEP_RUNS sessions are kept.
+    root = REPO / "artifacts" / "scenario-proofs"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in sorted(root.glob("run-*"))[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+    out_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    out_dir.mkdir()
     runs: dict[tuple[str, str], Run] = {}
     phases: list[str] = []
     t0 = time.monotonic()
