@@ -186,3 +186,14 @@ def test_web_ui_scenario_picker_runs_the_picked_scenario(backend, tmp_path: Path
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+@pytest.mark.timeout(60)
+def test_locust_conf_example_is_read_and_staging_refuses_a_local_target() -> None:
+    # the example's keys parse (scenario and staging profile come from the file); pointing its host at this
+    # machine makes the staging check name the setting to fix, before any load
+    res = run_locust("--config", str(REPO / "locust.conf.example"), "--host", "ws://127.0.0.1:9/ws")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "scenario ws-reply-2s with --sla-profile staging" in res.stderr
+    assert "is this machine, not staging" in res.stderr and "LOCUST_HOST" in res.stderr
+    assert "Traceback" not in res.stderr
