@@ -277,12 +277,17 @@ def test_scenario_survives_its_tolerated_fault(proof_runs: dict[tuple[str, str],
 
 @pytest.mark.soak
 @pytest.mark.timeout(0)
+@pytest.mark.skipif(
+    not os.environ.get("SCENARIO_SOAK_DURATION"),
+    reason="the full soak runs for hours: set SCENARIO_SOAK_DURATION (e.g. 1h, 4h) to run it",
+)
 def test_soak_full_length_passes(backend: BackendProcess, tmp_path: Path) -> None:
-    """The real soak (default 4 h, or SCENARIO_SOAK_DURATION like 1h): windows judged, healthy stack passes."""
-    duration = os.environ.get("SCENARIO_SOAK_DURATION", "")
+    """The real soak (SCENARIO_SOAK_DURATION, e.g. 4h as the scenario's default): windows judged, healthy stack
+    passes. Marked ``soak`` (CI deselects it) and skipped unless the duration is given, so a plain ``pytest`` never
+    starts a 4-hour run."""
     from scenarios.plugin import parse_seconds
 
-    seconds = parse_seconds(duration) if duration else SCENARIOS["soak"].duration_s
+    seconds = parse_seconds(os.environ["SCENARIO_SOAK_DURATION"])
     run = Run("soak", "healthy", seconds, tmp_path / "soak.json", tmp_path / "soak.log")
     run_batch([(run, backend)])
     assert run.returncode == 0, run.explain()
