@@ -16,9 +16,12 @@ Exceptions::
 from __future__ import annotations
 
 import logging
+import platform
 import random
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -97,6 +100,14 @@ class HeartbeatError(ChatError):
 
 class ChatFailure(ChatError):
     """A failed sample's exception: ``repr``/``str`` are exactly the outcome text (``timeout after 30000 ms`` ...)."""
+
+
+# Kernel receive timestamps (Linux SO_TIMESTAMPNS, not exported by Python's socket module; 35 on x86_64/aarch64):
+# an event's arrival is taken from when its packet reached this machine, not from when the reader greenlet got
+# to run, so a busy generator does not add its own scheduling delay to every latency.
+_SO_TIMESTAMPNS = 35
+_KERNEL_TS_OK = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "AMD64")
+_unpack_timespec = struct.Struct("qq").unpack_from
 
 
 def split_ws_url(url: str) -> tuple[str, str, int, str, str]:
@@ -315,6 +326,13 @@ class ChatSession:
             raise ConnectError(f"connection failed during the upgrade: {exc.strerror or exc}") from None
         elapsed = (time.perf_counter() - start) * 1000.0
         self._sock = sock
+        self.kernel_timestamps = False
+        if _KERNEL_TS_OK and self.scheme == "ws":
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.kernel_timestamps = True
+            except OSError:
+                pass
         self._open = True
         self.connected_at = time.perf_counter()
         if self.heartbeat_interval > 0:
@@ -475,12 +493,24 @@ class ChatSession:
         # a message sent while the reader waits idle has its first deadline at least this far ahead of the wait's
         # start, so an idle wait this long never misses one
         idle_wait = min(self.hang_after, self.reply_timeout)
+        kernel_ts = self.kernel_timestamps
+        wall = time.time
+        sol_socket = socket.SOL_SOCKET
+        arrived: float | None = None  # kernel wall-clock time of the last packet of the current batch
+        last_now = 0.0
         try:
             frames = self._pending_frames
             self._pending_frames = []
             while True:
                 if frames:
                     now = perf()
+                    if arrived is not None:
+                        delay = wall() - arrived
+                        if 0.0 < delay < 60.0:
+                            now -= delay
+                        if now < last_now:  # arrival order is preserved whatever the clocks' jitter
+                            now = last_now
+                    last_now = now
                     for frame in frames:
                         op = frame.opcode
                         if op == OP_TEXT:
@@ -540,7 +570,15 @@ class ChatSession:
                         deadline = due
                 sock.settimeout(max(deadline - now, 0.0005))
                 try:
-                    data = sock.recv(65536)
+                    if kernel_ts:
+                        data, ancdata, _flags, _addr = sock.recvmsg(65536, 64)
+                        arrived = None
+                        for level, kind, cdata in ancdata:
+                            if level == sol_socket and kind == _SO_TIMESTAMPNS and len(cdata) >= 16:
+                                sec, nsec = _unpack_timespec(cdata)
+                                arrived = sec + nsec * 1e-9
+                    else:
+                        data = sock.recv(65536)
                 except TimeoutError:
                     frames = []
                     continue
