@@ -197,3 +197,41 @@ def test_locust_conf_example_is_read_and_staging_refuses_a_local_target() -> Non
     assert "scenario ws-reply-2s with --sla-profile staging" in res.stderr
     assert "is this machine, not staging" in res.stderr and "LOCUST_HOST" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.timeout(120)
+def test_distributed_scenario_runs_on_workers_and_judges_on_the_master(backend, tmp_path: Path) -> None:  # noqa: ANN001
+    """``--master`` + ``--worker`` with the same ``--scenario``: the master's shape drives the worker, the in-flight
+    steps reach it (no handler error), only the scenario's users run, and the master's verdict passes."""
+    port = _free_port()
+    penv = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_", "JWT_"))}
+    penv.update(backend.env)
+    common = ["--host", backend.ws_url, "--scenario", "ws-concurrent-degradation"]
+    worker_log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [*LOCUST, "--worker", "--master-port", str(port), *common],
+        cwd=REPO, env=penv, stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    try:
+        res = subprocess.run(
+            [*LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+             "--expect-workers", "1", "--expect-workers-max-wait", "30", "--headless", "--only-summary",
+             *common, "--scenario-duration", "8", "--sla-report-json", str(tmp_path / "sla.json"),
+             "--scenario-curve-csv", str(tmp_path / "curve.csv")],
+            cwd=REPO, env=penv, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+        )
+        worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(5)
+        worker_log.close()
+    wlog = (tmp_path / "worker.log").read_text(errors="replace")
+    assert res.returncode == 0, res.stderr[-3000:] + "\n--- worker ---\n" + wlog[-2000:]
+    assert "Uncaught exception" not in wlog and "Traceback" not in wlog, wlog[-3000:]
+    report = json.loads((tmp_path / "sla.json").read_text())
+    assert report["verdict"] == "pass" and report["workers"] == 1
+    assert all(m.startswith(("WS ", "HTTP ")) for m in report["metrics"]), list(report["metrics"])  # its users only
+    assert report["metrics"]["WS agent_completed"]["count"] > 0
+    rows = (tmp_path / "curve.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == ["1", "2", "3", "4"], rows
