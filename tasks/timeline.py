@@ -323,6 +323,8 @@ class MessageTimeline:
         "_required_before",
         "_completed",
         "tag",
+        "first_arrival",
+        "reported",
     )
 
     def __init__(
@@ -352,6 +354,11 @@ class MessageTimeline:
         self.outcome: Outcome | None = None
         self.last_frame_at = sent_at
         self.tag = tag
+        self.first_arrival: str | None = None
+        """The event type whose first arrival the last :meth:`event` call was (``None`` otherwise): lets the I/O
+        layer report each event as it arrives."""
+        self.reported = 0
+        """How many first arrivals (in arrival order) the I/O layer already reported; it owns this counter."""
         self._first: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._violations: list[str] = []
@@ -428,6 +435,7 @@ class MessageTimeline:
 
     def event(self, kind: Any, now: float) -> Outcome | None:
         """Take one agent event of type ``kind`` at ``now`` (the hot path of :meth:`feed`)."""
+        self.first_arrival = None
         if self.outcome is not None:
             return None
         # A deadline that passed before this frame arrived already decided the message.
@@ -444,6 +452,7 @@ class MessageTimeline:
         self._counts[kind] = count
         if count == 1:
             first[kind] = now
+            self.first_arrival = kind
             if self.state is TimelineState.AWAITING:
                 self.state = TimelineState.IN_PROGRESS
             # order: every required event canonically before this one must already have arrived (checking the

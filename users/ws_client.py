@@ -108,6 +108,7 @@ class ChatClient:
             heartbeat_timeout=s.heartbeat_timeout,
             heartbeat_misses=s.heartbeat_misses,
             on_heartbeat=self._on_heartbeat,
+            on_event=self._on_event,
         )
         start = time.perf_counter()
         try:
@@ -178,11 +179,20 @@ class ChatClient:
             session.close(reason="reader stuck")
         return [t.outcome for t in timelines if t.outcome is not None]
 
+    def _on_event(self, timeline: MessageTimeline, name: str, ms: float) -> None:
+        """An event type's first arrival for a message still going on: its sample now, not at the message's end."""
+        timeline.reported += 1
+        self._fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None, context=_EMPTY)
+
     def _on_outcome(self, timeline: MessageTimeline, outcome: Outcome) -> None:
         self.ended += 1
         fire = self._fire
         completed = self._completed
+        skip = timeline.reported  # first arrivals already reported as they came (arrival order)
         for name, ms in outcome.first_ms.items():
+            if skip:
+                skip -= 1
+                continue
             if name != completed:
                 fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
                      context=_EMPTY)

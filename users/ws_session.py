@@ -178,6 +178,7 @@ class ChatSession:
         heartbeat_timeout: float = 5.0,
         heartbeat_misses: int = 2,
         on_heartbeat: Callable[[float | None, str | None], None] | None = None,
+        on_event: Callable[[MessageTimeline, str, float], None] | None = None,
     ) -> None:
         self.url = url
         self.config = config
@@ -216,6 +217,9 @@ class ChatSession:
         self.heartbeat_timeout = heartbeat_timeout
         self.heartbeat_misses = heartbeat_misses
         self.on_heartbeat = on_heartbeat
+        self.on_event = on_event
+        """Called with (timeline, event type, ms from send) at each event type's first arrival for a message that
+        goes on; the events of a message that ends are left to ``on_outcome`` (``timeline.reported`` says which)."""
         self._hb_echo: float | None = None
         self._hb_sent_at = 0.0
         self._hb_deadline = float("inf")
@@ -520,7 +524,11 @@ class ChatSession:
                                 if on_outcome is not None:
                                     on_outcome(routed.timeline, routed.outcome)
                                 changed.set()
-                            elif routed.kind is not RouteKind.MESSAGE:
+                            elif routed.kind is RouteKind.MESSAGE:
+                                timeline = routed.timeline
+                                if timeline.first_arrival is not None and self.on_event is not None:
+                                    self.on_event(timeline, timeline.first_arrival, (now - timeline.sent_at) * 1000.0)
+                            else:
                                 self._route_other(routed, now)
                         elif op == OP_PING:
                             self._send(encode_frame(frame.payload, OP_PONG))

@@ -401,3 +401,14 @@ def test_dispatcher_remembers_a_bounded_number_of_ended_ids():
     assert len(d._ended) == 4
     assert d.dispatch(ev("agent_started", "t0", None), 1).anomaly == UNKNOWN_ID
     assert d.dispatch(ev("agent_started", "t9", None), 1).anomaly == LATE_FRAME
+
+
+def test_first_arrival_flags_each_event_type_once():
+    tl = timeline()
+    seen = []
+    for i, kind in enumerate(["agent_started", "agent_thinking", "agent_thinking", "tool_executing"]):
+        tl.feed(ev(kind), 100.1 + i * 0.1)
+        seen.append(tl.first_arrival)
+    assert seen == ["agent_started", "agent_thinking", None, "tool_executing"]
+    tl.feed({"type": "weird", "thread_id": "t1"}, 100.6)
+    assert tl.first_arrival is None
