@@ -67,6 +67,12 @@ class ArrivalSchedule:
                 "write a rate in messages/s (e.g. '20') or a ramp of seconds:rate points (e.g. '0:5,60:50')"
             ) from None
 
+    def scaled(self, factor: float) -> ArrivalSchedule:
+        """The same shape at ``factor`` times the rate (a worker's share of a distributed total)."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ScheduleError(f"scale factor must be > 0, got {factor!r}")
+        return ArrivalSchedule(tuple((t, r * factor) for t, r in self.points))
+
     def rate_at(self, t: float) -> float:
         pts = self.points
         if t <= pts[0][0]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
-from tasks.arrival import ArrivalScheduler
+from tasks.arrival import ArrivalSchedule, ArrivalScheduler
 from tasks.timeline import Outcome
 
 if TYPE_CHECKING:
@@ -120,6 +120,22 @@ class OpenModelDriver:
         self.sent = 0
         self.given_up = 0
         self.max_lag_ms = 0.0
+        # This process's share of the total rate: 1 alone, 1/N on each of N workers (set by the master).
+        self.share = float(getattr(environment, "chat_arrival_share", 1.0))
+
+    def _schedule(self) -> ArrivalSchedule:
+        assert self.settings.arrival is not None
+        return self.settings.arrival if self.share == 1.0 else self.settings.arrival.scaled(self.share)
+
+    def set_share(self, share: float) -> None:
+        """Take ``share`` of the total rate from now on, without a burst: arrivals already due under the new rate
+        since the schedule's start count as handed out."""
+        self.share = share
+        if self.scheduler is not None:
+            start = self.scheduler.start
+            scheduler = ArrivalScheduler(self._schedule(), start)
+            scheduler.sent = int(scheduler.schedule.count_until(max(0.0, time.perf_counter() - start)))
+            self.scheduler = scheduler
 
     @classmethod
     def for_environment(cls, environment: Any, settings: ChatSettings) -> OpenModelDriver:
@@ -132,7 +148,7 @@ class OpenModelDriver:
     def register(self, client: ChatClient) -> None:
         self.clients.append(client)
         if self.greenlet is None or self.greenlet.dead:
-            self.scheduler = ArrivalScheduler(self.settings.arrival, time.perf_counter())  # type: ignore[arg-type]
+            self.scheduler = ArrivalScheduler(self._schedule(), time.perf_counter())
             self.greenlet = gevent.spawn(self._run)
 
     def unregister(self, client: ChatClient) -> None:
@@ -152,15 +168,14 @@ class OpenModelDriver:
         return None
 
     def _run(self) -> None:
-        scheduler = self.scheduler
-        assert scheduler is not None
+        assert self.scheduler is not None
         backlog: list[float] = []
         fire = self.environment.events.request.fire
         s = self.settings
         completed = s.protocol.completed
         while True:
             now = time.perf_counter()
-            backlog.extend(scheduler.due(now))
+            backlog.extend(self.scheduler.due(now))  # re-read: set_share may swap it
             while backlog:
                 intended = backlog[0]
                 client = self._next_client()
@@ -188,7 +203,7 @@ class OpenModelDriver:
                 client.send(pick_message(s), intended_at=intended)
                 self.sent += 1
             now = time.perf_counter()
-            wait = scheduler.next_at() - now
+            wait = self.scheduler.next_at() - now
             if backlog:
                 wait = min(wait, 0.05)  # waiting for a connected client
             gevent.sleep(max(0.0, min(wait, 1.0)))

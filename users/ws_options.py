@@ -352,9 +352,40 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
             environment.chat_settings = None
 
 
+ARRIVAL_SHARE_MESSAGE = "chat_arrival_share"
+
+
+def _register_arrival_share(environment: Any) -> None:
+    """``--ws-arrival-rate`` is a total: the master tells each of its N workers to send 1/N of it."""
+    from locust.runners import MasterRunner, WorkerRunner
+
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        def on_share(msg: Any, **_kw: Any) -> None:
+            share = float(msg.data["share"])
+            environment.chat_arrival_share = share
+            driver = getattr(environment, "chat_open_model", None)
+            if driver is not None:
+                driver.set_share(share)
+
+        runner.register_message(ARRIVAL_SHARE_MESSAGE, on_share)
+    elif isinstance(runner, MasterRunner):
+        def send_share(**_kw: Any) -> None:
+            workers = max(1, runner.worker_count)
+            runner.send_message(ARRIVAL_SHARE_MESSAGE, {"share": 1.0 / workers})
+
+        # test_start fires on the master before its spawn messages go out; spawning_complete re-sends when
+        # workers joined meanwhile.
+        environment.events.test_start.add_listener(send_share)
+        environment.events.spawning_complete.add_listener(lambda user_count, **kw: send_share())
+
+
 @events.init.add_listener
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     options = getattr(environment, "parsed_options", None)
+    if options is not None and environment.runner is not None and (
+            getattr(options, "worker", False) or getattr(options, "ws_arrival_rate", "")):
+        _register_arrival_share(environment)  # a worker learns the master's options only with its first spawn
     if options is None or getattr(environment, "chat_settings", None) is not None:
         return
     if not _uses_chat(environment):

@@ -94,3 +94,15 @@ def test_intended_latency_is_measured_from_the_intended_send():
     assert out.latency_ms == pytest.approx(500.0)
     assert out.intended_latency_ms == pytest.approx(2500.0)
     assert out.context()["intended_ms"] == pytest.approx(2500.0)
+
+
+def test_scaled_schedule_keeps_the_shape_at_a_share_of_the_rate():
+    half = ArrivalSchedule.parse("0:10,10:30").scaled(0.5)
+    assert half.points == ((0.0, 5.0), (10.0, 15.0))
+    assert half.count_until(20.0) == pytest.approx(ArrivalSchedule.parse("0:10,10:30").count_until(20.0) / 2)
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan")])
+def test_scaled_rejects_a_non_positive_factor(factor):
+    with pytest.raises(ScheduleError, match="scale factor"):
+        ArrivalSchedule.parse("10").scaled(factor)
