@@ -672,6 +672,12 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
             activate(environment, options.scenario)
         except ScenarioError as e:
             _exit_usage(str(e))
+        if getattr(options, "num_users", None) or getattr(options, "spawn_rate", None):
+            logger.warning("Scenario %s: its load shape sets the users; -u/--users and -r/--spawn-rate are ignored",
+                           options.scenario)
+        if getattr(options, "class_picker", False):
+            logger.warning("--class-picker: the web UI's user/shape picks replace those of scenario %s",
+                           options.scenario)
     elif (options.inject_faults or options.inject_tolerated_faults) and options.headless:
         _exit_usage("--inject-faults needs --scenario NAME (the faults belong to a scenario; see --list-scenarios)")
     if isinstance(runner, WorkerRunner):
