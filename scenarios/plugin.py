@@ -623,11 +623,11 @@ def activate(environment: Any, name: str) -> ScenarioState:
     )
     state.shape.runner = runner
     environment.shape_class = state.shape
-    _sla_handoff(environment, state)
     try:
-        _prepare_faults(environment, state)
+        _prepare_faults(environment, state)  # first: a refusal exits before any file is written
     except FaultTargetError as e:
         raise ScenarioError(str(e)) from None
+    _sla_handoff(environment, state)
     logger.info(
         "Scenario %s: %s; users %s; %s shape for %.1f s%s",
         scenario.name,
