@@ -400,12 +400,9 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
         # the window shrinks with the run (whole seconds, as --sla-window wants)
         options.sla_window = float(max(1, round(scenario.sla_window_s * state.time_scale)))
     sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "_new_engine"):
+    if sla is not None and hasattr(sla, "reconfigure"):
         # the SLA engine was set up already (web UI picks the scenario at swarm time): give it the new thresholds
-        sla.profile = load_profile(path=path)
-        if options.sla_window:
-            sla.window_s = float(options.sla_window)
-        sla.engine = sla._new_engine()
+        sla.reconfigure(load_profile(path=path), float(options.sla_window) if options.sla_window else None)
     logger.info(
         "Scenario %s: thresholds (%s mode, base %s) in %s",
         scenario.name,
@@ -436,11 +433,10 @@ def _sla_restore(environment: Any, state: ScenarioState) -> None:
         return
     options.sla_config = ""
     sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "_new_engine"):
+    if sla is not None and hasattr(sla, "reconfigure"):
         from config.loader import load_profile
 
-        sla.profile = load_profile(getattr(options, "sla_profile", "") or "local")
-        sla.engine = sla._new_engine()
+        sla.reconfigure(load_profile(getattr(options, "sla_profile", "") or "local"))
 
 
 def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
