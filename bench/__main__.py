@@ -72,10 +72,33 @@ def run_sections(names: list[str], quick: bool) -> tuple[list[Row], dict[str, An
     return rows, results
 
 
+def print_saved_table() -> int:
+    """Re-render the table from the JSON files of the last runs (``bench/results/<bench>.json``)."""
+    import json
+
+    from bench.common import RESULTS
+
+    files = {"overhead": "overhead", "scale": "scale", "distributed": "distributed", "accuracy": "accuracy",
+             "co": "co_demo", "artillery": "artillery"}
+    rows: list[Row] = []
+    for name, (_, to_rows) in _sections().items():
+        path = RESULTS / f"{files[name]}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            rows.extend(to_rows(data))
+            rows_at = data.get("at", "?")
+            logger.info("%s from %s", name, rows_at)
+        else:
+            rows.append((name, "no result yet", ""))
+    print(format_table(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["all", "overhead", "scale", "distributed", "accuracy", "co", "artillery",
-                                     "soak"], help="which benchmark (all = every one but soak)")
+                                     "soak", "table"],
+                    help="which benchmark (all = every one but soak; table = re-print the last results)")
     ap.add_argument("--quick", action="store_true", help="smoke mode: short windows, fewer sessions")
     ap.add_argument("--minutes", type=float, default=20.0, help="soak only: duration in minutes (default 20)")
     a = ap.parse_args(argv)
@@ -85,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import soak
 
         return soak.main(["--minutes", str(a.minutes)])
+    if a.what == "table":
+        return print_saved_table()
     names = list(_sections()) if a.what == "all" else [a.what]
     start = time.monotonic()
     m0 = machine()
