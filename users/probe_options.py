@@ -281,16 +281,15 @@ def check_redis(cfg: ProbeConfig) -> None:
 def check_pg(cfg: ProbeConfig) -> None:
     import psycopg
 
-    from target.schema import PG_SCHEMA
+    from users.postgres_probe import ensure_schema  # late: users.postgres_probe imports this module
 
     with psycopg.connect(cfg.pg_dsn, connect_timeout=max(1, round(min(cfg.pg_connect_timeout, 5.0))),
                          autocommit=True) as conn:
+        # bounded like every other start-up check: a table lock held elsewhere must not stall the start
+        ms = int(min(cfg.pg_statement_timeout, 5.0) * 1000)
+        conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")  # type: ignore[arg-type]
         conn.execute("SELECT 1")
-        for stmt in PG_SCHEMA:
-            try:
-                conn.execute(stmt)  # type: ignore[arg-type]
-            except psycopg.errors.UniqueViolation:  # a concurrent CREATE ... IF NOT EXISTS by the backend
-                pass
+        ensure_schema(conn)  # skips existing objects (CREATE INDEX IF NOT EXISTS would lock the table)
 
 
 def clickhouse_request(url: str, query: str, body: bytes | None = None, timeout: float = 5.0) -> bytes:
