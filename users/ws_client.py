@@ -64,10 +64,8 @@ class ChatClient:
         self.session: ChatSession | None = None
         self.failures_in_row = 0
         self.next_attempt_at = 0.0
-        self.drops = 0
         self.sent = 0
         self.ended = 0
-        self._closed = False
         self._fire: Callable[..., None] = environment.events.request.fire
         self._completed = settings.protocol.completed
 
@@ -142,7 +140,6 @@ class ChatClient:
         return self.connect()
 
     def _on_closed(self, reason: str) -> None:
-        self.drops += 1
         self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
                    exception=ChatFailure(f"disconnect: {reason}"), context=_EMPTY)
         self._backoff()
@@ -208,23 +205,6 @@ class ChatClient:
                  response_length=0, exception=exc, context=_EMPTY)
 
     # -- heartbeat -----------------------------------------------------------------------------------------------
-    def heartbeat_once(self) -> bool:
-        """One extra ping → pong now (the regular heartbeat runs in the session's reader); fires ``WS heartbeat``.
-        False on a miss."""
-        session = self.session
-        if session is None or not session.open:
-            return False
-        start = time.perf_counter()
-        try:
-            rtt = session.ping(self.settings.heartbeat_timeout)
-        except HeartbeatError as exc:
-            self._fire(request_type=WS, name=HEARTBEAT, response_time=(time.perf_counter() - start) * 1000.0,
-                       response_length=0, exception=exc, context=_EMPTY)
-            return False
-        self._fire(request_type=WS, name=HEARTBEAT, response_time=rtt, response_length=0, exception=None,
-                   context=_EMPTY)
-        return True
-
     def _on_heartbeat(self, rtt_ms: float | None, error: str | None) -> None:
         """The session's reader ran a heartbeat: ``rtt_ms`` of the pong, or the miss's ``error`` text."""
         if error is None:
@@ -238,7 +218,6 @@ class ChatClient:
     def close(self) -> int:
         """Close the connection (its reader runs the heartbeat); messages still in flight are abandoned (returned
         count), not reported as failures: they were cut off by the stop, not by the server."""
-        self._closed = True
         abandoned = 0
         session, self.session = self.session, None
         if session is not None:

@@ -10,7 +10,7 @@ Exceptions::
 
     ChatError
     ├── ConnectError        connect failed (TCP, TLS, upgrade refused, auth refused, no welcome); ``.auth`` flags auth
-    └── HeartbeatError      no pong in time / connection not open
+    └── HeartbeatError      a heartbeat ping got no pong in time
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import orjson
-from gevent.event import AsyncResult, Event
+from gevent.event import Event
 from gevent.lock import Semaphore
 
 from tasks.timeline import (
@@ -95,7 +95,7 @@ class ConnectError(ChatError):
 
 
 class HeartbeatError(ChatError):
-    """A ping got no pong in time, or the connection is not open."""
+    """A heartbeat ping got no pong in time."""
 
 
 class ChatFailure(ChatError):
@@ -206,8 +206,6 @@ class ChatSession:
         self._reader: gevent.Greenlet | None = None
         self._send_lock = Semaphore()
         self._changed = Event()
-        self._pong: AsyncResult | None = None
-        self._pong_echo: float | None = None
         self._open = False
         self._closing = False
         self._last_error: str | None = None
@@ -437,29 +435,6 @@ class ChatSession:
             self._changed.wait(remaining)
         return True
 
-    def ping(self, timeout: float) -> float:
-        """Send a heartbeat ``ping``; the round trip in ms. Raises :class:`HeartbeatError` without a pong."""
-        if not self._open:
-            raise HeartbeatError("heartbeat: connection not open")
-        echo = time.time()
-        result: AsyncResult = AsyncResult()
-        self._pong, self._pong_echo = result, echo
-        start = time.perf_counter()
-        try:
-            self._send(encode_frame(orjson.dumps({self.config.type_field: self.config.ping_type, "timestamp": echo})))
-        except OSError as exc:
-            raise HeartbeatError(f"heartbeat: send failed: {exc.strerror or exc}") from None
-        try:
-            arrived = result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise HeartbeatError(f"heartbeat: no pong within {timeout:g} s") from None
-        finally:
-            if self._pong is result:
-                self._pong = None
-        if arrived is None:
-            raise HeartbeatError(f"heartbeat: connection closed ({self.close_reason})")
-        return (arrived - start) * 1000.0
-
     def _send_heartbeat(self, now: float) -> None:
         echo = time.time()
         self._send(encode_frame(orjson.dumps({self.config.type_field: self.config.ping_type, "timestamp": echo})))
@@ -622,10 +597,6 @@ class ChatSession:
                 self._hb_missed = 0
                 if self.on_heartbeat is not None:
                     self.on_heartbeat((now - self._hb_sent_at) * 1000.0, None)
-                return
-            pong = self._pong
-            if pong is not None and (echo is None or echo == self._pong_echo):
-                pong.set(now)
         elif kind is RouteKind.CONNECTION_ERROR:
             frame = routed.frame
             code = frame.get(self.config.error_code_field) or frame.get(self.config.type_field)
@@ -654,9 +625,6 @@ class ChatSession:
             for timeline in pending:
                 if timeline.outcome is not None:
                     self.on_outcome(timeline, timeline.outcome)
-        pong = self._pong
-        if pong is not None and not pong.ready():
-            pong.set(None)
         self._changed.set()
         if was_open and not self._closing and self.on_closed is not None:
             self.on_closed(reason)
