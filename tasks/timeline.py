@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -322,7 +322,6 @@ class MessageTimeline:
         "_closers",
         "_required_before",
         "_completed",
-        "tag",
         "first_arrival",
         "reported",
     )
@@ -337,7 +336,6 @@ class MessageTimeline:
         reply_timeout: float = 30.0,
         hang_after: float = 10.0,
         intended_at: float | None = None,
-        tag: Any = None,
     ) -> None:
         if reply_timeout <= 0 or hang_after <= 0:
             raise ValueError(f"reply_timeout ({reply_timeout}) and hang_after ({hang_after}) must be > 0")
@@ -353,7 +351,6 @@ class MessageTimeline:
         self.state = TimelineState.AWAITING
         self.outcome: Outcome | None = None
         self.last_frame_at = sent_at
-        self.tag = tag
         self.first_arrival: str | None = None
         """The event type whose first arrival the last :meth:`event` call was (``None`` otherwise): lets the I/O
         layer report each event as it arrives."""
@@ -772,12 +769,3 @@ class Dispatcher:
             self._finish(timeline)
         return Routed(RouteKind.MESSAGE, frame, timeline, outcome)
 
-
-def describe_anomalies(counts: Mapping[str, int]) -> str:
-    """``"malformed json=2, unknown id=1"`` (stable order), for log lines."""
-    return ", ".join(f"{name}={counts[name]}" for name in sorted(counts) if counts[name])
-
-
-def ended_outcomes(routed: Iterable[Routed]) -> list[Outcome]:
-    """The outcomes among dispatch results (test helper)."""
-    return [r.outcome for r in routed if r.outcome is not None]
