@@ -5,7 +5,7 @@ again before each (re)connect; a token whose expiry is within ``refresh_margin``
 run never connects with an expired token. Tokens, secrets and passwords are never logged and never appear in error
 texts (``Token.__repr__`` hides the value).
 
-Sources (``token_source_from_options`` picks one, in this precedence):
+Sources (``users.ws_options`` picks one from the options, in this precedence):
 
 1. ``--token-file FILE``: one JWT per line (``#`` comments ignored), handed out round-robin. They cannot be
    refreshed: a token that is already expired at start is a start-up error (exit 2), one that expires during the run
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -79,7 +78,7 @@ def http_base_from_ws(url: str) -> str:
 
 
 class TokenSource:
-    """Hands out a fresh-enough token for user number ``n``; thread/greenlet-safe, caches per ``n``."""
+    """Hands out a fresh-enough token for user number ``n``, cached per ``n``."""
 
     kind = "abstract"
     refresh_margin: float = 60.0
@@ -88,7 +87,6 @@ class TokenSource:
         self.refresh_margin = refresh_margin
         self.clock = clock
         self._cache: dict[int, Token] = {}
-        self._lock = threading.Lock()
         self.refreshes = 0
 
     def token(self, n: int) -> Token:
