@@ -108,6 +108,7 @@ class ChatFailure(ChatError):
 _SO_TIMESTAMPNS = 35
 _KERNEL_TS_OK = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "AMD64")
 _unpack_timespec = struct.Struct("qq").unpack_from
+_connection_errors_logged: set[str] = set()
 
 
 def split_ws_url(url: str) -> tuple[str, str, int, str, str]:
@@ -601,7 +602,12 @@ class ChatSession:
             frame = routed.frame
             code = frame.get(self.config.error_code_field) or frame.get(self.config.type_field)
             self._last_error = f"{code}: {frame.get(self.config.error_message_field) or ''}"
-            logger.warning("chat connection error frame without a message: %s", self._last_error)
+            # once per code and process at warning level: a misbehaving server must not flood the log
+            key = str(code)
+            first = key not in _connection_errors_logged
+            _connection_errors_logged.add(key)
+            logger.log(logging.WARNING if first else logging.DEBUG,
+                       "chat connection error frame without a message: %s", self._last_error)
         elif kind is RouteKind.ANOMALY and self.on_anomaly is not None:
             self.on_anomaly(routed.anomaly)
 
