@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")]
@@ -18,17 +19,11 @@ RATE = 20.0
 SECONDS = 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_arrival_rate_is_split_across_workers(backend, tmp_path: Path) -> None:
     env = {**os.environ, **backend.env, "PYTHONPATH": str(ROOT)}
-    port = _free_port()
+    port = free_port()
     report = tmp_path / "sla.json"
     master = subprocess.Popen(
         [*LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),

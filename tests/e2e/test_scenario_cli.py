@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scenarios.registry import SCENARIOS
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", str(REPO / "locustfile.py")]
@@ -116,14 +117,6 @@ def test_inject_faults_with_a_wrong_admin_token_is_refused(backend) -> None:  # 
     assert "wrong-token-1234" not in res.stderr + res.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get_json(url: str) -> dict:
     import urllib.request
 
@@ -137,7 +130,7 @@ def test_web_ui_scenario_picker_runs_the_picked_scenario(backend, tmp_path: Path
     import urllib.parse
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     penv = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_", "JWT_"))}
     penv.update(backend.env)
     log = open(tmp_path / "web.log", "wb")  # noqa: SIM115
@@ -203,7 +196,7 @@ def test_locust_conf_example_is_read_and_staging_refuses_a_local_target() -> Non
 def test_distributed_scenario_runs_on_workers_and_judges_on_the_master(backend, tmp_path: Path) -> None:  # noqa: ANN001
     """``--master`` + ``--worker`` with the same ``--scenario``: the master's shape drives the worker, the in-flight
     steps reach it (no handler error), only the scenario's users run, and the master's verdict passes."""
-    port = _free_port()
+    port = free_port()
     penv = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "TARGET_", "JWT_"))}
     penv.update(backend.env)
     common = ["--host", backend.ws_url, "--scenario", "ws-concurrent-degradation"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from config.loader import validate_metric
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).parent / "locust")
@@ -31,12 +31,6 @@ SYNTH_CONFIG = """
 "WS agent_completed" = ["p(95) < 2000", "p(99) < 3000", "within(2000) >= 95%", "max < 5000"]
 "PG *" = ["p(95) < 200"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_locust(

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +26,7 @@ import pytest
 import websocket
 
 from sla_checks.report_html import tier_of, write_html_report
+from tests.helpers import free_port
 from tests.unit.test_sla_html import FIXTURE, example_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,12 +358,6 @@ ROWS_JS = """Array.from(document.querySelectorAll('table tbody tr')).map(
     tr => Array.from(tr.cells).map(td => td.innerText.trim()))"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 40.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -404,7 +398,7 @@ def _wait_rows(page: CdpPage, predicate: Any, timeout: float, what: str) -> list
 
 @pytest.fixture
 def locust_web(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    port = _free_port()
+    port = free_port()
     locustfile = tmp_path / "sla_webui_locustfile.py"
     locustfile.write_text(SYNTHETIC_LOCUSTFILE, encoding="utf-8")
     config = tmp_path / "sla_webui.toml"

@@ -19,28 +19,16 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import psutil
+
+from tests.helpers import free_port, wait_until  # noqa: F401  (re-exported for the reliability tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).parent / "locust")
 INSTRUMENTED = str(Path(__file__).resolve().parent / "instrumented_locustfile.py")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 class TcpProxy:

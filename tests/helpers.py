@@ -1,0 +1,24 @@
+"""Plain helpers shared by the integration, e2e and reliability tests (no fixtures: those live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago (bind port 0, read it, release it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds passed; its last value decides."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
