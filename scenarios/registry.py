@@ -60,9 +60,6 @@ FaultKind = Literal[
     "slow-pong",
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-# Faults that live inside the backend process (safe to run in parallel, one backend each); the others degrade the
-# shared Redis / PostgreSQL / ClickHouse.
-BACKEND_LOCAL_FAULTS = frozenset({"agent-slow", "hang", "drop-event", "slow-pong"})
 TIER_OF_FAULT = {
     "redis-pause": "redis",
     "redis-slow": "redis",
@@ -105,14 +102,6 @@ class Threshold:
     description: str = ""
     abort_on_fail: bool = False
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "metric": self.metric,
-            "expr": self.expr,
-            "description": self.description,
-            "abort_on_fail": self.abort_on_fail,
-        }
-
 
 @dataclass(frozen=True)
 class FaultSpec:
@@ -137,10 +126,6 @@ class FaultSpec:
     @property
     def tier(self) -> str | None:
         return TIER_OF_FAULT.get(self.kind)
-
-    @property
-    def backend_local(self) -> bool:
-        return self.kind in BACKEND_LOCAL_FAULTS
 
 
 @dataclass(frozen=True)

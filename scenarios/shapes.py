@@ -64,11 +64,6 @@ class ShapeSpec:
         """Weighted users wanted at scenario second ``t`` (0 <= t < duration_s)."""
         raise NotImplementedError
 
-    @property
-    def max_users(self) -> int:
-        """The most weighted users the shape ever asks for."""
-        raise NotImplementedError
-
     def step_at(self, t: float) -> int:
         """Index of the active step (only :class:`Stepped` has more than one)."""
         return 0
@@ -89,10 +84,6 @@ class Steady(ShapeSpec):
     def users_at(self, t: float) -> int:
         return self.users
 
-    @property
-    def max_users(self) -> int:
-        return self.users
-
 
 @dataclass(frozen=True, kw_only=True)
 class Ramp(ShapeSpec):
@@ -110,10 +101,6 @@ class Ramp(ShapeSpec):
     def users_at(self, t: float) -> int:
         frac = min(max(t / self.duration_s, 0.0), 1.0)
         return round(self.start_users + (self.end_users - self.start_users) * frac)
-
-    @property
-    def max_users(self) -> int:
-        return max(self.start_users, self.end_users)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,10 +124,6 @@ class Spike(ShapeSpec):
     def users_at(self, t: float) -> int:
         return self.peak_users if self.at_s <= t < self.at_s + self.for_s else self.base_users
 
-    @property
-    def max_users(self) -> int:
-        return max(self.base_users, self.peak_users)
-
 
 @dataclass(frozen=True, kw_only=True)
 class Soak(ShapeSpec):
@@ -160,10 +143,6 @@ class Soak(ShapeSpec):
         if self.ramp_s <= 0 or t >= self.ramp_s:
             return self.users
         return max(1, math.ceil(self.users * t / self.ramp_s)) if self.users else 0
-
-    @property
-    def max_users(self) -> int:
-        return self.users
 
 
 @dataclass(frozen=True)
@@ -206,18 +185,6 @@ class Stepped(ShapeSpec):
 
     def users_at(self, t: float) -> int:
         return self.steps[self.step_at(t)].users
-
-    @property
-    def max_users(self) -> int:
-        return max(s.users for s in self.steps)
-
-    def step_bounds(self) -> list[tuple[float, float]]:
-        """``[(start_s, end_s), ...]`` per step, in scenario seconds."""
-        bounds, start = [], 0.0
-        for step in self.steps:
-            bounds.append((start, start + step.hold_s))
-            start += step.hold_s
-        return bounds
 
 
 # ---------------------------------------------------------------------------------------------------------------
