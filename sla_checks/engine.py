@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sla_checks.evaluate import FAIL, NO_DATA, MetricData, ThresholdResult, ThresholdSpec, evaluate
+from sla_checks.evaluate import FAIL, MetricData, ThresholdResult, ThresholdSpec, evaluate
 from sla_checks.histogram import Histogram
 
 __all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "MAX_BUCKETS"]
@@ -401,7 +401,3 @@ class Engine:
                 f"{len(self.lost_workers)} worker(s) lost during the run: their load and samples are missing"
             )
         return ("fail" if reasons else "pass"), reasons
-
-    @staticmethod
-    def no_data(results: Iterable[ThresholdResult]) -> list[ThresholdResult]:
-        return [r for r in results if r.status == NO_DATA]
