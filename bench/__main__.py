@@ -3,7 +3,7 @@
 Usage::
 
     python -m bench all            # everything, < 10 minutes on the 2-core machine
-    python -m bench all --quick    # a smoke: short windows, 200/1,000 sessions (≈ 2-3 minutes)
+    python -m bench all --quick    # a smoke: short windows, 200/1,000 sessions (≈ 5-6 minutes; files <bench>-quick.json)
     python -m bench overhead|scale|distributed|accuracy|co|artillery [--quick]
     python -m bench soak [--minutes 20]   # not part of "all"
 
@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         return soak.main(["--minutes", str(a.minutes)])
     if a.what == "table":
         return print_saved_table()
+    if a.quick:
+        from bench import common
+
+        common.SUFFIX = "-quick"
     names = list(_sections()) if a.what == "all" else [a.what]
     start = time.monotonic()
     m0 = machine()
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     print(header)
     print(table)
-    save("summary" + ("-quick" if a.quick else ""), {"what": a.what, "quick": a.quick, "took_s": took,
+    save("summary", {"what": a.what, "quick": a.quick, "took_s": took,
                                                      "header": header, "table": table,
                                                      "rows": [list(r) for r in rows], "sections": list(results)})
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from typing import Any
 
+from bench import common
 from bench.common import RESULTS, BenchServer, chat_user_available, run_locust, save
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,10 @@ OPEN_USERS = 100
 def max_rate(chat: bool, files: list[str], classes: list[str] | None, quick: bool) -> tuple[float, str]:
     """The generator's max round trips/s with this user class (overhead result, or a 3 s measurement)."""
     try:
-        prev = json.loads((RESULTS / "overhead.json").read_text())
+        prev = json.loads((RESULTS / f"overhead{common.SUFFIX}.json").read_text())
         r = prev["chat"]["rate"] if chat else prev["naive"]["rate"]
         if r:
-            return float(r), "bench/results/overhead.json"
+            return float(r), f"bench/results/overhead{common.SUFFIX}.json"
     except (OSError, ValueError, KeyError, TypeError):
         pass
     with BenchServer(max_seconds=120) as srv:

@@ -243,10 +243,15 @@ def machine() -> dict[str, Any]:
             "load_avg_1m": os.getloadavg()[0]}
 
 
+SUFFIX = ""
+"""Appended to result file names; ``python -m bench ... --quick`` sets ``-quick`` so a smoke never overwrites the
+figures of a full run."""
+
+
 def save(name: str, data: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` (gitignored) and return its path."""
+    """Write ``bench/results/<name><SUFFIX>.json`` (gitignored) and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{SUFFIX}.json"
     data = {"bench": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **data}
     path.write_text(json.dumps(data, indent=2, default=str))
     return path

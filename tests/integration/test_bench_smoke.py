@@ -87,4 +87,4 @@ def test_bench_harness_prints_table_and_writes_json(tmp_path):
     assert "figure" in r.stdout and "measured" in r.stdout and "peer: Artillery ws engine" in r.stdout
     summary = json.loads((tmp_path / "summary-quick.json").read_text())
     assert summary["what"] == "artillery" and summary["rows"]
-    assert json.loads((tmp_path / "artillery.json").read_text())["status"] in ("skipped", "measured")
+    assert json.loads((tmp_path / "artillery-quick.json").read_text())["status"] in ("skipped", "measured")
