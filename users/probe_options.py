@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from target.settings import Settings as _BackendSettings
 from users.probe_base import ProbeFailure, redact_url
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ TIER_USER_CLASS: dict[str, str] = {
     "health": "HealthCheckUser",
 }
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
+# the tiers are probed where the reference backend keeps its data by default
+_BACKEND = _BackendSettings()
 
 
 class ProbeConfigError(ValueError):
@@ -122,19 +125,19 @@ class ProbeConfig:
     """Validated probe settings (from Locust's parsed options, or built directly in tests)."""
 
     probes: frozenset[str] = frozenset(TIERS)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = _BACKEND.redis_url
     redis_pool_size: int = 4
     redis_pool_timeout: float = 5.0
     redis_timeout: float = 10.0
     redis_large_value_kb: int = 256
     redis_probe_users: int = 1
-    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
+    pg_dsn: str = _BACKEND.pg_dsn
     pg_pool_size: int = 2
     pg_pool_timeout: float = 5.0
     pg_connect_timeout: float = 5.0
     pg_statement_timeout: float = 15.0
     pg_probe_users: int = 1
-    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_url: str = _BACKEND.clickhouse_url
     clickhouse_batch_size: int = 100
     clickhouse_timeout: float = 15.0
     clickhouse_probe_users: int = 1
