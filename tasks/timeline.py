@@ -768,4 +768,3 @@ class Dispatcher:
         if timeline.outcome is not None:
             self._finish(timeline)
         return Routed(RouteKind.MESSAGE, frame, timeline, outcome)
-

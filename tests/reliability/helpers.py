@@ -29,8 +29,6 @@ LOCUST = str(Path(sys.executable).parent / "locust")
 INSTRUMENTED = str(Path(__file__).resolve().parent / "instrumented_locustfile.py")
 
 
-
-
 class TcpProxy:
     """127.0.0.1:<port> → upstream, in threads. ``blackhole(True)`` stops forwarding in both directions and stops
     accepting (new connects sit in the kernel backlog, bytes stay unread), like a network that drops every packet;
