@@ -66,10 +66,6 @@ class RedisTier:
         session = orjson.loads(raw) if raw else None
         return int(count), session
 
-    async def write_session(self, user_id: str, session: dict, ttl_s: int) -> None:
-        key = REDIS_SESSION_KEY.format(user_id=user_id)
-        await self._run("session write", self.client.set(key, orjson.dumps(session), ex=ttl_s))
-
     async def start_run(self, user_id: str, session: dict, session_ttl_s: int, run_id: str, state: dict,
                         state_ttl_s: int) -> None:
         """One round trip: write the session and ``agent_state:{run_id}``."""
