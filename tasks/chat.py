@@ -143,6 +143,9 @@ class OpenModelDriver:
         if driver is None:
             driver = cls(environment, settings)
             environment.chat_open_model = driver
+        elif driver.settings is not settings and not driver.clients:
+            # a new test (web UI) resolved the options again: send on its schedule, not the previous test's
+            driver.settings = settings
         return driver
 
     def register(self, client: ChatClient) -> None:
