@@ -69,12 +69,19 @@ class ChatSettings:
     login_path: str = "/auth/login"
     login_users: list[Any] = field(default_factory=list, repr=False)
     """Credentials for the FLOW user's ``POST /auth/login`` (users file, else the reference backend's seeds)."""
+    _ssl: tuple[bool, ssl.SSLContext] | None = field(default=None, init=False, repr=False, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of wss:// connections, built once and shared: loading the CA store costs ~15 ms of
+        blocking CPU, too much to pay on every connect and reconnect."""
+        cached = self._ssl
+        if cached is not None and cached[0] == self.insecure:
+            return cached[1]
         ctx = ssl.create_default_context()
         if self.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        self._ssl = (self.insecure, ctx)
         return ctx
 
     def with_(self, **changes: Any) -> ChatSettings:
