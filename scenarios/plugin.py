@@ -391,7 +391,7 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     try:
-        load_profile(path=path)  # validate what we hand over
+        generated = load_profile(path=path)  # validate what we hand over
     except ConfigError as e:  # pragma: no cover - a catalogue bug, caught by the unit tests
         raise ScenarioError(f"scenario {scenario.name}: generated SLA profile is invalid: {e}") from None
     state.generated_profile = path
@@ -402,7 +402,7 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
     sla = getattr(environment, "sla", None)
     if sla is not None and hasattr(sla, "reconfigure"):
         # the SLA engine was set up already (web UI picks the scenario at swarm time): give it the new thresholds
-        sla.reconfigure(load_profile(path=path), float(options.sla_window) if options.sla_window else None)
+        sla.reconfigure(generated, float(options.sla_window) if options.sla_window else None)
     logger.info(
         "Scenario %s: thresholds (%s mode, base %s) in %s",
         scenario.name,
