@@ -72,20 +72,20 @@ class HealthCheckUser(FastHttpUser):
 
     @task(2)
     def ready(self) -> None:
-        body: str | None = None
+        readings: list[tuple[str, float, str | None]] = []
         with self.client.get("/health/ready", name="/health/ready", catch_response=True) as resp:
             status = resp.status_code or 0
             try:
-                body = resp.text
+                readings = tier_readings(resp.text)
             except Exception:  # noqa: BLE001  (no readable body on a network error)
-                body = None
+                readings = []
             if status == 200:
                 resp.success()
             elif status == 503:
-                bad = [f"{t}: {e}" for t, _ms, e in tier_readings(body) if e]
+                bad = [f"{t}: {e}" for t, _ms, e in readings if e]
                 resp.failure("degraded" + (": " + "; ".join(bad) if bad else ""))
             else:
                 resp.failure(f"HTTP {status or 'error'}: {getattr(resp, 'error', '') or ''}".strip())
-        for tier, ms, error in tier_readings(body):
+        for tier, ms, error in readings:
             fire(self.environment, "HTTP", f"ready:{tier}", ms,
                  exception=ProbeFailure(error[:200]) if error else None)
