@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import pytest
 import websocket
 
 from target.auth import issue_token
+from tests.helpers import free_port
 from tests.integration.test_target_pipeline import connect, recv_until_final, send_message
 
 
@@ -184,9 +184,7 @@ def test_rate_limit_per_user_answers_rate_limited(start_backend):
 
 @pytest.mark.timeout(60)
 def test_ready_is_503_when_a_tier_is_down(start_backend):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    dead = free_port()  # nothing listens there
     b = start_backend(clickhouse_url=f"http://127.0.0.1:{dead}")
     status, body = http("GET", b.http_url + "/health/ready")
     assert status == 503 and body["status"] == "degraded"
@@ -271,9 +269,7 @@ def test_issue_token_matches_the_backend(backend):
 
 @pytest.mark.timeout(60)
 def test_connection_is_closed_1011_while_postgres_is_unreachable(start_backend):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     b = start_backend(pg_dsn=f"postgresql://postgres@127.0.0.1:{dead}/test", pg_timeout_ms=500)
     ws = websocket.create_connection(b.ws_url, header=[f"Authorization: Bearer {b.login(2)}"], timeout=10)
     try:
