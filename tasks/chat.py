@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -172,7 +173,7 @@ class OpenModelDriver:
 
     def _run(self) -> None:
         assert self.scheduler is not None
-        backlog: list[float] = []
+        backlog: deque[float] = deque()  # intended times due but not sent yet (popped from the left)
         fire = self.environment.events.request.fire
         s = self.settings
         completed = s.protocol.completed
@@ -185,7 +186,7 @@ class OpenModelDriver:
                 now = time.perf_counter()
                 if client is None:
                     if now - intended >= s.reply_timeout:
-                        backlog.pop(0)
+                        backlog.popleft()
                         self.given_up += 1
                         from users.ws_session import ChatFailure
 
@@ -197,7 +198,7 @@ class OpenModelDriver:
                              response_length=0, exception=exc, context={})
                         continue
                     break
-                backlog.pop(0)
+                backlog.popleft()
                 lag_ms = (now - intended) * 1000.0
                 if lag_ms > self.max_lag_ms:
                     self.max_lag_ms = lag_ms
