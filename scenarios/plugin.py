@@ -154,7 +154,8 @@ def register_options(parser: Any) -> None:
         default="",
         metavar="TOKEN",
         env_var="LOCUST_TARGET_ADMIN_TOKEN",
-        include_in_web_ui=True,
+        # not in the web UI: Locust writes a web-UI option's value into the page (is_secret only masks the input)
+        include_in_web_ui=False,
         is_secret=True,
         help="Admin token of the bundled backend's /admin/faults API (default: the TARGET_ADMIN_TOKEN env var).",
     )
