@@ -131,7 +131,8 @@ class Backend:
         return json_response({"status": "ok", "pid": os.getpid(), "uptime_s": round(time.time() - self.started, 3),
                               "connections": self.connections, "in_flight": self.in_flight,
                               "messages_completed": self.pipeline.completed,
-                              "messages_failed": self.pipeline.failed, "clickhouse": self.ch.stats(),
+                              "messages_failed": self.pipeline.failed,
+                              "messages_rate_limited": self.pipeline.rate_limited, "clickhouse": self.ch.stats(),
                               "faults": [f["kind"] for f in self.faults.list()]})
 
     async def ready(self, request: Request) -> Response:

@@ -50,6 +50,7 @@ class Pipeline:
         self.faults = faults
         self.completed = 0
         self.failed = 0
+        self.rate_limited = 0
         self._bg: set[asyncio.Task] = set()
 
     def think_total_ms(self) -> float:
@@ -57,6 +58,18 @@ class Pipeline:
 
     async def handle(self, msg: UserMessage, user: Principal, send: Send) -> None:
         """Run one message to its end; never raises (except cancellation)."""
+        try:
+            await self._handle(msg, user, send)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must end the message with an error, never leave it hanging
+            self.failed += 1
+            log.exception("message failed with an internal error")
+            thread_id = msg.thread_id or ""
+            await send(error_frame("INTERNAL_ERROR", f"internal error: {type(e).__name__}", thread_id=thread_id,
+                                   correlation_id=msg.correlation_id))
+
+    async def _handle(self, msg: UserMessage, user: Principal, send: Send) -> None:
         if self.faults.active("hang"):
             log.debug("hang fault: message swallowed")
             return
@@ -75,6 +88,7 @@ class Pipeline:
             await send(err(_code(e), str(e)))
             return
         if self.s.rate_limit_per_s and count > self.s.rate_limit_per_s:
+            self.rate_limited += 1
             await send(err("RATE_LIMITED", f"more than {self.s.rate_limit_per_s} messages per second for this user"))
             return
         run_id = uuid.uuid4().hex

@@ -63,8 +63,7 @@ class RedisTier:
                 return await p.execute()
 
         count, _, raw = await self._run("admit", go())
-        session = orjson.loads(raw) if raw else None
-        return int(count), session
+        return int(count), _session_or_none(raw, session_key)
 
     async def start_run(self, user_id: str, session: dict, session_ttl_s: int, run_id: str, state: dict,
                         state_ttl_s: int) -> None:
@@ -93,3 +92,18 @@ class RedisTier:
             await self.pool.aclose()
         except Exception:  # noqa: BLE001 - closing on shutdown must not raise
             log.debug("redis close failed", exc_info=True)
+
+
+def _session_or_none(raw: bytes | None, key: str) -> dict | None:
+    """The cached session, or None (a cache miss) when the stored value is not a JSON object: a corrupt cache entry
+    is rebuilt by the next write, never a reason to fail the user's message."""
+    if not raw:
+        return None
+    try:
+        session = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        session = None
+    if not isinstance(session, dict):
+        log.warning("ignoring a corrupt session cache entry at %s (%d bytes)", key.split(":", 1)[0], len(raw))
+        return None
+    return session

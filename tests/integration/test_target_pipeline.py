@@ -115,3 +115,30 @@ def test_twenty_messages_five_in_flight_each_complete_in_order_within_2s(backend
     for tid, types in events.items():
         assert is_in_order(types), types
         assert done[tid] - sent[tid] < 2.0, f"message took {done[tid] - sent[tid]:.3f} s"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("corrupt", [b"{not json", b"[1, 2, 3]"])
+def test_corrupt_session_cache_entry_still_completes_the_message(backend, corrupt):
+    """A session cache value that is not a JSON object is a cache miss, not a message that dies without a reply."""
+    import jwt
+    import redis
+
+    from target.schema import REDIS_SESSION_KEY
+
+    token = backend.login(7)
+    user_id = jwt.decode(token, options={"verify_signature": False})["sub"]
+    r = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        r.set(REDIS_SESSION_KEY.format(user_id=user_id), corrupt, ex=60)
+        ws = connect(backend, 7)
+        try:
+            send_message(ws)
+            types = [f["type"] for f in recv_until_final(ws)]
+        finally:
+            ws.close()
+        assert types[-1] == "agent_completed", types
+        # the next write replaced the corrupt entry with a real session
+        assert isinstance(json.loads(r.get(REDIS_SESSION_KEY.format(user_id=user_id))), dict)
+    finally:
+        r.close()

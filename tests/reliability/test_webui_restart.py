@@ -60,6 +60,9 @@ def test_stop_closes_every_connection_and_a_new_test_starts_afresh(backend, tmp_
             starts.append(time.time())
             assert _post(base + "/swarm", {"user_count": "4", "spawn_rate": "4", "host": backend.ws_url})["success"]
             assert wait_until(lambda: _conns_to(proc.pid, backend.port) >= 4, 20), f"round {round_}: not connected"
+            # /stats/requests is memoized for up to 2 s (locust.web.DEFAULT_CACHE_TIME, "dynamic"): let the previous
+            # test's cached figures expire so round 2 waits for its own completions.
+            time.sleep(3)
             assert wait_until(lambda: _completed(base) >= 8, 30), f"round {round_}: no messages completed"
             time.sleep(1)
             _post(base + "/stop")
