@@ -34,7 +34,7 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
-from tasks.timeline import MessageTimeline, Outcome, OutcomeKind
+from tasks.timeline import DEFAULT_EVENTS, MessageTimeline, Outcome, OutcomeKind
 from users.auth import LoginError
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
@@ -67,7 +67,11 @@ class ChatClient:
         self.sent = 0
         self.ended = 0
         self._fire: Callable[..., None] = environment.events.request.fire
-        self._completed = settings.protocol.completed
+        # Samples carry DESIGN.md §2's metric names whatever the backend calls its events (``--ws-protocol``), so
+        # SLA thresholds and reports keep working: the configured events map, in order, onto the canonical five.
+        self._metric = metric_names(settings.protocol.events)
+        self._wire_completed = settings.protocol.completed
+        self._completed = self._metric.get(self._wire_completed, self._wire_completed)
 
     # -- connection ----------------------------------------------------------------------------------------------
     @property
@@ -179,20 +183,23 @@ class ChatClient:
     def _on_event(self, timeline: MessageTimeline, name: str, ms: float) -> None:
         """An event type's first arrival for a message still going on: its sample now, not at the message's end."""
         timeline.reported += 1
-        self._fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None, context=_EMPTY)
+        self._fire(request_type=WS, name=self._metric.get(name, name), response_time=ms, response_length=0,
+                   exception=None, context=_EMPTY)
 
     def _on_outcome(self, timeline: MessageTimeline, outcome: Outcome) -> None:
         self.ended += 1
         fire = self._fire
         completed = self._completed
+        wire_completed = self._wire_completed
+        metric = self._metric
         skip = timeline.reported  # first arrivals already reported as they came (arrival order)
         for name, ms in outcome.first_ms.items():
             if skip:
                 skip -= 1
                 continue
-            if name != completed:
-                fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
-                     context=_EMPTY)
+            if name != wire_completed:
+                fire(request_type=WS, name=metric.get(name, name), response_time=ms, response_length=0,
+                     exception=None, context=_EMPTY)
         failure = outcome.failure
         exc = ChatFailure(failure) if failure is not None else None
         fire(request_type=WS, name=completed, response_time=outcome.latency_ms, response_length=0, exception=exc,
@@ -225,3 +232,14 @@ class ChatClient:
             session.on_outcome = None
             session.close(reason="user stopped")
         return abandoned
+
+
+def metric_names(events: tuple[str, ...]) -> dict[str, str]:
+    """Wire event type -> metric name: a backend's own five event names, in pipeline order, map onto DESIGN.md §2's
+    (``WS agent_started`` ... ``WS agent_completed``); the last configured event is always ``agent_completed``.
+    Events beyond those keep their own names."""
+    if tuple(events) == DEFAULT_EVENTS or not events:
+        return {}
+    names = dict(zip(events[:-1], DEFAULT_EVENTS[:-1], strict=False)) if len(events) == len(DEFAULT_EVENTS) else {}
+    names[events[-1]] = DEFAULT_EVENTS[-1]
+    return {wire: canon for wire, canon in names.items() if wire != canon}

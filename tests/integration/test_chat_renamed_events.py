@@ -1,0 +1,25 @@
+"""A backend whose agent events have other names (``--ws-protocol``): the samples keep DESIGN.md §2's metric names,
+so the SLA thresholds (``WS agent_completed`` ...) and the stage breakdown judge it unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.timeline import OutcomeKind, ProtocolConfig
+from tests.integration.test_chat_bad_input import FIVE, Run, ev
+
+pytestmark = pytest.mark.timeout(60)
+
+THEIRS = ("run_started", "run_thinking", "tool_start", "tool_end", "run_done")
+
+
+def test_renamed_events_are_sampled_under_the_canonical_metric_names():
+    protocol = ProtocolConfig(events=THEIRS, pairs=(("tool_start", "tool_end"),))
+    with Run(lambda ids: [ev(k, ids) for k in THEIRS], protocol=protocol) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.kind is OutcomeKind.COMPLETED and out.failure is None
+    names = [s["name"] for s in run.samples if s["request_type"] == "WS" and s["name"] != "connect"]
+    assert sorted(names) == sorted(FIVE), names
+    (completed,) = [s for s in run.samples if s["name"] == "agent_completed"]
+    assert completed["context"]["outcome"] == "completed" and completed["context"]["stages"]
