@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ import tempfile
 from typing import Any
 
 from bench import common
-from bench.common import RESULTS, BenchServer, chat_user_available, run_locust, save
+from bench.common import RESULTS, BenchServer, bench_main, chat_user_available, run_locust, save
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +101,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short windows")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for fig, val, goal in rows(run(a.quick)):
-        print(f"{fig:<40} {val:<70} {goal}")
-    return 0
+    return bench_main("accuracy", __doc__, run, rows, argv, quick_help="short windows")
 
 
 if __name__ == "__main__":

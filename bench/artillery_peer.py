@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -30,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import ROOT, BenchServer, save, stop_process
+from bench.common import ROOT, BenchServer, bench_main, save, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +156,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.artillery_peer", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short window; no install attempt")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for fig, val, goal in rows(run(a.quick)):
-        print(f"{fig:<40} {val:<70} {goal}")
-    return 0
+    return bench_main("artillery_peer", __doc__, run, rows, argv, quick_help="short window; no install attempt")
 
 
 if __name__ == "__main__":

@@ -292,3 +292,17 @@ def timed(label: str) -> Iterator[None]:
     t = time.monotonic()
     yield
     logger.info("%s took %.1f s", label, time.monotonic() - t)
+
+
+def bench_main(module: str, doc: str | None, run: Any, rows: Any, argv: list[str] | None,
+               quick_help: str = "short windows") -> int:
+    """The command line of one benchmark module: ``python -m bench.<module> [--quick]`` prints its table rows."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=f"python -m bench.{module}", description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for fig, val, goal in rows(run(a.quick)):
+        print(f"{fig:<40} {val:<70} {goal}")
+    return 0

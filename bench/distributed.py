@@ -13,7 +13,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.common import BenchServer, chat_user_available, run_locust, save
+from bench.common import BenchServer, bench_main, chat_user_available, run_locust, save
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +84,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.distributed", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short windows")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for fig, val, goal in rows(run(a.quick)):
-        print(f"{fig:<40} {val:<70} {goal}")
-    return 0
+    return bench_main("distributed", __doc__, run, rows, argv, quick_help="short windows")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from typing import Any
 
-from bench.common import BenchServer, chat_user_available, run_locust, save
+from bench.common import BenchServer, bench_main, chat_user_available, run_locust, save
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +68,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200 and 1,000 sessions")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for fig, val, goal in rows(run(a.quick)):
-        print(f"{fig:<40} {val:<70} {goal}")
-    return 0
+    return bench_main("scale", __doc__, run, rows, argv, quick_help="200 and 1,000 sessions")
 
 
 if __name__ == "__main__":
