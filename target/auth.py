@@ -2,11 +2,13 @@
 
 Tokens: HS256 with claims ``sub``, ``email``, ``permissions``, ``iat``, ``exp``, ``type: "access"``, ``iss``,
 ``jti``. Verification accepts only HS256 (so ``alg: none`` and other algorithms are refused), requires ``exp``,
-``iat`` and ``sub``, checks the issuer and the ``type``. Error texts never contain the token or the secret.
+``iat`` and ``sub``, requires ``exp``/``iat``/``nbf`` (when present) to be JSON numbers, not numeric strings, checks
+the issuer and the ``type``. Error texts never contain the token or the secret.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -85,6 +87,21 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def check_time_claim_types(claims: Mapping[str, object]) -> None:
+    """Raise AuthError unless each time claim present is a JSON number (RFC 7519 NumericDate: seconds since the
+    epoch, fractions allowed); a string, boolean, null, NaN or infinity is refused."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        v = claims[name]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            got = repr(v) if isinstance(v, float) else type(v).__name__
+            raise AuthError(f"token claim {name!r} must be a number (seconds since the epoch), not {got}")
+
+
 def verify_token(token: str, secret: str, issuer: str, *, now: float | None = None, leeway_s: float = 0) -> Principal:
     """Return the token's principal or raise AuthError saying what is wrong."""
     if not token:
@@ -98,16 +115,17 @@ def verify_token(token: str, secret: str, issuer: str, *, now: float | None = No
         raise AuthError(f"token algorithm {str(alg)[:16]!r} is not accepted (only {ALGORITHM})")
     options = {"require": ["exp", "iat", "sub"]}
     try:
+        # Signature, issuer and required claims first, the time claims' types next, their values last: pyjwt
+        # (2.15) checks a time claim only with int(claim), so it takes "exp": "9999999999" or "iat": true.
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], issuer=issuer,
+            options={**options, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+        check_time_claim_types(claims)
         if now is None:
-            claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer, options=options, leeway=leeway_s)
-        else:
-            # An injected clock (tests): check exp ourselves against it.
-            claims = jwt.decode(
-                token, secret, algorithms=[ALGORITHM], issuer=issuer,
-                options={**options, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
-            )
-            if float(claims["exp"]) + leeway_s <= now:
-                raise jwt.ExpiredSignatureError("Signature has expired")
+            jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer, options=options, leeway=leeway_s)
+        elif claims["exp"] + leeway_s <= now:  # an injected clock (tests): check exp ourselves against it
+            raise jwt.ExpiredSignatureError("Signature has expired")
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidSignatureError:

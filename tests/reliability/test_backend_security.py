@@ -3,9 +3,10 @@
 rate limit, admin API without/with a wrong token or disabled, SIGTERM log hygiene).
 
 Here: hand-forged JWT headers (every spelling of ``none``, other algorithms, a missing ``alg``) carrying a *valid*
-HS256 signature so only the algorithm check can refuse them, malformed ``exp``/``iat``; the admin API refuses a chat
-user's JWT, the JWT secret, near-miss tokens and other placements; the rate limit counts per user across
-connections (another user is not affected); the backend binds to loopback by default.
+HS256 signature so only the algorithm check can refuse them, malformed ``exp``/``iat``/``nbf`` (also numeric strings
+and booleans, which pyjwt 2.15 lets through: it only tries ``int(claim)``), in both reject modes; the admin API
+refuses a chat user's JWT, the JWT secret, near-miss tokens and other placements; the rate limit counts per user
+across connections (another user is not affected); the backend binds to loopback by default.
 """
 
 from __future__ import annotations
@@ -99,11 +100,25 @@ def test_forged_algorithm_header_is_refused(backend, header: dict, sign: bool, p
     {"sub": ""},
     {"sub": 61},
     {"type": "refresh"},
+    {"exp": "9999999999"},
+    {"iat": str(int(time.time()))},
+    {"iat": True},
+    {"nbf": str(int(time.time()) - 10)},
 ], ids=["exp-string-past", "exp-past-float", "exp-just-passed", "iat-future", "nbf-future", "sub-empty", "sub-int",
-        "refresh-type"])
+        "refresh-type", "exp-string-future", "iat-string", "iat-bool", "nbf-string-past"])
 def test_malformed_claims_are_refused(backend, claims: dict) -> None:  # noqa: ANN001
     assert ws_auth_result(backend, forged(backend, {"alg": "HS256", "typ": "JWT"}, **claims)) == ("AUTH_FAILED",
                                                                                                    1008)
+
+
+@pytest.mark.timeout(60)
+def test_string_exp_is_refused_at_the_upgrade_in_http403_mode(start_backend) -> None:  # noqa: ANN001
+    b = start_backend(auth_reject_mode="http403")
+    hdr = {"alg": "HS256", "typ": "JWT"}
+    assert ws_auth_result(b, forged(b, hdr))[0] == "connection_established"  # the forger's tokens pass here too
+    with pytest.raises(websocket.WebSocketBadStatusException) as e:
+        ws_auth_result(b, forged(b, hdr, exp="9999999999"))
+    assert e.value.status_code == 403
 
 
 def admin_status(backend, method: str, headers: dict[str, str], query: str = "") -> int:  # noqa: ANN001

@@ -55,6 +55,37 @@ def test_bad_tokens_are_refused_with_a_reason(token, reason):
     assert SECRET not in str(e.value) and (not token or token not in str(e.value))
 
 
+def _forge(claims: dict) -> str:
+    # json.dumps writes NaN/Infinity, which Python's (and so pyjwt's) JSON parser reads back
+    return raw(claims)
+
+
+@pytest.mark.parametrize("now", [NOW, None], ids=["injected-clock", "real-clock"])
+@pytest.mark.parametrize("claims", [
+    {"exp": "9999999999"},
+    {"exp": str(int(NOW) + 600)},
+    {"exp": True},
+    {"exp": [int(NOW) + 600]},
+    {"exp": float("nan")},
+    {"iat": str(int(NOW))},
+    {"iat": True},
+    {"nbf": str(int(NOW) - 10)},
+    {"nbf": None},
+], ids=["exp-str-far", "exp-str", "exp-bool", "exp-list", "exp-nan", "iat-str", "iat-bool", "nbf-str", "nbf-null"])
+def test_time_claims_that_are_not_json_numbers_are_refused(claims, now):
+    base = BASE | {"iat": 1_000_000_000, "exp": 9_999_999_999}  # valid on either clock, but for the bad claim
+    with pytest.raises(AuthError, match=rf"claim '{next(iter(claims))}' must be a number") as e:
+        verify_token(_forge(base | claims), SECRET, ISS, now=now)
+    assert SECRET not in str(e.value)
+
+
+@pytest.mark.parametrize("claims", [{"exp": int(NOW) + 600.5}, {"nbf": int(NOW) - 10}, {"nbf": float(NOW)}],
+                         ids=["exp-float", "nbf-int", "nbf-float"])
+def test_numeric_time_claims_are_accepted(claims):
+    # RFC 7519 NumericDate: any JSON number, fractions included
+    assert verify_token(raw(BASE | claims), SECRET, ISS, now=NOW + 1).user_id == "user-0001"
+
+
 def test_expiry_uses_the_injected_clock():
     t = good()
     verify_token(t, SECRET, ISS, now=NOW + 599)
