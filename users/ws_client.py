@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
@@ -67,8 +67,9 @@ class ChatClient:
         self.sent = 0
         self.ended = 0
         self._fire: Callable[..., None] = environment.events.request.fire
-        # Samples carry DESIGN.md §2's metric names whatever the backend calls its events (``--ws-protocol``), so
-        # SLA thresholds and reports keep working: the configured events map, in order, onto the canonical five.
+        # Samples and their stage gaps carry DESIGN.md §2's metric names whatever the backend calls its events
+        # (``--ws-protocol``), so SLA thresholds, reports and attribution keep working: the configured events map,
+        # in order, onto the canonical five.
         self._metric = metric_names(settings.protocol.events)
         self._wire_completed = settings.protocol.completed
         self._completed = self._metric.get(self._wire_completed, self._wire_completed)
@@ -202,8 +203,11 @@ class ChatClient:
                      exception=None, context=_EMPTY)
         failure = outcome.failure
         exc = ChatFailure(failure) if failure is not None else None
+        context = outcome.context()
+        if metric:
+            context["stages"] = stage_names(outcome.stages, metric)
         fire(request_type=WS, name=completed, response_time=outcome.latency_ms, response_length=0, exception=exc,
-             context=outcome.context())
+             context=context)
         if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
             fire(request_type=WS, name=EVENTS_MISSING, response_time=outcome.latency_ms, response_length=0,
                  exception=ChatFailure(f"no agent event: {failure}"), context=_EMPTY)
@@ -243,3 +247,12 @@ def metric_names(events: tuple[str, ...]) -> dict[str, str]:
     names = dict(zip(events[:-1], DEFAULT_EVENTS[:-1], strict=False)) if len(events) == len(DEFAULT_EVENTS) else {}
     names[events[-1]] = DEFAULT_EVENTS[-1]
     return {wire: canon for wire, canon in names.items() if wire != canon}
+
+
+def stage_names(stages: Mapping[str, float], metric: Mapping[str, str]) -> dict[str, float]:
+    """An outcome's ``"a→b"`` gaps under the metric names of ``a`` and ``b`` (see :func:`metric_names`)."""
+    out: dict[str, float] = {}
+    for gap, ms in stages.items():
+        a, sep, b = gap.partition("→")
+        out[f"{metric.get(a, a)}{sep}{metric.get(b, b)}" if sep else gap] = ms
+    return out

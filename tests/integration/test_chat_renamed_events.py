@@ -23,3 +23,16 @@ def test_renamed_events_are_sampled_under_the_canonical_metric_names():
     assert sorted(names) == sorted(FIVE), names
     (completed,) = [s for s in run.samples if s["name"] == "agent_completed"]
     assert completed["context"]["outcome"] == "completed" and completed["context"]["stages"]
+
+
+def test_renamed_events_give_stage_gaps_under_the_canonical_names():
+    # the stage breakdown, the attribution's "slowest stage" and the report's stage order key on these names
+    protocol = ProtocolConfig(events=THEIRS, pairs=(("tool_start", "tool_end"),))
+    with Run(lambda ids: [ev(k, ids) for k in THEIRS], protocol=protocol) as run:
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+    assert out.kind is OutcomeKind.COMPLETED and out.failure is None
+    (completed,) = [s for s in run.samples if s["name"] == "agent_completed"]
+    stages = completed["context"]["stages"]
+    assert list(stages) == [f"{a}→{b}" for a, b in zip(FIVE, FIVE[1:], strict=False)], stages
+    assert all(ms >= 0 for ms in stages.values())
