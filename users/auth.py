@@ -7,9 +7,11 @@ texts (``Token.__repr__`` hides the value).
 
 Sources (``users.ws_options`` picks one from the options, in this precedence):
 
-1. ``--token-file FILE``: one JWT per line (``#`` comments ignored), handed out round-robin. They cannot be
-   refreshed: a token that is already expired at start is a start-up error (exit 2), one that expires during the run
-   is logged once as a warning.
+1. ``--token-file FILE``: one JWT per line (``#`` comments ignored), handed out round-robin. The file is re-read
+   when it changes (mtime, size or inode) and when the token due has expired, so a process that rotates the file
+   keeps a long run going; an expired token is skipped for the next unexpired one (logged once). A file whose tokens
+   have all expired is a start-up error (exit 2); during the run it fails that connect (``WS connect`` failure
+   naming the file and the fix) until the file holds a fresh token.
 2. ``--users-file FILE``: CSV ``email,password`` lines; each user logs in with ``POST /auth/login`` (path
    ``--ws-login-path``, base URL from ``--ws-login-url`` or derived from ``--host``: ``ws://h:p/ws`` → ``http://h:p``).
 3. ``--jwt-secret`` (default: env ``JWT_SECRET_KEY``): HS256 tokens minted with pyjwt, claims ``sub`` (from
@@ -22,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -42,8 +45,16 @@ class AuthConfigError(ValueError):
     """Bad auth option (names the option, the bad value, never a secret, and the fix)."""
 
 
-class LoginError(Exception):
+class TokenError(Exception):
+    """No usable token for a connect; the text names the source and the fix, never a token or a password."""
+
+
+class LoginError(TokenError):
     """``POST /auth/login`` failed; the text names the status and the email, never the password."""
+
+
+class TokenFileError(TokenError):
+    """``--token-file`` has no usable token now: every token in it has expired, or it cannot be read any more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,51 +182,120 @@ class MintedTokens(TokenSource):
         return Token(jwt.encode(payload, self._secret, algorithm="HS256"), float(payload["exp"]), sub)
 
 
+def read_token_file(path: str) -> list[Token]:
+    """The tokens of a ``--token-file`` (one per line, ``#`` comments and blank lines skipped), with their ``exp``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [ln.strip() for ln in fh]
+    except OSError as exc:
+        raise AuthConfigError(
+            f"--token-file {path!r} cannot be read ({exc.strerror}); give a file with one JWT per line"
+        ) from None
+    values = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not values:
+        raise AuthConfigError(f"--token-file {path!r} holds no token; put one JWT per line")
+    return [Token(value, *token_expiry(value)) for value in values]
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
 class FileTokens(TokenSource):
-    """Tokens from a file, one per line, round-robin over users. Cannot refresh: warns once per expired token."""
+    """Tokens from a file, one per line, round-robin over users; re-read when the file changes (mtime, size or
+    inode) or, at most every ``reread_interval`` s, when the token due has expired (an in-place rewrite may keep the
+    mtime). An expired token is skipped for the next unexpired one; with none left, :meth:`token` raises
+    :class:`TokenFileError` (that connect fails, the run goes on). A file caught mid-rotation (missing, empty) keeps
+    the tokens read before."""
 
     kind = "token-file"
+    reread_interval: float = 1.0
 
     def __init__(self, path: str, refresh_margin: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         super().__init__(refresh_margin=refresh_margin, clock=clock)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = [ln.strip() for ln in fh]
-        except OSError as exc:
-            raise AuthConfigError(
-                f"--token-file {path!r} cannot be read ({exc.strerror}); give a file with one JWT per line"
-            ) from None
-        values = [ln for ln in lines if ln and not ln.startswith("#")]
-        if not values:
-            raise AuthConfigError(f"--token-file {path!r} holds no token; put one JWT per line")
-        now = clock()
         self.path = path
-        self.tokens: list[Token] = []
-        expired = []
-        for lineno, value in enumerate(values, 1):
-            exp, sub = token_expiry(value)
-            if exp is not None and exp <= now:
-                expired.append(lineno)
-            self.tokens.append(Token(value, exp, sub))
+        self._signature = self._stat()  # before the read: a change during it is seen at the next token()
+        self.tokens: list[Token] = read_token_file(path)
+        now = clock()
+        self._read_at = now
+        self._read_error: str | None = None
+        self.rereads = 0
+        expired = [i for i, t in enumerate(self.tokens, 1) if not t.fresh(now, 0.0)]
         if len(expired) == len(self.tokens):
             raise AuthConfigError(
                 f"--token-file {path!r}: every token has expired (exp in the past); issue new tokens"
             )
         if expired:
-            logger.warning("--token-file %s: %d of %d tokens already expired (token #%s); they will be refused",
+            logger.warning("--token-file %s: %d of %d tokens already expired (token #%s); they will be skipped",
                            path, len(expired), len(self.tokens), ", #".join(map(str, expired[:5])))
-        self._warned: set[int] = set()
+        self._warned: set[int] = {i - 1 for i in expired}
+        self._exhausted_logged = False
 
     def __repr__(self) -> str:
         return f"FileTokens(path={self.path!r}, count={len(self.tokens)})"
 
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _reread(self, now: float, signature: tuple[int, int, int] | None, why: str) -> None:
+        self._signature = signature
+        self._read_at = now
+        try:
+            tokens = read_token_file(self.path)
+        except AuthConfigError as exc:
+            if self._read_error is None:
+                logger.warning("%s; keeping the %d token(s) read before", exc, len(self.tokens))
+            self._read_error = str(exc)
+            return
+        self._read_error = None
+        if [t.value for t in tokens] == [t.value for t in self.tokens]:
+            return  # same tokens: nothing to log again
+        self.tokens = tokens
+        self._warned.clear()
+        self._exhausted_logged = False
+        self.rereads += 1
+        fresh = sum(1 for t in tokens if t.fresh(now, self.refresh_margin))
+        logger.info("--token-file %s re-read (%s): %d token(s), %d unexpired", self.path, why, len(tokens), fresh)
+
+    def _pick(self, n: int, now: float) -> Token | None:
+        """The token of user ``n``, or if it has expired the next unexpired one in round-robin order."""
+        count = len(self.tokens)
+        due = n % count
+        for k in range(count):
+            i = (due + k) % count
+            token = self.tokens[i]
+            if token.fresh(now, self.refresh_margin):
+                return token
+            if i not in self._warned:
+                self._warned.add(i)
+                logger.warning("--token-file %s: token #%d (sub=%s) has expired; its users get the next unexpired "
+                               "token until the file is rotated", self.path, i + 1, token.subject)
+        return None
+
     def token(self, n: int) -> Token:
-        token = self.tokens[n % len(self.tokens)]
-        if not token.fresh(self.clock(), 0.0) and n % len(self.tokens) not in self._warned:
-            self._warned.add(n % len(self.tokens))
-            logger.warning("--token-file token #%d (sub=%s) has expired and cannot be refreshed",
-                           n % len(self.tokens) + 1, token.subject)
-        return token
+        now = self.clock()
+        signature = self._stat()
+        if signature != self._signature:
+            self._reread(now, signature, "changed")
+        due = self.tokens[n % len(self.tokens)]
+        if not due.fresh(now, self.refresh_margin) and now - self._read_at >= self.reread_interval:
+            self._reread(now, signature, "a token expired")
+        token = self._pick(n, now)
+        if token is not None:
+            return token
+        latest = max(t.expires_at or 0.0 for t in self.tokens)
+        unreadable = f" and it cannot be read now ({self._read_error})" if self._read_error else ""
+        text = (f"--token-file {self.path}: every token in it has expired (the latest exp was {_utc(latest)})"
+                f"{unreadable}; write fresh tokens into the file (it is re-read when it changes) or use "
+                "--users-file / --jwt-secret, whose tokens are refreshed")
+        if not self._exhausted_logged:
+            self._exhausted_logged = True
+            logger.error("chat users cannot connect: %s", text)
+        raise TokenFileError(text)
 
 
 @dataclass(frozen=True, slots=True)

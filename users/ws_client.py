@@ -35,7 +35,7 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
 from tasks.timeline import DEFAULT_EVENTS, MessageTimeline, Outcome, OutcomeKind
-from users.auth import LoginError
+from users.auth import TokenError
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
 
@@ -89,7 +89,7 @@ class ChatClient:
             start = time.perf_counter()
             try:
                 token = s.tokens.token(self.user_number).value
-            except LoginError as exc:
+            except TokenError as exc:  # login refused, or a token file with nothing unexpired: this connect fails
                 self._fire(request_type=WS, name=CONNECT, response_time=(time.perf_counter() - start) * 1000.0,
                            response_length=0, exception=ChatFailure(f"no token: {exc}"), context=_EMPTY)
                 self._backoff()

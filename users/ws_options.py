@@ -168,7 +168,7 @@ def _add_options(parser: Any) -> None:
     add("--jwt-users", type=int, default=100, help="distinct user ids minted, n = user number mod this (default 100)")
     add("--jwt-ttl", type=float, default=3600.0, help="token lifetime in seconds (default 3600); refreshed before expiry")
     add("--jwt-claims", default="", help='extra claims as a JSON object, e.g. \'{"permissions": ["chat:write"]}\'')
-    add("--token-file", default="", help="file of JWTs, one per line, used round-robin instead of minting")
+    add("--token-file", default="", help="file of JWTs, one per line, used round-robin instead of minting; re-read when it changes")
     add("--users-file", default="", help="CSV of email,password: chat users log in with POST /auth/login")
     add("--ws-skip-start-check", action="store_true", default=False, include_in_web_ui=False,
         help="headless runs: do not open one test connection at start (host reachable, credentials accepted)")
@@ -293,7 +293,7 @@ def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
     """One connect as chat user 0 before any load: the host answers and accepts the credentials (an unreachable
     host, a secret that is not the backend's, a token from a skewed clock fail here, not as thousands of samples).
     ``login``: also one ``POST /auth/login`` with the first login user (``ChatFlowUser``)."""
-    from users.auth import LoginError
+    from users.auth import LoginError, TokenError
     from users.auth import login as http_login
     from users.ws_session import ChatSession, ConnectError
 
@@ -310,6 +310,8 @@ def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
         token = settings.tokens.token(0).value if settings.tokens is not None else None
     except LoginError as exc:
         raise ChatConfigError(f"start-up check: {exc}; fix --users-file / --ws-login-url {skip}") from None
+    except TokenError as exc:  # the text already says what to do
+        raise ChatConfigError(f"start-up check: {exc} {skip}") from None
     session = ChatSession(url, config=settings.protocol, token=token, auth_mode=settings.auth_mode,
                           ssl_context=settings.ssl_context() if url.startswith("wss://") else None,
                           connect_timeout=settings.connect_timeout, max_frame=settings.max_frame)

@@ -1,5 +1,5 @@
 """ChatClient/ChatUser against the real reference backend (``python -m target``) over real sockets: the five events,
-hang, DEPENDENCY_TIMEOUT, auth refusal in both styles, a slow agent, a restart mid-run."""
+hang, DEPENDENCY_TIMEOUT, auth refusal in both styles, a slow agent, a restart mid-run, a token file rotated mid-run."""
 
 from __future__ import annotations
 
@@ -265,3 +265,42 @@ def test_users_file_login_tokens_connect_and_a_refused_login_is_a_connect_failur
     (text,) = rec.failures("connect")
     assert text.startswith("no token: login of loadtest2@example.com refused: HTTP 401"), text
     assert "wrong-password-123" not in text
+
+
+@pytest.mark.timeout(60)
+def test_token_file_rotated_mid_run_keeps_the_user_going_and_all_expired_is_a_connect_failure(backend, tmp_path):
+    import os
+
+    from target.auth import issue_token
+    from users.auth import FileTokens
+
+    def mint(ttl_s: int) -> str:
+        return issue_token(backend.jwt_secret, user_id="user-0002", email="loadtest2@example.com",
+                           issuer=backend.issuer, ttl_s=ttl_s)
+
+    now = [time.time()]  # the client's clock, moved on instead of waiting for expiry; the backend's is real
+    path = tmp_path / "tokens.txt"
+    first = mint(600)
+    path.write_text(first + "\n")
+    rec = Recorder()
+    source = FileTokens(str(path), clock=lambda: now[0])
+    client = ChatClient(rec.env, settings_for(backend).with_(tokens=source), backend.ws_url, user_number=0)
+    try:
+        assert client.connect()
+        assert client.send_and_await(["before"])[0].failure is None
+        client.close()
+        now[0] += 700  # the file's only token has expired
+        assert not client.connect()  # a failed connect, not an exception out of the user
+        (text,) = rec.failures("connect")
+        assert text.startswith(f"no token: --token-file {path}: every token in it has expired"), text
+        assert first not in text
+        rotated = mint(1200)
+        tmp = tmp_path / "tokens.new"
+        tmp.write_text(rotated + "\n")
+        os.replace(tmp, path)  # an external process rotates the file
+        assert client.connect()
+        assert client.send_and_await(["after"])[0].failure is None
+    finally:
+        client.close()
+    assert len([s for s in rec.named("agent_completed") if s["exception"] is None]) == 2  # nothing lost
+    assert len([s for s in rec.named("connect") if s["exception"] is None]) == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import jwt
 import pytest
 
@@ -12,6 +15,7 @@ from users.auth import (
     LoginTokens,
     MintedTokens,
     Token,
+    TokenError,
     http_base_from_ws,
     parse_claims,
     read_users_file,
@@ -109,6 +113,89 @@ def test_bad_token_file_is_a_start_error(tmp_path, content, fragment):
         path.write_text(content)
     with pytest.raises(AuthConfigError, match=fragment):
         FileTokens(str(path), clock=clock)
+
+
+def _rotate(path, *tokens: str) -> None:
+    """Replace the file atomically, as a token-rotating sidecar would (new inode, new mtime)."""
+    tmp = path.with_suffix(".new")
+    tmp.write_text("".join(t + "\n" for t in tokens))
+    os.replace(tmp, path)
+
+
+def test_token_file_is_re_read_when_it_is_rotated(tmp_path):
+    clock = Clock()
+    path = tmp_path / "tokens.txt"
+    path.write_text(_jwt(clock.t + 100, "a") + "\n")
+    src = FileTokens(str(path), clock=clock)
+    assert src.token(0).subject == "a"
+    _rotate(path, _jwt(clock.t + 3600, "b"), _jwt(clock.t + 3600, "c"))
+    assert [src.token(n).subject for n in range(3)] == ["b", "c", "b"]  # not yet expired: the change alone counts
+    assert src.rereads == 1
+
+
+def test_unchanged_looking_file_is_re_read_when_the_token_due_has_expired(tmp_path):
+    # rewritten in place with the same size and its old mtime (cp -p, or a coarse file-system clock)
+    clock = Clock()
+    path = tmp_path / "tokens.txt"
+    path.write_text(_jwt(clock.t + 100, "a") + "\n")
+    before = os.stat(path)
+    src = FileTokens(str(path), clock=clock)
+    path.write_text(_jwt(clock.t + 900, "b") + "\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    assert src.token(0).subject == "a"
+    clock.t += 150
+    assert src.token(0).subject == "b"
+
+
+def test_an_expired_token_is_skipped_for_the_next_unexpired_one(tmp_path, caplog):
+    clock = Clock()
+    path = tmp_path / "tokens.txt"
+    path.write_text(f"{_jwt(clock.t + 100, 'a')}\n{_jwt(clock.t + 900, 'b')}\n")
+    src = FileTokens(str(path), clock=clock)
+    clock.t += 150
+    with caplog.at_level(logging.INFO, logger="users.auth"):
+        assert [src.token(n).subject for n in range(3)] == ["b", "b", "b"]
+    assert "token #1" in caplog.text and "expired" in caplog.text
+
+
+def test_all_tokens_expired_fails_the_connect_until_the_file_is_rotated(tmp_path, caplog):
+    clock = Clock()
+    path = tmp_path / "tokens.txt"
+    old = _jwt(clock.t + 100, "a")
+    path.write_text(old + "\n")
+    src = FileTokens(str(path), clock=clock)
+    clock.t += 150
+    with caplog.at_level(logging.INFO, logger="users.auth"):
+        for _ in range(3):  # every few seconds, as reconnects with backoff would
+            clock.t += 5
+            with pytest.raises(TokenError) as info:
+                src.token(0)
+    text = str(info.value)
+    assert str(path) in text and "every token" in text and "expired" in text
+    assert "re-read" in text and "--users-file" in text  # what to do
+    assert old not in text and old not in caplog.text
+    assert caplog.text.count("every token") == 1  # logged once, not per connect
+    fresh = _jwt(clock.t + 600, "b")
+    _rotate(path, fresh)
+    assert src.token(0).value == fresh
+    assert fresh not in caplog.text
+
+
+def test_a_token_file_caught_mid_rotation_keeps_the_tokens_read_before(tmp_path):
+    clock = Clock()
+    path = tmp_path / "tokens.txt"
+    path.write_text(_jwt(clock.t + 100, "a") + "\n")
+    src = FileTokens(str(path), clock=clock)
+    path.write_text("")  # truncated, new content not written yet
+    assert src.token(0).subject == "a"
+    path.unlink()
+    assert src.token(0).subject == "a"
+    clock.t += 150
+    with pytest.raises(TokenError, match="cannot be read"):
+        src.token(0)
+    _rotate(path, _jwt(clock.t + 600, "b"))
+    assert src.token(0).subject == "b"
 
 
 def test_opaque_tokens_are_accepted_without_expiry(tmp_path):
