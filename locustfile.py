@@ -11,6 +11,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import scenarios.plugin  # noqa: F401  (scenarios: --scenario, --list-scenarios, --inject-faults)
 import sla_checks.plugin  # noqa: F401  (SLA: --sla-* options, live evaluation, verdict, exit code, reports)
 import sla_checks.webui  # noqa: F401  (SLA tab + /sla/status, /sla/report in the web UI)
+import users.gc_freeze  # noqa: F401  (--gc-freeze: no long GC pauses at thousands of sessions)
 from users.chat import ChatFlowUser, ChatUser  # noqa: F401  (chat: --ws-*/--jwt-* options + users)
 from users.clickhouse_probe import ClickHouseProbeUser  # noqa: F401  (probes: options + users)
 from users.health import HealthCheckUser  # noqa: F401
