@@ -10,6 +10,10 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
   (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
   workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
   ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach.
+* master, when the run ends for good (headless ``--run-time`` / abort, SIGTERM or Ctrl-C): before judging, it asks the
+  running workers to quit and waits (``--stop-timeout`` + 5 s at most) until each has sent its final report, so the
+  samples of the last seconds and of the stop are judged. Locust's master alone judges first (the ``quitting``
+  listeners run in reverse, the SLA's before the runner's) and waits only 0.5 s for the workers' last reports.
 
 Live state for the web UI: ``environment.sla`` is the :class:`SlaPlugin`; ``environment.sla.snapshot()`` returns the
 report dict (schema in :mod:`sla_checks.report`, ``"state": "running"``), ``environment.sla.final_report`` the one
@@ -53,6 +57,8 @@ console = logging.getLogger("locust.stats_logger")  # Locust's plain console log
 
 DEFAULT_EXIT_CODE = 3
 DEFAULT_EVAL_INTERVAL_S = 5.0
+FINAL_REPORT_GRACE_S = 5.0
+"""How long past ``--stop-timeout`` the master waits for a quitting worker's final report."""
 
 
 @events.init_command_line_parser.add_listener
@@ -183,6 +189,7 @@ class SlaPlugin:
         self._failing: set[str] = set()
         self._greenlet: gevent.Greenlet | None = None
         self._finished = False
+        self._quitting = False
         self.options_key: tuple[Any, ...] | None = None
         """The --sla-* options the profile was loaded from (None: configured programmatically)."""
 
@@ -305,8 +312,38 @@ class SlaPlugin:
             self._greenlet = gevent.spawn(self._evaluate_loop)
 
     def on_test_stop(self, environment: Environment, **_kw: Any) -> None:
+        runner = environment.runner
+        headless = bool(_opt(environment.parsed_options, "headless", False))
+        if isinstance(runner, MasterRunner) and (headless or self._quitting):
+            # the run is over for good (a web-UI stop keeps its workers): judge their final reports too
+            self._collect_final_reports(runner)
         self.tick(time.time())
         self.engine.stop(time.time())
+
+    def _collect_final_reports(self, runner: MasterRunner) -> None:
+        """Ask every worker still connected to quit and wait until each has (``quit`` follows its final report).
+
+        Locust's ``MasterRunner.quit()`` fires ``test_stop`` before it sends the same ``quit`` and then waits only
+        0.5 s; a worker stops its users first (within ``--stop-timeout``), so its final report comes later."""
+        self._track_workers()
+        waiting = {c.id for c in runner.clients.values() if c.state != STATE_MISSING}
+        if not waiting:
+            return
+        for client_id in waiting:
+            runner.send_message("quit", client_id=client_id)
+        limit = float(self.environment.stop_timeout or 0.0) + FINAL_REPORT_GRACE_S
+        deadline = time.monotonic() + limit
+        while waiting and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+            waiting = {i for i in waiting if i in runner.clients and runner.clients[i].state != STATE_MISSING}
+        for client_id in sorted(waiting):
+            self.engine.lost_workers.add(client_id)
+            logger.warning(
+                "SLA: worker %s sent no final report within %g s of the stop; its samples since its last report "
+                "are lost",
+                client_id,
+                limit,
+            )
 
     def _evaluate_loop(self) -> None:
         while self.engine.ended_at is None:
@@ -390,6 +427,11 @@ class SlaPlugin:
             # quitting mid-run (SIGTERM, Ctrl-C): Locust stops the users only after this event; stop them first
             # (within --stop-timeout) so the samples ending during the stop are judged, as Locust's stats count them
             runner.stop()
+        elif isinstance(runner, MasterRunner) and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            # the same on a master: its own quit (after this event) stops the run without telling the workers;
+            # do that first, and on_test_stop waits for the workers' final reports
+            self._quitting = True
+            runner.stop(send_stop_to_client=False)
         now = time.time()
         self._track_workers()
         self.engine.flush_local()

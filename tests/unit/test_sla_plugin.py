@@ -160,3 +160,42 @@ def test_web_ui_option_change_reloads_profile_at_next_test_start(tmp_path):
     plugin.on_test_stop(env)
     plugin.on_test_start(env)
     assert [s.name for s in plugin.engine.specs] == ["WS agent_completed p(95) < 1000"]
+
+
+class _Worker:
+    def __init__(self, id: str) -> None:
+        self.id, self.state = id, "running"
+
+
+class _Master:
+    """Stand-in for the parts of ``MasterRunner`` that the final-report wait uses: ``clients``, ``send_message``."""
+
+    def __init__(self, *ids: str) -> None:
+        self.clients = {i: _Worker(i) for i in ids}
+        self.sent: list[tuple[str, str]] = []
+
+    def send_message(self, msg_type: str, data=None, client_id: str | None = None) -> None:
+        self.sent.append((msg_type, client_id))
+
+
+def test_final_reports_wait_ends_when_every_worker_quit_and_marks_silent_ones_lost(monkeypatch, caplog):
+    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 0.5)
+    env = new_env()
+    env.stop_timeout = 0
+    plugin = SlaPlugin.register(env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")))
+    master = _Master("w1", "w2")
+    gevent.spawn_later(0.1, master.clients.pop, "w1")  # w1's quit (after its final report) arrives; w2 stays silent
+    t0 = time.monotonic()
+    plugin._collect_final_reports(master)  # type: ignore[arg-type]
+    assert 0.45 <= time.monotonic() - t0 < 2.0
+    assert sorted(master.sent) == [("quit", "w1"), ("quit", "w2")]
+    assert plugin.engine.lost_workers == {"w2"}
+    assert "worker w2 sent no final report within 0.5 s" in caplog.text
+
+    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 10.0)
+    master = _Master("w3")
+    gevent.spawn_later(0.1, master.clients.pop, "w3")
+    t0 = time.monotonic()
+    plugin._collect_final_reports(master)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 5.0  # returns when the last worker quit, not at the deadline
+    assert plugin.engine.lost_workers == {"w2"}
