@@ -13,12 +13,18 @@ pytestmark = pytest.mark.timeout(60)
 THEIRS = ("run_started", "run_thinking", "tool_start", "tool_end", "run_done")
 
 
-def test_renamed_events_are_sampled_under_the_canonical_metric_names():
+def _one_message() -> Run:
+    """One message against a backend speaking THEIRS; returns the finished run (its samples)."""
     protocol = ProtocolConfig(events=THEIRS, pairs=(("tool_start", "tool_end"),))
     with Run(lambda ids: [ev(k, ids) for k in THEIRS], protocol=protocol) as run:
         assert run.client.connect()
         (out,) = run.client.send_and_await(["x"])
     assert out.kind is OutcomeKind.COMPLETED and out.failure is None
+    return run
+
+
+def test_renamed_events_are_sampled_under_the_canonical_metric_names():
+    run = _one_message()
     names = [s["name"] for s in run.samples if s["request_type"] == "WS" and s["name"] != "connect"]
     assert sorted(names) == sorted(FIVE), names
     (completed,) = [s for s in run.samples if s["name"] == "agent_completed"]
@@ -27,11 +33,7 @@ def test_renamed_events_are_sampled_under_the_canonical_metric_names():
 
 def test_renamed_events_give_stage_gaps_under_the_canonical_names():
     # the stage breakdown, the attribution's "slowest stage" and the report's stage order key on these names
-    protocol = ProtocolConfig(events=THEIRS, pairs=(("tool_start", "tool_end"),))
-    with Run(lambda ids: [ev(k, ids) for k in THEIRS], protocol=protocol) as run:
-        assert run.client.connect()
-        (out,) = run.client.send_and_await(["x"])
-    assert out.kind is OutcomeKind.COMPLETED and out.failure is None
+    run = _one_message()
     (completed,) = [s for s in run.samples if s["name"] == "agent_completed"]
     stages = completed["context"]["stages"]
     assert list(stages) == [f"{a}→{b}" for a, b in zip(FIVE, FIVE[1:], strict=False)], stages
