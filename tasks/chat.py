@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FLOW = "FLOW"
+LAG_WARNING_MS = 100.0
+"""Open model: a send this late behind its intended time logs a warning (at most one per ``LAG_WARNING_EVERY_S``)."""
+LAG_WARNING_EVERY_S = 30.0
 FLOW_NAME = "login→send→receive"
 LOGIN_NAME = "/auth/login"
 
@@ -89,7 +92,7 @@ def login_send_receive(client: ChatClient) -> Outcome | None:
             client.session.on_outcome = None
             from users.chat import count_abandoned  # late: users.chat imports this module
 
-            count_abandoned(client.session.dispatcher.in_flight)
+            count_abandoned(client.session.dispatcher.in_flight, client.environment)
         raise
     finally:
         if client.session is not None:
@@ -121,6 +124,7 @@ class OpenModelDriver:
         self.sent = 0
         self.given_up = 0
         self.max_lag_ms = 0.0
+        self._lag_warned_at = -LAG_WARNING_EVERY_S
         # This process's share of the total rate: 1 alone, 1/N on each of N workers (set by the master).
         self.share = float(getattr(environment, "chat_arrival_share", 1.0))
 
@@ -202,6 +206,13 @@ class OpenModelDriver:
                 lag_ms = (now - intended) * 1000.0
                 if lag_ms > self.max_lag_ms:
                     self.max_lag_ms = lag_ms
+                if lag_ms > LAG_WARNING_MS and now - self._lag_warned_at >= LAG_WARNING_EVERY_S:
+                    self._lag_warned_at = now
+                    logger.warning(
+                        "open model: this generator sent a message %.0f ms after its intended time (%d more due, "
+                        "%d connected chat users): it cannot keep the arrival rate, so WS agent_completed "
+                        "(intended) includes its own delay; add users or workers, or lower --ws-arrival-rate",
+                        lag_ms, len(backlog), sum(1 for c in self.clients if c.connected))
                 fire(request_type="WS", name="generator lag", response_time=lag_ms, response_length=0,
                      exception=None, context={})
                 client.send(pick_message(s), intended_at=intended)

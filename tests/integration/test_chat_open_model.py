@@ -147,3 +147,20 @@ def test_driver_gives_up_messages_no_user_could_send_within_the_reply_timeout():
     assert all(s["context"]["intended_ms"] >= 300 for s in failed)
     assert len([s for s in samples if s["name"] == "agent_completed (intended)"]) == len(failed)
     assert driver.given_up == len(failed) and down.sent == []
+
+
+@pytest.mark.timeout(30)
+def test_driver_warns_once_when_it_falls_behind_its_schedule(caplog):
+    driver, samples = _driver("20", 5.0)
+    late = _FakeClient(False)  # connects 0.4 s in: the messages due meanwhile go out 100+ ms late
+    driver.register(late)
+    with caplog.at_level("WARNING", logger="tasks.chat"):
+        gevent.sleep(0.4)
+        late.connected = True
+        gevent.sleep(0.6)
+    driver.unregister(late)
+    lags = [s["response_time"] for s in samples if s["name"] == "generator lag"]
+    assert max(lags) > 100, lags
+    warnings = [r.getMessage() for r in caplog.records if "after its intended time" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "lower --ws-arrival-rate" in warnings[0]

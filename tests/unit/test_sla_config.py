@@ -150,3 +150,11 @@ def test_validate_metric(metric, ok):
 )
 def test_parse_duration(value, seconds):
     assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("profile", ["staging", "soak"])
+def test_staging_and_soak_judge_open_model_latency_and_generator_lag_when_present(profile: str) -> None:
+    specs = {t.metric: t for t in load_profile(profile).thresholds}
+    intended, lag = specs["WS agent_completed (intended)"], specs["WS generator lag"]
+    assert (intended.expression.text, lag.expression.text) == ("p(95) < 2000", "p(99) < 100")
+    assert not intended.required and not lag.required, "closed-model runs have no such samples: must be no data"
