@@ -8,7 +8,8 @@ threshold of its own with the same statistic (``REDIS connect p(95) < 100`` over
 
 Statistics (see :mod:`sla_checks.expressions`): percentiles, avg, med, min, max over all samples of the metric
 (successes and failures, as Locust's own table); ``count`` = samples; ``fail_ratio`` = failures / samples;
-``rps`` = samples / run (or window) duration; ``within(T)`` = successful samples ``<= T`` ms / all samples, in %.
+``rps`` = successful samples / run (or window) duration (throughput: a fast failure such as ``DEPENDENCY_TIMEOUT``
+is no throughput); ``within(T)`` = successful samples ``<= T`` ms / all samples, in %.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> f
     if stat == "fail_ratio":
         return data.failures / h.count
     if stat == "rps":
-        return h.count / duration_s if duration_s > 0 else None
+        return (h.count - data.failures) / duration_s if duration_s > 0 else None
     if stat == "within":
         limit = expr.arg or 0.0
         ok = h.count_le(limit) - data.fails.count_le(limit)

@@ -34,7 +34,8 @@ Schema ``ws-agent-loadtest/sla-report/1``::
       }],
       "metrics": {"WS agent_completed": {"request_type": "WS", "name": "agent_completed", "count": int,
                   "failures": int, "p50": ms, "p90": ms, "p95": ms, "p99": ms, "max": ms, "min": ms, "avg": ms,
-                  "rps": float}},
+                  "rps": float}},               # rps here: all samples / duration (Locust's); the threshold
+                                                # statistic rps counts successful samples only
       "windows": [{"index": int, "start": ISO, "end": ISO, "start_ts": unix, "end_ts": unix,
                    "judged": bool,
                    "metrics": {"<metric>": {"count", "failures", "p50", "p95", "p99", "max"}},

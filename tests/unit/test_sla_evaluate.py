@@ -52,7 +52,7 @@ def test_rps_count_fail_ratio_avg_med_min_max():
         for e in ("rps", "count", "fail_ratio", "avg", "med", "min", "max")
     }
     assert val == {
-        "rps": 2.0,
+        "rps": 1.5,  # successful samples only: 3 of 4 in 2 s
         "count": 4.0,
         "fail_ratio": 0.25,
         "avg": 25.0,
@@ -60,6 +60,21 @@ def test_rps_count_fail_ratio_avg_med_min_max():
         "min": 10.0,
         "max": 40.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("ok", "failed", "status"),
+    [
+        (100, 0, PASS),  # 10 completed messages per second
+        (99, 1, FAIL),  # one failure: 9.9 completed per second, not 10
+        (50, 500, FAIL),  # a flood of fast DEPENDENCY_TIMEOUT errors is no throughput
+        (0, 200, FAIL),
+    ],
+)
+def test_rps_counts_only_successful_samples(ok, failed, status):
+    d = data([800.0] * ok + [3.0] * failed, failed=range(ok, ok + failed))
+    (r,) = evaluate([ThresholdSpec.of("WS agent_completed", "rps >= 10")], {"WS agent_completed": d}, 10)
+    assert (r.status, r.value, r.samples) == (status, ok / 10, ok + failed)
 
 
 def test_no_data_is_not_a_failure_unless_required():
