@@ -5,7 +5,7 @@ Data flow::
     events.request ──> Collector.record()          (every process; hot path: a dict lookup + Histogram.record)
                          │ drain() every few seconds (worker: inside Locust's report_to_master payload)
                          v
-                       Store.absorb(payload)        (master / local runner only: merge per time bucket)
+                       Store.absorb(payload)        (master / local runner only: merge per time bucket, sum counts)
                          │
                          v
                        Engine.evaluate(now) / Engine.report(now)   -> verdict, abort decision, report dict
@@ -14,6 +14,10 @@ Samples are bucketed by wall-clock time (``time.time()``), epoch-aligned, 1 s wi
 coarser buckets (2 s by default, ``window / n`` with a soak window) and coarsens by whole factors when a long run
 grows past ``MAX_BUCKETS``, so any worker's buckets fall exactly into one store bucket. Windows (``--sla-window``)
 are whole numbers of store buckets counted from the bucket holding the test start.
+
+Besides samples and gauges, a collector keeps run-total counts of things that are not samples (``Collector.count``:
+messages abandoned at the stop, protocol anomalies per kind; names in :mod:`sla_checks.counters`); they ride in the
+same payload and the store sums them over every process (``Store.counts``).
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class Collector:
         self.resolution_s = resolution_s
         self._pending: dict[int, Bucket] = {}
         self._gauges: list[tuple[float, str, float]] = []
+        self._counts: dict[str, int] = {}
         self.samples = 0
 
     def record(
@@ -124,17 +129,24 @@ class Collector:
             del self._gauges[: len(self._gauges) // 2]
         self._gauges.append((timestamp, name, value))
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the run-total count ``name`` (not a sample: not judged, reported as is)."""
+        self._counts[name] = self._counts.get(name, 0) + n
+
     def drain(self) -> dict[str, Any] | None:
         """Serialisable payload of everything since the last drain (None when empty)."""
-        if not self._pending and not self._gauges:
+        if not self._pending and not self._gauges and not self._counts:
             return None
-        payload = {
+        payload: dict[str, Any] = {
             "r": self.resolution_s,
             "b": [[idx * self.resolution_s, b.to_dict()] for idx, b in self._pending.items()],
             "g": [list(g) for g in self._gauges],
         }
+        if self._counts:
+            payload["c"] = self._counts
         self._pending = {}
         self._gauges = []
+        self._counts = {}
         return payload
 
 
@@ -158,6 +170,8 @@ class Store:
         self.max_buckets = max_buckets
         self.buckets: dict[int, Bucket] = {}
         self.gauges: dict[str, list[list[float]]] = {}
+        self.counts: dict[str, int] = {}
+        """Run totals of :meth:`Collector.count` over every process."""
         self.sources: set[str] = set()
         self._total = Bucket()
         self.version = 0
@@ -176,6 +190,8 @@ class Store:
             if len(series) > MAX_GAUGE_POINTS:
                 series.sort()
                 del series[::2]  # halve the density of a long series, keep its span
+        for name, n in payload.get("c", {}).items():
+            self.counts[str(name)] = self.counts.get(str(name), 0) + int(n)
         while len(self.buckets) > self.max_buckets and self._coarsen():
             pass
 

@@ -21,6 +21,10 @@ Schema ``ws-agent-loadtest/sla-report/1``::
       "windows_judged": bool,                   # true with --sla-window / a soak profile: thresholds per window
       "bucket_s": float,                        # internal time-bucket width (attribution resolution)
       "samples": int,                           # samples judged (all metrics)
+      "abandoned_at_stop": int,                 # chat messages still in flight when the run stopped: no sample,
+                                                # not judged (all processes; a longer --stop-timeout lets them end)
+      "anomalies": {"malformed json": int, ...},  # protocol anomaly frames per kind (all processes; not judged):
+                                                # malformed json, unknown id, late frame, duplicate completed ...
       "thresholds": [{
           "metric": "WS agent_completed",       # the concrete metric (a glob's pattern when nothing matched)
           "pattern": "WS agent_completed",      # as configured (may be a glob, e.g. "PG *")
@@ -72,6 +76,7 @@ from operator import itemgetter
 from typing import Any
 
 from sla_checks.attribution import attribute
+from sla_checks.counters import abandoned_at_stop, anomalies
 from sla_checks.engine import Bucket, Engine, Window
 from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData, ThresholdResult, format_value
 from sla_checks.histogram import Histogram
@@ -296,6 +301,8 @@ def build_report(
         "windows_judged": engine.window_s > 0,
         "bucket_s": engine.store.resolution_s,
         "samples": sum(m.count for m in total.metrics.values()),
+        "abandoned_at_stop": abandoned_at_stop(engine.store.counts),
+        "anomalies": anomalies(engine.store.counts),
         "thresholds": [_threshold_row(r) for r in results],
         "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
         "windows": [_window_row(w, gauges) for w in windows],
@@ -308,6 +315,19 @@ def build_report(
 
 # --- renderers --------------------------------------------------------------------------------------------------
 _MARK = {PASS: "pass", FAIL: "FAIL", NO_DATA: "no data"}
+
+
+def _unjudged_notes(report: dict[str, Any]) -> list[str]:
+    """What the run saw but did not judge: messages in flight at the stop, protocol anomalies per kind."""
+    lines = []
+    abandoned = report.get("abandoned_at_stop") or 0
+    if abandoned:
+        lines.append(f"{abandoned} message(s) were still in flight at stop (not judged)")
+    anomaly_counts = report.get("anomalies") or {}
+    if anomaly_counts:
+        kinds = ", ".join(f"{k} {n}" for k, n in anomaly_counts.items())
+        lines.append(f"protocol anomalies (frames that fit no message, not judged): {kinds}")
+    return lines
 
 
 def render_terminal(report: dict[str, Any]) -> str:
@@ -355,6 +375,7 @@ def render_terminal(report: dict[str, Any]) -> str:
         for a in report["attribution"]:
             lines.append(f"  {a['summary']}")
     lines.append("")
+    lines.extend(_unjudged_notes(report))
     if report["aborted"]:
         lines.append(f"run aborted early: {report['aborted']['reason']}")
     if report["workers_lost"]:
@@ -419,6 +440,14 @@ def render_junit(report: dict[str, Any]) -> str:
             else f"{report['workers_lost']} worker(s) lost"
         )
         ET.SubElement(c, "failure", message=msg, type="SLARun")
+    props = ET.Element("properties")
+    ET.SubElement(props, "property", name="abandoned_at_stop", value=str(report.get("abandoned_at_stop") or 0))
+    for kind, n in (report.get("anomalies") or {}).items():
+        ET.SubElement(props, "property", name=f"anomaly: {kind}", value=str(n))
+    suite.insert(0, props)
+    notes = _unjudged_notes(report)
+    if notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(notes)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")

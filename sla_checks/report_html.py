@@ -527,6 +527,20 @@ def _notes(report: Mapping[str, Any]) -> str:
             f'<div class="note" id="workers-lost"><b>{lost} worker{"s" if lost != 1 else ""} lost</b> during the run: '
             "their samples after the loss are missing, so throughput and counts are understated.</div>"
         )
+    abandoned = _int(report.get("abandoned_at_stop"))
+    if abandoned > 0:
+        out.append(
+            f'<div class="note" id="abandoned-at-stop"><b>{abandoned:,} message{"s" if abandoned != 1 else ""} '
+            f'{"were" if abandoned != 1 else "was"} still in flight at stop</b> (not judged): the run ended before '
+            "their replies; a longer <code>--stop-timeout</code> lets them finish.</div>"
+        )
+    kinds = {str(k): _int(v) for k, v in _dict(report.get("anomalies")).items() if _int(v) > 0}
+    if kinds:
+        items = ", ".join(f"<code>{_e(k)}</code> {n:,}" for k, n in kinds.items())
+        out.append(
+            f'<div class="note" id="anomalies"><b>Protocol anomalies</b> (frames that fit no message, not judged): '
+            f"{items}.</div>"
+        )
     return "".join(out)
 
 

@@ -161,6 +161,12 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
     lost = snapshot.get("workers_lost")
     if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
         notes.append(f"{lost} worker(s) lost")
+    abandoned = snapshot.get("abandoned_at_stop")
+    if isinstance(abandoned, int) and not isinstance(abandoned, bool) and abandoned > 0:
+        notes.append(f"{abandoned} message(s) in flight at stop (not judged)")
+    anomalies = snapshot.get("anomalies")
+    if isinstance(anomalies, Mapping) and anomalies:
+        notes.append("protocol anomalies: " + ", ".join(f"{k} {v}" for k, v in anomalies.items()))
     if snapshot.get("note"):
         notes.append(str(snapshot["note"]))
     rows = [

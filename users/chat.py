@@ -25,6 +25,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, task
 from locust.exception import StopUser
 
+from sla_checks.counters import ABANDONED_AT_STOP, count
 from tasks.chat import OpenModelDriver, converse, login_send_receive
 from users.ws_client import ChatClient
 from users.ws_options import ChatConfigError, ChatSettings, chat_settings, ws_url
@@ -67,7 +68,8 @@ class ChatUserBase(User):
 
     def on_stop(self) -> None:
         if self.client is not None:
-            count_abandoned(self.client.close())  # not `+=` over close(): it yields, concurrent stops lost counts
+            # not `+=` over close(): it yields, concurrent stops lost counts
+            count_abandoned(self.client.close(), self.environment)
 
 
 class ChatUser(ChatUserBase):
@@ -113,13 +115,16 @@ class ChatFlowUser(ChatUserBase):
 
 
 def abandoned_at_stop() -> int:
-    """Messages still in flight when their users were stopped (not counted as samples)."""
+    """Messages still in flight when their users were stopped in this process (not counted as samples)."""
     return _abandoned["count"]
 
 
-def count_abandoned(n: int) -> None:
-    """Add ``n`` messages cut off by a user's stop to :func:`abandoned_at_stop`."""
+def count_abandoned(n: int, environment: Any = None) -> None:
+    """Add ``n`` messages cut off by a user's stop to :func:`abandoned_at_stop` and, given the user's
+    ``environment``, to the SLA report's ``abandoned_at_stop`` (merged over workers)."""
     _abandoned["count"] += n
+    if environment is not None:
+        count(environment, ABANDONED_AT_STOP, n)
 
 
 __all__ = ["ChatUserBase", "ChatUser", "ChatFlowUser", "abandoned_at_stop", "count_abandoned"]

@@ -34,6 +34,7 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
+from sla_checks.counters import ANOMALY_PREFIX, count
 from tasks.timeline import DEFAULT_EVENTS, MessageTimeline, Outcome, OutcomeKind
 from users.auth import TokenError
 from users.ws_options import ChatSettings
@@ -152,12 +153,14 @@ class ChatClient:
     def _on_anomaly(self, name: str) -> None:
         if name not in _anomalies_logged:
             _anomalies_logged.add(name)
-            logger.warning("chat: first '%s' frame seen (counted per kind; logged once)", name)
+            logger.warning("chat: first '%s' frame seen (counted per kind in the SLA report's anomalies; logged once)",
+                           name)
         counts = getattr(self.environment, "chat_anomalies", None)
         if counts is None:
             counts = {}
             self.environment.chat_anomalies = counts
         counts[name] = counts.get(name, 0) + 1
+        count(self.environment, ANOMALY_PREFIX + name)
 
     # -- messages ------------------------------------------------------------------------------------------------
     def send(self, content: str, intended_at: float | None = None) -> MessageTimeline | None:

@@ -1,0 +1,132 @@
+"""What a run saw but did not judge reaches the SLA report: messages in flight at the stop (``abandoned_at_stop``) and
+protocol anomalies per kind (``anomalies``), counted in each process, shipped with the samples, summed on the master,
+shown in the JSON, terminal table, JUnit XML, HTML report and the web-UI tab."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import pytest
+from locust.env import Environment
+from locust.event import Events
+
+from config.loader import Profile
+from sla_checks.counters import ABANDONED_AT_STOP, ANOMALY_PREFIX, count
+from sla_checks.engine import Collector, Engine
+from sla_checks.evaluate import ThresholdSpec
+from sla_checks.plugin import SlaPlugin
+from sla_checks.report import build_report, render_junit, render_terminal
+from sla_checks.report_html import render
+from sla_checks.webui import threshold_rows
+from users.chat import ChatUser, abandoned_at_stop
+
+pytestmark = pytest.mark.timeout(20)
+
+T0 = 1_800_000_000.0
+SPECS = [ThresholdSpec.of("WS agent_completed", "p(95) < 2000")]
+
+
+def engine_with_workers(*workers: dict[str, int]) -> Engine:
+    """An engine whose store absorbed one collector per worker, each with one sample and ``counts``."""
+    eng = Engine(SPECS, profile="test")
+    eng.start(T0)
+    for i, counts in enumerate(workers):
+        c = Collector()
+        c.record("WS", "agent_completed", 500.0, False, T0 + 1)
+        for name, n in counts.items():
+            c.count(name, n)
+        eng.store.absorb(json.loads(json.dumps(c.drain())), f"w{i}")  # as msgpack would: plain types only
+    eng.stop(T0 + 10)
+    return eng
+
+
+def test_counts_of_every_worker_are_summed_into_the_report():
+    eng = engine_with_workers(
+        {ABANDONED_AT_STOP: 3, ANOMALY_PREFIX + "late frame": 2},
+        {ABANDONED_AT_STOP: 4, ANOMALY_PREFIX + "late frame": 1, ANOMALY_PREFIX + "malformed json": 5},
+    )
+    rep = build_report(eng, T0 + 10)
+    assert rep["abandoned_at_stop"] == 7
+    assert rep["anomalies"] == {"late frame": 3, "malformed json": 5}
+    assert rep["verdict"] == "pass"  # reported, not judged
+    json.dumps(rep, allow_nan=False)
+
+
+def test_collector_ships_counts_once_and_an_idle_collector_ships_nothing():
+    c = Collector()
+    assert c.drain() is None
+    c.count(ABANDONED_AT_STOP, 2)
+    c.count(ABANDONED_AT_STOP)
+    assert c.drain()["c"] == {ABANDONED_AT_STOP: 3}  # a count alone is worth a payload (a worker's last report)
+    assert c.drain() is None
+
+
+def test_terminal_junit_html_and_webui_say_what_was_not_judged():
+    rep = build_report(engine_with_workers({ABANDONED_AT_STOP: 7, ANOMALY_PREFIX + "unknown id": 2}), T0 + 10)
+    text = render_terminal(rep)
+    assert "7 message(s) were still in flight at stop (not judged)" in text
+    assert "protocol anomalies (frames that fit no message, not judged): unknown id 2" in text
+    assert text.index("still in flight") < text.index("SLA verdict:")
+    suite = ET.fromstring(render_junit(rep)).find("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props == {"abandoned_at_stop": "7", "anomaly: unknown id": "2"}
+    assert "7 message(s) were still in flight at stop" in suite.find("system-out").text
+    page = render(rep)
+    assert 'id="abandoned-at-stop"' in page and "7 messages were still in flight at stop" in page
+    assert "--stop-timeout" in page and 'id="anomalies"' in page and "<code>unknown id</code> 2" in page
+    verdict_row = threshold_rows(rep)[0]
+    assert "7 message(s) in flight at stop" in verdict_row["description"]
+    assert "protocol anomalies: unknown id 2" in verdict_row["description"]
+
+
+def test_a_clean_run_reports_zero_and_prints_no_note():
+    rep = build_report(engine_with_workers({}), T0 + 10)
+    assert (rep["abandoned_at_stop"], rep["anomalies"]) == (0, {})
+    assert "in flight" not in render_terminal(rep) and "anomal" not in render_terminal(rep)
+    assert ET.fromstring(render_junit(rep)).find("testsuite").find("system-out") is None
+    page = render(rep)
+    assert 'id="abandoned-at-stop"' not in page and 'id="anomalies"' not in page
+
+
+def new_env() -> Environment:
+    env = Environment(events=Events())
+    env.create_local_runner()
+    return env
+
+
+def test_worker_counts_reach_the_master_through_the_worker_report():
+    worker_env, master_env = new_env(), new_env()
+    worker = SlaPlugin(worker_env, None)
+    worker_env.sla = worker
+    master = SlaPlugin.register(master_env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
+    master.on_test_start(master_env)
+    count(worker_env, ABANDONED_AT_STOP, 2)
+    count(worker_env, ANOMALY_PREFIX + "duplicate completed")
+    data: dict = {}
+    worker.on_report_to_master("w1", data)
+    master.on_worker_report("w1", json.loads(json.dumps(data)))
+    count(master_env, ABANDONED_AT_STOP, 1)  # the master's (or local runner's) own users count too
+    rep = master.snapshot()
+    assert (rep["abandoned_at_stop"], rep["anomalies"]) == (3, {"duplicate completed": 1})
+
+
+def test_count_without_a_plugin_waits_on_the_environment():
+    env = SimpleNamespace()
+    count(env, ABANDONED_AT_STOP, 2)
+    count(env, ABANDONED_AT_STOP, 0)
+    assert env.sla_counts == {ABANDONED_AT_STOP: 2}
+
+
+def test_chat_user_stopped_mid_message_counts_it_in_the_sla_report():
+    env = new_env()
+    plugin = SlaPlugin.register(env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
+    plugin.on_test_start(env)
+    user = ChatUser(env)
+    user.client = SimpleNamespace(close=lambda: 2)  # two messages still in flight when the user stopped
+    before = abandoned_at_stop()
+    user.on_stop()
+    assert abandoned_at_stop() == before + 2  # the per-process counter stays as it was
+    assert plugin.snapshot()["abandoned_at_stop"] == 2
