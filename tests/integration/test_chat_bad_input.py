@@ -19,6 +19,9 @@ from locust.env import Environment
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
+from config.loader import Profile
+from sla_checks.evaluate import ThresholdSpec
+from sla_checks.plugin import SlaPlugin
 from tasks.timeline import OutcomeKind
 from users.chat import ChatUser
 from users.ws_client import ChatClient
@@ -180,6 +183,31 @@ def test_duplicate_agent_completed_is_counted():
             gevent.sleep(0.05)
     assert run.anomalies() == {"duplicate completed": 1}
     assert run.ok("agent_completed") == 1 and not run.failures("agent_completed")
+
+
+def test_bad_frames_and_a_message_cut_off_by_the_stop_reach_the_sla_report():
+    replies = iter([
+        lambda ids: [b"{not json", ev("agent_started", {"thread_id": "nobody"}), *five(ids), ev("agent_completed", ids)],
+        lambda ids: [],  # the second message is still in flight when the user stops
+    ])
+    with Run(lambda ids: next(replies)(ids)) as run:
+        sla = SlaPlugin.register(run.env, Profile(name="t", path="t.toml", thresholds=[
+            ThresholdSpec.of("WS agent_completed", "p(95) < 2000")]), eval_interval_s=60)
+        sla.on_test_start(run.env)
+        assert run.client.connect()
+        (out,) = run.client.send_and_await(["x"])
+        assert out.failure is None
+        deadline = time.perf_counter() + 3
+        while "duplicate completed" not in run.anomalies() and time.perf_counter() < deadline:
+            gevent.sleep(0.05)
+        assert run.client.send("y") is not None
+        user = ChatUser(run.env)
+        user.client = run.client
+        user.on_stop()
+        rep = sla.snapshot()
+    assert rep["anomalies"] == {"duplicate completed": 1, "malformed json": 1, "unknown id": 1} == run.anomalies()
+    assert rep["abandoned_at_stop"] == 1
+    assert rep["metrics"]["WS agent_completed"]["count"] == 1  # the cut-off message is counted, not judged
 
 
 @pytest.mark.parametrize(
