@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from scenarios.shapes import Ramp, ShapeSpec, Soak, Spike, Steady, Step, Stepped
+from sla_checks.attribution import tier_of
 
 __all__ = [
     "CHAT",
@@ -69,6 +70,8 @@ TIER_OF_FAULT = {
     "pg-slow-query": "postgres",
     "clickhouse-stall": "clickhouse",
 }
+ATTRIBUTED_TYPES = ("WS", "FLOW")
+"""Request types whose failing thresholds the SLA engine attributes to a tier (sla_checks.report)."""
 
 
 class UnknownScenarioError(KeyError):
@@ -144,9 +147,14 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     # Legitimate delays the scenario must survive (--inject-tolerated-faults): thresholds still pass (exit 0).
     tolerated_faults: tuple[FaultSpec, ...] = ()
-    # What a faulted run's report must name: failing metrics, and the tier attribution should point at.
+    # What a faulted run's report must name: failing metrics, and the tier behind them. With a WS/FLOW metric in
+    # expected_breaches, the SLA attribution of that breach must rank expected_tier first; without one (a probe
+    # scenario: the engine attributes only WS/FLOW breaches), the expected breaches must include a metric of that
+    # tier and none of another (checked below), and the run must fail no other tier's threshold.
     expected_breaches: tuple[str, ...] = ()
     expected_tier: str | None = None
+    # A scenario that faults a tier but names no expected_tier says why here (an explicit exception, not a skip).
+    tier_exception: str = ""
     # Metrics whose thresholds must still pass in the faulted run (what the scenario shows to be robust).
     holds_under_fault: tuple[str, ...] = ()
     # Locust option overrides (parsed_options attribute names), e.g. (("ws_reply_timeout", 10.0),).
@@ -179,10 +187,39 @@ class Scenario:
                 self.threshold_mode == "replace"
             ):
                 raise ValueError(f"Scenario {self.name}: expected breach {metric!r} has no threshold")
+        self._check_tier()
+
+    def _check_tier(self) -> None:
+        tier = self.expected_tier
+        faulted_tiers = {f.tier for f in self.faults if f.tier}
+        if tier is None:
+            if faulted_tiers and not self.tier_exception:
+                raise ValueError(
+                    f"Scenario {self.name}: it faults {sorted(faulted_tiers)}; name expected_tier or say in "
+                    "tier_exception why attribution cannot rank that tier first"
+                )
+            return
+        if self.tier_exception:
+            raise ValueError(f"Scenario {self.name}: give expected_tier or tier_exception, not both")
+        if tier not in faulted_tiers:
+            raise ValueError(f"Scenario {self.name}: expected_tier {tier!r} is not a tier its faults act on")
+        if not self.attributed_breaches:
+            own = [m for m in self.expected_breaches if tier_of(m) == tier]
+            other = [m for m in self.expected_breaches if tier_of(m) not in (None, tier)]
+            if not own or other:
+                raise ValueError(
+                    f"Scenario {self.name}: without a WS/FLOW breach to attribute, expected_breaches must include "
+                    f"a {tier} metric and none of another tier (got {self.expected_breaches})"
+                )
 
     @property
     def duration_s(self) -> float:
         return self.shape.duration_s
+
+    @property
+    def attributed_breaches(self) -> tuple[str, ...]:
+        """Expected breaches the SLA engine attributes to a tier (``WS``/``FLOW`` metrics)."""
+        return tuple(m for m in self.expected_breaches if m.split(" ", 1)[0] in ATTRIBUTED_TYPES)
 
     @property
     def fixed_users(self) -> int:
@@ -225,6 +262,7 @@ PG_OK = Threshold("PG *", "fail_ratio < 0.01", "database operations succeed")
 CH_P95 = Threshold("CH *", "p(95) < 1000", "ClickHouse analytics insert/query p95 under 1 s")
 HEALTH_P99 = Threshold("HTTP /health*", "p(99) < 1000", "health endpoints answer within 1 s")
 HEALTH_OK = Threshold("HTTP /health*", "fail_ratio < 0.01", "health endpoints answer 200")
+HEALTH_TIERS_OK = Threshold("HTTP ready:*", "fail_ratio < 0.01", "every tier's readiness check in /health/ready passes")
 FLOW_MAX = Threshold("FLOW login→send→receive", "max < 15000", "complete login → send → receive within 15 s")
 FLOW_OK = Threshold("FLOW login→send→receive", "fail_ratio < 0.01", "complete workflows succeed")
 
@@ -353,6 +391,8 @@ _CATALOGUE: tuple[Scenario, ...] = (
         faults=(FaultSpec("pg-pool-exhaustion", start_s=15, for_s=35),),
         expected_breaches=("WS agent_completed",),
         holds_under_fault=("WS events missing",),
+        tier_exception="the backend's own pool is held; the probe's PostgreSQL connections stay fast, so no tier's "
+        "latency rises and attribution (rightly) names none",
         description=(
             "Graceful degradation means the failures are quick 'error DEPENDENCY_TIMEOUT' replies, not 'hang'/"
             "'timeout': the failures tab tells them apart."
@@ -489,9 +529,11 @@ _CATALOGUE: tuple[Scenario, ...] = (
             FaultSpec("pg-slow-query", start_s=40, for_s=60, ms=1500),
             FaultSpec("clickhouse-stall", start_s=60, for_s=40, ms=3000),
         ),
-        expected_breaches=("REDIS *", "PG thread history"),
-        expected_tier="redis",
-        description="Each tier's own probe shows its degradation; attribution ranks the tiers behind WS latency.",
+        expected_breaches=("REDIS *", "PG thread history", "CH insert"),
+        tier_exception="three tiers are faulted at once, so no single one must rank first; the proof is each "
+        "tier's own breach (the 1500 ms PostgreSQL delay outweighs the 300 ms Redis one in WS latency)",
+        description="Each tier's own probe shows its degradation (REDIS *, PG thread history and CH insert all "
+        "fail); when WS p95 breaks too, attribution ranks the tiers behind it.",
     ),
     # ----- Phase 4: timeout reproduction ----------------------------------------------------------------------
     _s(
@@ -542,14 +584,15 @@ _CATALOGUE: tuple[Scenario, ...] = (
         # Four pollers and a Redis stalled in 3 s pauses for the whole window: every /health/ready issued in the
         # first 2 s of a pause waits past the 1 s line. (One 2 s pause and two pollers missed it 1 run in 8.)
         Steady(users=4, spawn_rate=4, duration_s=60),
-        (HEALTH_P99, HEALTH_OK),
+        (HEALTH_P99, HEALTH_OK, HEALTH_TIERS_OK),
         faults=(FaultSpec("redis-slow", start_s=15, for_s=30, ms=3000),),
-        expected_breaches=("HTTP /health/ready",),
+        expected_breaches=("HTTP /health/ready", "HTTP ready:redis"),
+        holds_under_fault=("HTTP ready:postgres", "HTTP ready:clickhouse"),
         expected_tier="redis",
     ),
     _s(
         "resource-correlation",
-        "CPU / memory of generator and backend sampled next to latency; attribution correlates them",
+        "CPU / memory of generator and backend sampled next to latency; attribution gives each gauge's r with WS p95",
         ("test_staging_infrastructure_resource_monitoring",),
         (UserMix(CHAT, weight=1), UserMix(HEALTH, fixed_count=1)),
         Ramp(start_users=2, end_users=10, duration_s=120),
@@ -557,7 +600,10 @@ _CATALOGUE: tuple[Scenario, ...] = (
         threshold_mode="extend",
         faults=(FaultSpec("agent-slow", start_s=40, for_s=60, ms=2500),),
         expected_breaches=("WS agent_completed",),
-        description="Gauges (locust:cpu_percent, target:rss_mb, redis:used_memory_mb ...) land in the SLA reports.",
+        description="Gauges (locust:cpu_percent, target:rss_mb, redis:used_memory_mb ...) land in the SLA reports; "
+        "the attribution of a failing WS threshold gives each gauge's Pearson r with the WS p95 over the run's 2 s "
+        "buckets (from 5 buckets with both values on) and names those with |r| >= 0.5: what moved together with "
+        "the latency, not a cause.",
     ),
     _s(
         "login-send-receive",

@@ -14,6 +14,11 @@ moment apart) with its p95 in the baseline buckets:
 * ``within_sla`` = the tier's p95 in the bad buckets meets its own ``p(..)`` threshold (when it has one);
 * ``correlation`` = Pearson correlation of the tier's and the chat metric's p95 over all buckets (>= 3 buckets).
 
+Resource gauges (``record_gauge``: ``locust:cpu_percent``, ``target:rss_mb`` ...) are correlated the same way: each
+gauge's mean reading per bucket against the chat metric's p95 per bucket, Pearson r over the buckets that have both,
+reported only from :data:`MIN_GAUGE_WINDOWS` such buckets on (fewer: ``correlation`` null, the count says why). It
+says whether a resource moved with the latency in time, not that it caused it; it does not change the tier ranking.
+
 A tier *coincides* with the failure when its score is >= 0.25, or it breaks its own SLA while rising. Tiers are
 ranked by score, then correlation. The slowest stage is the gap of the five-event timeline
 (``agent_started→agent_thinking`` ...) whose p95 grew most between baseline and bad buckets.
@@ -22,7 +27,8 @@ ranked by score, then correlation. The slowest stage is the gap of the five-even
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sla_checks.engine import Bucket
@@ -37,11 +43,15 @@ from sla_checks.evaluate import (
 from sla_checks.expressions import Expression, parse_expression
 from sla_checks.histogram import Histogram
 
-__all__ = ["attribute", "tier_of", "TIER_LABELS", "COINCIDE_SCORE"]
+__all__ = ["attribute", "gauge_correlations", "tier_of", "TIER_LABELS", "COINCIDE_SCORE", "MIN_GAUGE_WINDOWS"]
 
 TIER_LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "clickhouse": "ClickHouse"}
 _TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
 COINCIDE_SCORE = 0.25
+MIN_GAUGE_WINDOWS = 5
+"""Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
+STRONG_CORRELATION = 0.5
+"""|r| from which a gauge is named in the summary line."""
 FAILING_RATIO = 0.2
 """A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts
 as rising too: a Redis refusing writes (OOM) fails chat messages fast without any latency rise."""
@@ -85,6 +95,40 @@ def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     if sxx <= 0 or syy <= 0:
         return None
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+
+
+def gauge_correlations(
+    latency: Sequence[tuple[float, float]],
+    gauges: Mapping[str, Sequence[Sequence[float]]],
+    bucket_s: float,
+    min_windows: int = MIN_GAUGE_WINDOWS,
+) -> list[dict[str, Any]]:
+    """Pearson r of each gauge's per-bucket mean reading with the per-bucket latency.
+
+    ``latency`` is ``[(bucket start, p95 ms)]``, ``gauges`` ``{name: [[unix_ts, value], ...]}`` (readings in
+    ``[start, start + bucket_s)`` belong to that bucket). One row per gauge, strongest |r| first (gauges without
+    an r last): ``{"gauge", "windows", "correlation"}``; ``correlation`` is None below ``min_windows`` buckets with
+    both values, or when either series is flat.
+    """
+    latency = sorted(latency)
+    starts = [start for start, _ in latency]
+    rows = []
+    for name, series in gauges.items():
+        per_bucket: dict[int, list[float]] = {}
+        for ts, value in ((float(p[0]), float(p[1])) for p in series):
+            i = bisect_right(starts, ts) - 1
+            if i >= 0 and ts < starts[i] + bucket_s:
+                per_bucket.setdefault(i, []).append(value)
+        xs, ys = [], []
+        for i, (_, ms) in enumerate(latency):
+            readings = per_bucket.get(i)
+            if readings:
+                xs.append(ms)
+                ys.append(sum(readings) / len(readings))
+        r = _pearson(xs, ys) if len(xs) >= max(3, min_windows) else None
+        rows.append({"gauge": name, "windows": len(xs), "correlation": None if r is None else round(r, 3)})
+    rows.sort(key=lambda g: (g["correlation"] is None, -abs(g["correlation"] or 0.0), g["gauge"]))
+    return rows
 
 
 def _tier_threshold(metric: str, specs: Sequence[ThresholdSpec]) -> ThresholdSpec | None:
@@ -132,8 +176,14 @@ def attribute(
     failing: ThresholdResult,
     buckets: Sequence[tuple[float, Bucket]],
     specs: Sequence[ThresholdSpec],
+    gauges: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    bucket_s: float | None = None,
 ) -> dict[str, Any]:
-    """Attribution record for one failing threshold (see the module docstring and the report schema)."""
+    """Attribution record for one failing threshold (see the module docstring and the report schema).
+
+    ``gauges`` (the store's ``{name: [[unix_ts, value], ...]}``) and ``bucket_s`` (the buckets' width; by default
+    the smallest gap between bucket starts) add the per-gauge correlation with the failing metric's p95.
+    """
     expr = failing.spec.expression
     target = failing.metric
     series = [
@@ -276,6 +326,19 @@ def attribute(
         tail.append(f"no samples from {', '.join(TIER_LABELS[t] for t in others)}")
     if slowest is not None:
         tail.append(f"slowest stage: {slowest}")
+    gauge_rows: list[dict[str, Any]] = []
+    if gauges:
+        width = bucket_s or min(
+            (b[0] - a[0] for a, b in zip(buckets, buckets[1:], strict=False) if b[0] > a[0]), default=2.0
+        )
+        latency = [(buckets[i][0], v) for i, v in target_by_idx.items() if v is not None]
+        gauge_rows = gauge_correlations(latency, gauges, width)
+        strong = [g for g in gauge_rows if g["correlation"] is not None and abs(g["correlation"]) >= STRONG_CORRELATION]
+        if strong:
+            tail.append(
+                "moves with "
+                + ", ".join(f"{g['gauge']} (r {g['correlation']:+.2f}, {g['windows']} windows)" for g in strong[:3])
+            )
     summary = parts[0] + " — " + parts[1] + ("; " + "; ".join(tail) if tail else "")
     return {
         "metric": target,
@@ -287,6 +350,7 @@ def attribute(
         "bad_windows": [buckets[i][0] for i in sorted(bad)],
         "baseline_p95": t_base,
         "bad_p95": t_bad,
+        "gauges": gauge_rows,
     }
 
 

@@ -56,7 +56,10 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                                   "fail_ratio": float, "baseline_fail_ratio": float}],
                        "slowest_stage": str|null,
                        "stages": [{"stage", "p95", "baseline_p95", "growth_ms"}],
-                       "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix]}],
+                       "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix],
+                       "gauges": [{"gauge": "target:cpu_percent", "windows": int,  # buckets with both values
+                                   "correlation": float|null}]}],  # Pearson r of the gauge's mean per
+                                                # bucket with the metric's p95 per bucket (null: < 5 buckets)
       "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]}
     }
 
@@ -265,7 +268,9 @@ def build_report(
             continue
         seen.add(key)
         try:
-            attributions.append(attribute(r, buckets, engine.specs))
+            attributions.append(
+                attribute(r, buckets, engine.specs, gauges=engine.store.gauges, bucket_s=engine.store.resolution_s)
+            )
         except Exception:  # attribution must never cost the verdict
             logger.exception("SLA attribution failed for %s", r.name)
     for a in attributions:

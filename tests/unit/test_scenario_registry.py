@@ -31,6 +31,7 @@ from scenarios.registry import (
     seed_test_index,
 )
 from scenarios.shapes import Ramp, Soak, Spike, Steady, Step, Stepped, build_shape
+from sla_checks.attribution import tier_of
 from sla_checks.expressions import parse_expression
 from target.faults import FAULT_KINDS
 
@@ -71,6 +72,18 @@ def test_scenario_thresholds_parse_and_name_known_metrics(name: str) -> None:
         assert validate_metric(t.metric) is None, (t.metric, validate_metric(t.metric))
     for metric in scenario.expected_breaches:
         assert any(fnmatch.fnmatchcase(metric, t.metric) or metric == t.metric for t in scenario.thresholds)
+
+
+def test_tier_evidence_of_every_faulted_scenario_is_explicit() -> None:
+    """Each scenario faulting a tier names it (ranked first by attribution, or breached by its own probe) or says
+    why not; the cascade asserts every faulted tier's own breach instead."""
+    for scenario in SCENARIOS.values():
+        if any(f.tier for f in scenario.faults):
+            assert bool(scenario.expected_tier) != bool(scenario.tier_exception), scenario.name
+    cascade = SCENARIOS["three-tier-cascade"]
+    assert {tier_of(m) for m in cascade.expected_breaches} == {f.tier for f in cascade.faults}
+    assert SCENARIOS["ws-connect-under-stress"].attributed_breaches == ("WS agent_completed",)
+    assert SCENARIOS["health-endpoints"].attributed_breaches == ()
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -118,6 +131,9 @@ def test_unknown_scenario_error_names_the_fix() -> None:
     assert "'redis'" in text and "--list-scenarios" in text and "redis-connect-latency" in text
 
 
+PG_SLOW = FaultSpec("pg-slow-query", start_s=1, for_s=2, ms=800)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -128,6 +144,17 @@ def test_unknown_scenario_error_names_the_fix() -> None:
          "after the scenario"),
         ({"faults": (FaultSpec("hang", start_s=1, for_s=2),)}, "which metric"),
         ({"expected_breaches": ("PG *",)}, "no threshold"),
+        # a tier fault names the tier attribution must rank first, or says why not
+        ({"faults": (PG_SLOW,), "expected_breaches": ("WS agent_completed",)}, "tier_exception why"),
+        ({"faults": (PG_SLOW,), "expected_breaches": ("WS agent_completed",), "expected_tier": "redis"},
+         "not a tier its faults act on"),
+        ({"faults": (PG_SLOW,), "expected_breaches": ("WS agent_completed",), "expected_tier": "postgres",
+          "tier_exception": "because"}, "not both"),
+        # without a WS/FLOW breach to attribute, the breaches themselves must be the tier's
+        ({"faults": (PG_SLOW,), "thresholds": (Threshold("REDIS *", "p(95) < 50"),),
+          "expected_breaches": ("REDIS GET",), "expected_tier": "postgres"}, "must include a postgres metric"),
+        ({"faults": (PG_SLOW,), "thresholds": (Threshold("REDIS *", "p(95) < 50"), Threshold("PG *", "p(95) < 9")),
+          "expected_breaches": ("PG thread history", "REDIS GET"), "expected_tier": "postgres"}, "none of another"),
     ],
 )
 def test_scenario_rejects_inconsistent_definitions(kwargs: dict[str, Any], match: str) -> None:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sla_checks.attribution import attribute, tier_of
+from sla_checks.attribution import MIN_GAUGE_WINDOWS, attribute, gauge_correlations, tier_of
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, ThresholdSpec
 
@@ -160,3 +160,53 @@ def test_tier_refusing_calls_without_latency_rise_is_named():
     assert top["fail_ratio"] >= 0.7  # bad buckets widened by one bucket each side: 10 of 14 s
     expected = f'coincides with REDIS "SET" failing {100 * top["fail_ratio"]:.0f}% of calls (baseline 0%)'
     assert expected in a["summary"]
+
+
+def test_gauge_correlation_is_pearson_r_over_buckets_with_both_values():
+    slow = (4, 5, 6)
+    latency = [(T0 + 2 * i, 3000.0 if i in slow else 600.0 + 10 * (i % 3)) for i in range(10)]
+    gauges = {
+        # two readings per bucket, averaged; one before the first bucket is ignored
+        "target:cpu_percent": [[T0 - 5, 999.0]]
+        + [[T0 + 2 * i + d, (90.0 if i in slow else 10.0) + d] for i in range(10) for d in (0.2, 1.5)],
+        "locust:rss_mb": [[T0 + 2 * i + 1, 80.0 if i in slow else 200.0] for i in range(10)],
+        "redis:used_memory_mb": [[T0 + 2 * i + 1, 5.0] for i in range(10)],  # flat: no r
+        "pg:lock_waiters": [[T0 + 2 * i + 1, float(i in slow)] for i in range(4)],  # too few buckets
+    }
+    rows = {g["gauge"]: g for g in gauge_correlations(latency, gauges, 2.0)}
+    assert rows["target:cpu_percent"]["windows"] == 10 and rows["target:cpu_percent"]["correlation"] > 0.99
+    assert rows["locust:rss_mb"]["correlation"] < -0.99
+    assert rows["redis:used_memory_mb"] == {"gauge": "redis:used_memory_mb", "windows": 10, "correlation": None}
+    assert rows["pg:lock_waiters"]["windows"] == 4 < MIN_GAUGE_WINDOWS
+    assert rows["pg:lock_waiters"]["correlation"] is None
+    ordered = [g["gauge"] for g in gauge_correlations(latency, gauges, 2.0)]
+    assert ordered[2:] == ["pg:lock_waiters", "redis:used_memory_mb"]  # without an r: last
+
+
+def test_gauge_that_moves_with_the_failing_metric_is_named_in_summary():
+    eng = run(40, range(20, 28), "postgres")
+    for s in range(40):
+        eng.collector.record_gauge("target:cpu_percent", 95.0 if 20 <= s < 28 else 20.0 + s % 4, T0 + s + 0.6)
+        eng.collector.record_gauge("locust:rss_mb", 70.0 + (s * 7) % 5, T0 + s + 0.6)
+    eng.flush_local()
+    buckets = eng.store.sorted_buckets()
+    a = attribute(failing(eng), buckets, SPECS, gauges=eng.store.gauges, bucket_s=eng.store.resolution_s)
+    top, other = a["gauges"]
+    assert (top["gauge"], top["windows"]) == ("target:cpu_percent", 20)
+    assert top["correlation"] > 0.9 and abs(other["correlation"]) < 0.5
+    assert f"moves with target:cpu_percent (r {top['correlation']:+.2f}, 20 windows)" in a["summary"]
+    assert "locust:rss_mb" not in a["summary"]
+    assert a["tiers"][0]["tier"] == "postgres"  # gauges do not change the tier ranking
+    plain = attribute(failing(eng), buckets, SPECS)
+    assert plain["gauges"] == [] and "moves with" not in plain["summary"]
+    assert attribute(failing(eng), buckets, SPECS, gauges=eng.store.gauges)["gauges"] == a["gauges"]  # width inferred
+
+
+def test_gauge_correlation_needs_enough_buckets():
+    eng = run(6, range(2, 4), "postgres")
+    for s in range(6):
+        eng.collector.record_gauge("target:cpu_percent", 95.0 if 2 <= s < 4 else 20.0, T0 + s + 0.6)
+    eng.flush_local()
+    a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
+    assert a["gauges"] == [{"gauge": "target:cpu_percent", "windows": 3, "correlation": None}]
+    assert "moves with" not in a["summary"]

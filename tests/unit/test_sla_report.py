@@ -97,6 +97,12 @@ def test_report_verdict_windows_and_attribution_for_a_pg_stall():
     assert a["tiers"][0]["tier"] == "postgres"
     assert 'coincides with PG "thread history"' in a["summary"]
     assert a["slowest_stage"] == "agent_started→agent_thinking"
+    # the run's gauges are correlated with the failing metric per bucket: a CPU reading that cycles every 7 s does
+    # not move with a 30 s PostgreSQL stall, so it is reported but not named in the summary
+    (cpu,) = a["gauges"]
+    assert (cpu["gauge"], cpu["windows"]) == ("locust:cpu_percent", round(120 / rep["bucket_s"]))
+    assert cpu["correlation"] is not None and abs(cpu["correlation"]) < 0.5
+    assert "moves with" not in a["summary"]
 
 
 def test_healthy_report_passes_with_locusts_own_exit_code():
