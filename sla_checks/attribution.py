@@ -52,6 +52,9 @@ MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
 STRONG_CORRELATION = 0.5
 """|r| from which a gauge is named in the summary line."""
+DESIGN_LIMIT_MS = {"PG": 200.0, "REDIS": 50.0, "CH": 1000.0, "HTTP": 1000.0}
+"""DESIGN.md's per-tier SLAs (p95, ms), the yardstick for a tier metric that has neither a threshold in the profile
+nor samples outside the bad buckets (a probe that started late, a run that was slow from the start)."""
 FAILING_RATIO = 0.2
 """A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts
 as rising too: a Redis refusing writes (OOM) fails chat messages fast without any latency rise."""
@@ -232,10 +235,14 @@ def attribute(
         f_rise = f_bad - f_base if f_bad >= FAILING_RATIO else 0.0
         spec = _tier_threshold(m, specs)
         within = spec.expression.holds(k_bad) if spec else None
+        design_limit = DESIGN_LIMIT_MS.get(m.partition(" ")[0])
         if k_base is not None:
             k_rise = k_bad - k_base
         elif spec is not None:
             k_rise = k_bad - spec.expression.limit
+        elif design_limit is not None:
+            k_rise = max(0.0, k_bad - design_limit)
+            within = k_bad < design_limit
         else:
             k_rise = 0.0
         score = max(0.0, min(1.0, k_rise / t_rise)) if t_rise > 0 else 0.0

@@ -210,3 +210,14 @@ def test_gauge_correlation_needs_enough_buckets():
     a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
     assert a["gauges"] == [{"gauge": "target:cpu_percent", "windows": 3, "correlation": None}]
     assert "moves with" not in a["summary"]
+
+
+def test_tier_without_threshold_or_baseline_is_judged_against_the_design_sla():
+    # pipeline-event-timing: only WS thresholds, and the PG probe's first samples landed in the stall
+    eng = run(6, range(0, 6), "postgres")
+    a = attribute(failing(eng), eng.store.sorted_buckets(), [SPECS[0]])
+    top = a["tiers"][0]
+    assert (top["tier"], top["baseline_p95"], top["threshold"]) == ("postgres", None, None)
+    assert top["within_sla"] is False and top["rise_ms"] > 2000 and top["score"] >= 0.8
+    assert all(t["within_sla"] and t["score"] < 0.25 for t in a["tiers"][1:])
+    assert "coincides with PG" in a["summary"]
