@@ -74,8 +74,8 @@ def _known_metrics() -> dict[str, tuple[str, ...]]:
     return {
         "WS": _WS_NAMES,
         "FLOW": ("login→send→receive",),
-        "PG": ("connect", "pool acquire", "commit", "lock stats", *pg),
-        "CH": ("connect", "insert", *ch, *(f"query {q}" for q in ch)),
+        "PG": ("connect", "pool acquire", "commit", "lock stats", "schema", *pg),
+        "CH": ("connect", "insert", "schema", *ch, *(f"query {q}" for q in ch)),
     }
 
 

@@ -64,9 +64,12 @@ PG_QUERIES: dict[str, str] = {
 CH_DATABASE = "agentchat"
 CH_TABLE = "agent_state_history"
 
-CH_SCHEMA: tuple[str, ...] = (
-    f"CREATE DATABASE IF NOT EXISTS {CH_DATABASE}",
-    f"""CREATE TABLE IF NOT EXISTS {CH_DATABASE}.{CH_TABLE} (
+
+def ch_schema(database: str = CH_DATABASE) -> tuple[str, ...]:
+    """The ClickHouse DDL with the agent-event table in ``database`` (the probes' ``--clickhouse-database``)."""
+    return (
+        f"CREATE DATABASE IF NOT EXISTS {database}",
+        f"""CREATE TABLE IF NOT EXISTS {database}.{CH_TABLE} (
         event_date  Date,
         ts          DateTime,
         ts_ms       UInt16,
@@ -78,21 +81,29 @@ CH_SCHEMA: tuple[str, ...] = (
         tool_name   String,
         duration_ms Float64
     ) ENGINE = MergeTree() PARTITION BY toYYYYMM(event_date) ORDER BY (event_date, user_id, ts)""",
-)
+    )
+
+
+CH_SCHEMA: tuple[str, ...] = ch_schema()
 
 CH_COLUMNS: tuple[str, ...] = (
     "event_date", "ts", "ts_ms", "run_id", "thread_id", "user_id", "agent_name", "event_type", "tool_name",
     "duration_ms",
 )
 
-# Named analytics queries: the metric name of each is ``CH <key>``.
-CH_QUERIES: dict[str, str] = {
-    "agent stage summary": (
-        f"SELECT agent_name, event_type, count() AS n, avg(duration_ms) AS avg_ms "
-        f"FROM {CH_DATABASE}.{CH_TABLE} WHERE event_date >= today() - 1 AND ts >= now() - 300 "
-        f"GROUP BY agent_name, event_type ORDER BY agent_name, event_type"
-    ),
-}
+# Named analytics queries: the metric name of each is ``CH query <key>``.
+def ch_queries(database: str = CH_DATABASE) -> dict[str, str]:
+    """The named analytics queries (all reads) against the agent-event table in ``database``."""
+    return {
+        "agent stage summary": (
+            f"SELECT agent_name, event_type, count() AS n, avg(duration_ms) AS avg_ms "
+            f"FROM {database}.{CH_TABLE} WHERE event_date >= today() - 1 AND ts >= now() - 300 "
+            f"GROUP BY agent_name, event_type ORDER BY agent_name, event_type"
+        ),
+    }
+
+
+CH_QUERIES: dict[str, str] = ch_queries()
 
 # Redis key shapes used by the backend (probes use the same shapes).
 REDIS_AGENT_STATE_KEY = "agent_state:{run_id}"

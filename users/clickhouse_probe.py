@@ -1,7 +1,11 @@
 """ClickHouseProbeUser: batched agent-event inserts and the backend's analytics query, over ClickHouse's HTTP API.
 
 Samples (request_type ``CH``): ``insert`` (one batch of ``--clickhouse-batch-size`` agent-event rows, JSONEachRow)
-and ``query <name>`` for each query of ``target.schema.CH_QUERIES`` (today ``query agent stage summary``).
+and ``query <name>`` for each query of ``target.schema.CH_QUERIES`` (today ``query agent stage summary``), against
+``--clickhouse-database``. ``--probe-read-only``: the queries only. A missing database or table is created only when
+``--probe-create-schema`` allows it (``auto``: the URL is on loopback); otherwise the first user of the process logs one
+error naming it, fires one failed ``CH schema`` sample with that text, and inserts and queries do not run (their
+thresholds say "no data" rather than blaming ClickHouse for a schema mismatch).
 
 Why HTTP through Locust's FastHttpUser (geventhttpclient) and not clickhouse-connect: the HTTP interface is the same on
 Debian's ClickHouse 18.16 that this project runs locally and on current servers (clickhouse-connect 1.x cannot talk to
@@ -15,6 +19,9 @@ import json
 import logging
 import os
 import random
+import threading
+import time
+import urllib.error
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +31,9 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from target.schema import CH_DATABASE, CH_QUERIES, CH_SCHEMA, CH_TABLE
-from users.probe_base import TypedRequestEvent
-from users.probe_options import clickhouse_request, probe_config
+from target.schema import CH_TABLE, ch_queries, ch_schema
+from users.probe_base import ProbeFailure, TypedRequestEvent, fire
+from users.probe_options import ProbeConfig, clickhouse_request, probe_config, schema_missing_message
 
 AGENTS = ("Supervisor", "Triage", "Data", "Optimizer")
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -34,7 +41,52 @@ TOOLS = ("", "search", "sql", "calculator")
 
 logger = logging.getLogger(__name__)
 
-INSERT_PATH = "/?query=" + quote(f"INSERT INTO {CH_DATABASE}.{CH_TABLE} FORMAT JSONEachRow")
+_schema_missing: dict[tuple[Any, ...], bool] = {}
+_schema_lock = threading.Lock()
+
+
+def insert_path(database: str) -> str:
+    return "/?query=" + quote(f"INSERT INTO {database}.{CH_TABLE} FORMAT JSONEachRow")
+
+
+def schema_gate(cfg: ProbeConfig, environment: Any) -> bool:
+    """True when the agent-event table is missing; checked once per process, URL, database and mode.
+
+    Creates the database and table first when ``--probe-create-schema`` allows it. The call that finds the table
+    missing logs the one error and fires the one failed ``CH schema`` sample. An ``OSError`` (ClickHouse unreachable,
+    or an HTTP error) propagates and nothing is cached.
+    """
+    create, _why = cfg.creates_schema("clickhouse")
+    key = (cfg.clickhouse_url, cfg.clickhouse_database, cfg.probe_read_only, create)
+    with _schema_lock:
+        if key in _schema_missing:
+            return _schema_missing[key]
+        start = time.perf_counter()
+        if create:
+            try:
+                for stmt in ch_schema(cfg.clickhouse_database):  # the backend does the same; IF NOT EXISTS
+                    clickhouse_request(cfg.clickhouse_url, " ".join(stmt.split()), body=b"",
+                                       timeout=cfg.clickhouse_timeout)
+            except urllib.error.HTTPError as exc:  # e.g. no CREATE grant: the check below says what is missing
+                logger.warning("ClickHouse probe: could not create the schema: HTTP %s", exc.code)
+        table = f"{cfg.clickhouse_database}.{CH_TABLE}"
+        missing = clickhouse_request(cfg.clickhouse_url, f"EXISTS TABLE {table}",
+                                     timeout=cfg.clickhouse_timeout).strip() != b"1"
+        _schema_missing[key] = missing
+        if missing:
+            stopped = [] if cfg.probe_read_only else ["CH insert"]
+            stopped += [f"CH query {name}" for name in ch_queries(cfg.clickhouse_database)]
+            message = schema_missing_message(cfg, "clickhouse", [table], stopped)
+            logger.error(message)
+            fire(environment, "CH", "schema", (time.perf_counter() - start) * 1000.0,
+                 exception=ProbeFailure(message))
+        return missing
+
+
+def forget_schema_checks() -> None:
+    """Check the table again at the next start (tests)."""
+    with _schema_lock:
+        _schema_missing.clear()
 
 
 def agent_event_rows(n: int, user_id: str, now: datetime | None = None) -> bytes:
@@ -70,7 +122,6 @@ class ClickHouseProbeUser(FastHttpUser):
     fixed_count = 1
     """One per run by default (``--clickhouse-probe-users``)."""
     wait_time = between(0.5, 1.0)
-    _schema_ready = False
 
     def __init__(self, environment: Any) -> None:
         self.cfg = probe_config(environment)
@@ -80,18 +131,25 @@ class ClickHouseProbeUser(FastHttpUser):
         super().__init__(environment)
         self.client.request_event = TypedRequestEvent(environment.events.request, "CH")
         self.user_id = f"probe-{os.getpid()}"
+        self._schema: bool | None = None
+        """None: not checked yet; True: the table is there; False: missing, nothing runs (module docstring)."""
+        self._schema_warned = False
 
     def on_start(self) -> None:
-        if ClickHouseProbeUser._schema_ready:
-            return
-        try:
-            for stmt in CH_SCHEMA:  # the backend does the same; IF NOT EXISTS makes it idempotent
-                clickhouse_request(self.cfg.clickhouse_url, " ".join(stmt.split()), body=b"",
-                                   timeout=self.cfg.clickhouse_timeout)
-        except OSError as exc:  # the insert samples will show the failure
-            logger.warning("ClickHouse probe: schema setup failed: %s", exc)
-            return
-        ClickHouseProbeUser._schema_ready = True
+        self.cfg = probe_config(self.environment)  # --probe-read-only / --probe-create-schema as the web UI left them
+        self._schema_ok()
+
+    def _schema_ok(self) -> bool:
+        """Whether inserts and queries may run; checks (once per process) until the check itself succeeds."""
+        if self._schema is None:
+            try:
+                self._schema = not schema_gate(self.cfg, self.environment)
+            except OSError as exc:  # unreachable: the insert/query samples will show the failure
+                if not self._schema_warned:
+                    logger.warning("ClickHouse probe: schema check failed: %s", exc)
+                    self._schema_warned = True
+                return True
+        return self._schema
 
     def _post(self, path: str, name: str, body: bytes) -> int:
         """POST and report; returns the number of lines in a successful answer, -1 on failure."""
@@ -108,11 +166,16 @@ class ClickHouseProbeUser(FastHttpUser):
 
     @task(3)
     def insert_batch(self) -> None:
-        self._post(INSERT_PATH, "insert", agent_event_rows(self.cfg.clickhouse_batch_size, self.user_id))
+        if self.cfg.probe_read_only or not self._schema_ok():
+            return
+        self._post(insert_path(self.cfg.clickhouse_database), "insert",
+                   agent_event_rows(self.cfg.clickhouse_batch_size, self.user_id))
 
     @task(1)
     def analytics_queries(self) -> None:
-        for name, sql in CH_QUERIES.items():
+        if not self._schema_ok():
+            return
+        for name, sql in ch_queries(self.cfg.clickhouse_database).items():
             self._post("/", f"query {name}", (sql + " FORMAT TabSeparated").encode())
 
 

@@ -4,13 +4,21 @@ Samples (request_type ``PG``): ``connect`` (a fresh connection), ``pool acquire`
 process's bounded pool; fails with "no connection free within N s" instead of hanging), the named queries of
 ``target/schema.py`` (``thread upsert``, ``message insert``, ``thread history``, ``thread update``, ``run insert``,
 ``run complete``), ``commit`` (COMMIT of a transaction that updates rows shared by every probe user) and
-``lock stats``. Gauges: ``pg:lock_waiters`` and ``pg:lock_wait_max_ms`` (sessions waiting for a lock, from
+``lock stats``; ``schema`` only once, as a failure, when tables it needs are missing (see below). Gauges: ``pg:lock_waiters`` and ``pg:lock_wait_max_ms`` (sessions waiting for a lock, from
 ``pg_locks``/``pg_stat_activity``), ``pg_probe:pool_in_use``, ``pg_probe:pool_size``.
 
 gevent: psycopg 3 picks its wait function when imported; with gevent's ``select`` patched (locust imports first) it
 uses ``wait_poll`` on the patched ``select`` and yields to other greenlets while the server works. If psycopg was
 imported before the patching it would use its C ``wait_c`` and block the whole process; ``_ensure_cooperative``
 switches it in that case (and says so).
+
+Someone else's database: missing tables are created only when ``--probe-create-schema`` allows it (``auto``: the DSN
+is on loopback, i.e. the bundled backend's). Otherwise the first user of the process logs one error naming the
+tables, the DSN (password hidden) and the option, fires one failed ``PG schema`` sample with that text, and the
+table-bound operations do not run at all: their thresholds say "no data" (a required one fails as "no samples"),
+instead of a failure per attempt that would blame PostgreSQL for a schema mismatch. ``--probe-read-only`` runs only
+``connect``, ``pool acquire``, ``thread history`` (on the probe's own thread id: no rows, same index lookup) and
+``lock stats``, in sessions with ``default_transaction_read_only`` on, so the server itself refuses any write.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import os
 import random
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,8 +41,8 @@ from locust import User, between, task
 
 from sla_checks.gauges import record_gauge
 from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
-from users.probe_base import ProbeFailure, timed
-from users.probe_options import ProbeConfig, probe_config
+from users.probe_base import ProbeFailure, fire, timed
+from users.probe_options import ProbeConfig, probe_config, schema_missing_message
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +56,12 @@ LOCK_STATS_SQL = (
 
 SHARED_THREADS = 4
 """Rows every probe user updates in its transaction task (contention on purpose)."""
+TABLES: tuple[str, ...] = ("threads", "messages", "runs")
+"""Tables the full probe reads and writes."""
+READ_ONLY_TABLES: tuple[str, ...] = ("messages",)
+"""Tables ``--probe-read-only`` reads (``thread history``)."""
+TABLE_BOUND: tuple[str, ...] = (*PG_QUERIES, "commit")
+"""Operations that need the tables (the rest, connect / pool acquire / lock stats, need none)."""
 
 
 def _ensure_cooperative() -> None:
@@ -124,20 +139,16 @@ def connect_pg(cfg: ProbeConfig) -> psycopg.Connection[Any]:
     try:
         ms = int(cfg.pg_statement_timeout * 1000)
         conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")  # type: ignore[arg-type]
+        if cfg.probe_read_only:  # the server refuses writes and DDL in these sessions, whatever the probe sends
+            conn.execute("SET default_transaction_read_only = on")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-_schema_done = False
-
-
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
     """Create the backend's tables if missing (idempotent; a concurrent creator's race is ignored)."""
-    global _schema_done
-    if _schema_done:
-        return
     for stmt in PG_SCHEMA:
         name = schema_object_name(stmt)
         if name and conn.execute(to_pyformat(PG_OBJECT_EXISTS), (name,)).fetchone()[0]:  # type: ignore[index]
@@ -146,7 +157,51 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
             conn.execute(stmt)  # type: ignore[arg-type]
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
             pass
-    _schema_done = True
+
+
+_schema_missing: dict[tuple[Any, ...], list[str]] = {}
+_schema_lock = threading.Lock()
+
+
+def missing_tables(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> list[str]:
+    """Those of ``tables`` not visible on the connection's search_path."""
+    exists = to_pyformat(PG_OBJECT_EXISTS)
+    return [t for t in tables if not conn.execute(exists, (t,)).fetchone()[0]]  # type: ignore[index]
+
+
+def schema_gate(conn: psycopg.Connection[Any], cfg: ProbeConfig, environment: Any) -> list[str]:
+    """The tables this probe needs that are missing; checked once per process, DSN and mode.
+
+    Creates them first when ``--probe-create-schema`` allows it. The call that finds tables missing logs the one error
+    and fires the one failed ``PG schema`` sample; later calls just return the cached answer. A psycopg error (the
+    check could not run) propagates and nothing is cached.
+    """
+    create, _why = cfg.creates_schema("pg")
+    key = (cfg.pg_dsn, cfg.probe_read_only, create)
+    with _schema_lock:
+        if key in _schema_missing:
+            return _schema_missing[key]
+        start = time.perf_counter()
+        if create:
+            try:
+                ensure_schema(conn)  # skips existing objects (CREATE INDEX IF NOT EXISTS would lock the table)
+            except psycopg.errors.InsufficientPrivilege as exc:  # the check below says what is missing
+                logger.warning("PG probe: could not create the schema: %s", " ".join(str(exc).split()))
+        missing = missing_tables(conn, READ_ONLY_TABLES if cfg.probe_read_only else TABLES)
+        _schema_missing[key] = missing
+        if missing:
+            stopped = ["thread history"] if cfg.probe_read_only else list(TABLE_BOUND)
+            message = schema_missing_message(cfg, "pg", missing, [f"PG {n}" for n in stopped])
+            logger.error(message)
+            fire(environment, "PG", "schema", (time.perf_counter() - start) * 1000.0,
+                 exception=ProbeFailure(message))
+        return missing
+
+
+def forget_schema_checks() -> None:
+    """Check the tables again at the next start (tests)."""
+    with _schema_lock:
+        _schema_missing.clear()
 
 
 def _reusable(conn: psycopg.Connection[Any]) -> bool:
@@ -159,7 +214,8 @@ _pools_lock = threading.Lock()
 
 def shared_pool(cfg: ProbeConfig) -> BoundedPool[psycopg.Connection[Any]]:
     """The process's bounded PG pool for these settings (shared by all PostgresProbeUsers)."""
-    key = (cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout, cfg.pg_connect_timeout, cfg.pg_statement_timeout)
+    key = (cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout, cfg.pg_connect_timeout, cfg.pg_statement_timeout,
+           cfg.probe_read_only)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -192,6 +248,8 @@ class PostgresProbeUser(User):
         self.thread_id = f"probe-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.shared_ids = [f"probe-shared-{i}" for i in range(SHARED_THREADS)]
         self._ready = False
+        self._schema_missing: list[str] = []
+        """Missing tables: the table-bound operations do not run (see the module docstring)."""
 
     # -------------------------------------------------------------- helpers
 
@@ -230,9 +288,13 @@ class PostgresProbeUser(User):
         return rows
 
     def _setup(self, conn: psycopg.Connection[Any]) -> bool:
-        """Schema (once per process, as the backend does), this user's thread and the shared rows."""
+        """Schema check (once per process), then, unless read-only, this user's thread and the shared rows."""
         try:
-            ensure_schema(conn)
+            self._schema_missing = schema_gate(conn, self.cfg, self.environment)
+            if self._schema_missing:
+                return False
+            if self.cfg.probe_read_only:
+                return True
             for sid in self.shared_ids:
                 conn.execute(SQL["thread upsert"], (sid, "probe-shared", "probe shared row"))  # type: ignore[arg-type]
         except psycopg.Error as exc:
@@ -242,6 +304,8 @@ class PostgresProbeUser(User):
 
     def on_start(self) -> None:
         """A connect sample, the schema/rows this user needs, and a first lock-wait reading, whatever the task draw."""
+        self.cfg = probe_config(self.environment)  # --probe-read-only / --probe-create-schema as the web UI left them
+        self.pool = shared_pool(self.cfg)
         self.connect()
         with self.lease() as conn:
             if conn is not None:
@@ -261,7 +325,9 @@ class PostgresProbeUser(User):
 
     @task(6)
     def message_flow(self) -> None:
-        """What one chat message costs in PG: history, insert, thread update (each its own sample)."""
+        """What one chat message costs in PG: history, insert, thread update (each its own sample); read-only: history."""
+        if self._schema_missing:
+            return
         with self.lease() as conn:
             if conn is None:
                 return
@@ -270,15 +336,23 @@ class PostgresProbeUser(User):
                 if not self._ready:
                     return
             self.query(conn, "thread history", (self.thread_id, self.history_limit))
+            if self.cfg.probe_read_only:
+                return
             self.query(conn, "message insert", (self.thread_id, self.user_id, "user", "probe message " + "x" * 200))
             self.query(conn, "thread update", (1, self.thread_id))
 
     @task(2)
     def contended_transaction(self) -> None:
         """A transaction updating a row all probe users share, then COMMIT (sample ``PG commit``) and lock stats."""
+        if self._schema_missing or self.cfg.probe_read_only:
+            return
         with self.lease() as conn:
             if conn is None:
                 return
+            if not self._ready:  # the schema check must come before any statement on the tables
+                self._ready = self._setup(conn)
+                if not self._ready:
+                    return
             shared = random.choice(self.shared_ids)
             run_id = uuid.uuid4().hex
             ok = self.query(conn, "thread update", (1, shared), begin=True) is not None
@@ -310,7 +384,9 @@ class PostgresProbeUser(User):
         return result
 
     def on_stop(self) -> None:
-        """Remove this user's own thread (its messages and runs cascade)."""
+        """Remove this user's own thread (its messages and runs cascade); nothing to remove when it wrote nothing."""
+        if self.cfg.probe_read_only or self._schema_missing or not self._ready:
+            return
         try:
             conn = self.pool.acquire(timeout=min(self.pool.timeout, 2.0))
         except (PoolTimeout, psycopg.Error) as exc:

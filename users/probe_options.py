@@ -8,24 +8,32 @@ local):
    probe users of switched-off tiers (``--probes``, or a count of 0) from the run;
 2. checks that every tier whose probe is on answers, and otherwise logs one clear error naming the URL (password
    hidden) and the option to fix, and exits with code 2 (Locust's usage-error convention) before the test starts.
+   The check only reads (``PING``, ``SELECT 1``): tables are the probe users' business (``--probe-create-schema``).
+
+Two options are read again when the probe users start, so they are offered in the web UI and an edit there applies:
+``--probe-read-only`` (reads only) and ``--probe-create-schema`` (``auto``: create missing tables only on a loopback
+tier, i.e. the bundled backend's services; ``on``; ``off``).
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
+import os
 import re
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from target.schema import CH_DATABASE
 from target.settings import Settings as _BackendSettings
 from users.probe_base import ProbeFailure, redact_url
 
@@ -52,6 +60,10 @@ TIER_USER_CLASS: dict[str, str] = {
     "health": "HealthCheckUser",
 }
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
+CREATE_SCHEMA_CHOICES: tuple[str, ...] = ("auto", "on", "off")
+LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema")
+"""Fields re-read from ``parsed_options`` when a probe user starts (web-UI edits apply to the next run)."""
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # the tiers are probed where the reference backend keeps its data by default
 _BACKEND = _BackendSettings()
 
@@ -105,6 +117,30 @@ def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
         raise ProbeConfigError(f"{option} {redact_url(url)!r} has no host; expected e.g. {schemes[0]}://127.0.0.1:PORT")
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8, ``::1`` and Unix sockets (a path or no host at all)."""
+    if not host or host.startswith("/") or host.startswith("@"):
+        return True
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def pg_dsn_is_loopback(dsn: str) -> bool:
+    """Whether every host of a libpq DSN (URL or ``key=value``; ``hostaddr`` wins) is on this machine."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(dsn)
+    # libpq falls back to PGHOSTADDR / PGHOST when the DSN names no host
+    host = params.get("hostaddr") or params.get("host") or os.environ.get("PGHOSTADDR") or os.environ.get("PGHOST")
+    hosts = str(host or "").split(",")
+    return all(is_loopback_host(h.strip()) for h in hosts)
+
+
 def _check_dsn_parses(dsn: str) -> None:
     """libpq must be able to parse the DSN; its complaint is kept without quoted fragments (they may be secret)."""
     import psycopg
@@ -138,14 +174,26 @@ class ProbeConfig:
     pg_statement_timeout: float = 15.0
     pg_probe_users: int = 1
     clickhouse_url: str = _BACKEND.clickhouse_url
+    clickhouse_database: str = CH_DATABASE
     clickhouse_batch_size: int = 100
     clickhouse_timeout: float = 15.0
     clickhouse_probe_users: int = 1
     health_url: str = DEFAULT_HEALTH_URL
     health_timeout: float = 10.0
     health_probe_users: int = 1
+    probe_read_only: bool = False
+    probe_create_schema: str = "auto"
 
     def __post_init__(self) -> None:
+        self.probe_create_schema = str(self.probe_create_schema).strip().lower()
+        if self.probe_create_schema not in CREATE_SCHEMA_CHOICES:
+            raise ProbeConfigError(
+                f"--probe-create-schema {self.probe_create_schema!r} is not one of {', '.join(CREATE_SCHEMA_CHOICES)} "
+                "(auto: create missing tables only when the tier is on loopback, i.e. the bundled backend's)"
+            )
+        if not _IDENTIFIER.match(self.clickhouse_database):
+            raise ProbeConfigError(f"--clickhouse-database {self.clickhouse_database!r} is not a plain identifier; "
+                                   "expected e.g. agentchat")
         _check_url("--redis-url", self.redis_url, ("redis", "rediss", "unix"))
         if "://" in self.pg_dsn:
             _check_url("--pg-dsn", self.pg_dsn, ("postgresql", "postgres"))
@@ -182,6 +230,17 @@ class ProbeConfig:
             kwargs["health_url"] = derive_health_url(getattr(options, "host", None))
         return cls(probes=probes, **kwargs)
 
+    def creates_schema(self, tier: str) -> tuple[bool, str]:
+        """Whether the probe of ``tier`` (``pg``, ``clickhouse``) may create missing tables, and why, in words that
+        name the option (for the log line that explains a missing table)."""
+        if self.probe_read_only:
+            return False, "--probe-read-only is on (no writes, no DDL)"
+        if self.probe_create_schema != "auto":
+            return self.probe_create_schema == "on", f"--probe-create-schema is {self.probe_create_schema}"
+        local = (pg_dsn_is_loopback(self.pg_dsn) if tier == "pg"
+                 else is_loopback_host(urlsplit(self.clickhouse_url).hostname))
+        return local, f"--probe-create-schema is auto and {tier} is {'' if local else 'not '}on loopback"
+
     def users_for(self, tier: str) -> int:
         """How many probe users of ``tier`` run (0 when switched off)."""
         if tier not in self.probes:
@@ -189,13 +248,39 @@ class ProbeConfig:
         return int(getattr(self, f"{tier}_probe_users"))
 
 
+def schema_missing_message(cfg: ProbeConfig, tier: str, missing: list[str], stopped: list[str]) -> str:
+    """The one start-up error of a probe whose tables are missing: the table(s), the tier, why they were not created
+    (naming the option) and the fixes."""
+    where, option = {
+        "pg": (redact_url(cfg.pg_dsn), "--pg-dsn"),
+        "clickhouse": (f"{redact_url(cfg.clickhouse_url)} database {cfg.clickhouse_database}",
+                       "--clickhouse-url / --clickhouse-database"),
+    }[tier]
+    _create, why = cfg.creates_schema(tier)
+    fix = ("drop --probe-read-only to let --probe-create-schema on create it" if cfg.probe_read_only
+           else "pass --probe-create-schema on (env LOCUST_PROBE_CREATE_SCHEMA=on) to create it")
+    return (
+        f"{TIER_USER_CLASS[tier]}: table {', '.join(missing)} missing in {where} (tier {tier}); not created because "
+        f"{why}. Not run: {', '.join(stopped)} (their thresholds report 'no data'). Fix {option} to point at the "
+        f"backend's database, {fix}, or switch this probe off with --{tier}-probe-users 0"
+    )
+
+
 def probe_config(environment: Any) -> ProbeConfig:
     """The run's probe settings: ``environment.probe_config`` if set, else from ``parsed_options``, else defaults."""
     cfg = getattr(environment, "probe_config", None)
+    options = getattr(environment, "parsed_options", None)
     if cfg is None:
-        options = getattr(environment, "parsed_options", None)
         cfg = ProbeConfig.from_options(options) if options is not None else ProbeConfig()
         environment.probe_config = cfg
+    elif options is not None:  # the web UI may have changed the live options since init
+        live = {f: getattr(options, f) for f in LIVE_FIELDS if getattr(options, f, None) not in (None, "")}
+        if any(getattr(cfg, f) != v for f, v in live.items()):
+            try:
+                cfg = environment.probe_config = replace(cfg, **live)
+            except ProbeConfigError as exc:
+                logger.error("Bad probe option from the web UI, kept %s: %s",
+                             ", ".join(f"{f}={getattr(cfg, f)!r}" for f in live), exc)
     return cfg
 
 
@@ -243,6 +328,9 @@ def _add_options(parser: Any) -> None:
     add("--clickhouse-url", type=str, default=ProbeConfig.clickhouse_url,
         env_var="LOCUST_CLICKHOUSE_URL", is_secret=True,
         help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
+    add("--clickhouse-database", type=str, default=ProbeConfig.clickhouse_database,
+        env_var="LOCUST_CLICKHOUSE_DATABASE",
+        help="ClickHouse database holding the agent-event table (agent_state_history)")
     add("--clickhouse-batch-size", type=int, default=ProbeConfig.clickhouse_batch_size,
         env_var="LOCUST_CLICKHOUSE_BATCH_SIZE", help="Agent-event rows per 'CH insert'")
     add("--clickhouse-timeout", type=float, default=ProbeConfig.clickhouse_timeout,
@@ -258,6 +346,19 @@ def _add_options(parser: Any) -> None:
     add("--health-probe-users", type=int, default=ProbeConfig.health_probe_users,
         env_var="LOCUST_HEALTH_PROBE_USERS",
         help="HealthCheckUser instances (fixed count; 0 = off)")
+
+    # Read again when the probe users start, so offered in the web UI (an edit applies to the next start).
+    parser.add_argument(
+        "--probe-read-only", action="store_true", default=False, env_var="LOCUST_PROBE_READ_ONLY",
+        include_in_web_ui=True,
+        help="Probes only read: Redis GET/MGET/INFO, PG SELECTs in read-only sessions, ClickHouse SELECTs; no "
+             "INSERT/UPDATE/SET/DEL and no DDL (their thresholds report 'no data')")
+    parser.add_argument(
+        "--probe-create-schema", type=str, choices=CREATE_SCHEMA_CHOICES, default=ProbeConfig.probe_create_schema,
+        env_var="LOCUST_PROBE_CREATE_SCHEMA", include_in_web_ui=True,
+        help="Create the backend's tables (PG) / database and table (ClickHouse) when missing: auto = only when "
+             "that tier is on loopback (the bundled backend), on, off. Without it a missing table stops the "
+             "operations that need it, with one 'PG schema' / 'CH schema' failure naming it")
 
 
 # ---------------------------------------------------------------- connectivity checks (run once, at init)
@@ -284,15 +385,12 @@ def check_redis(cfg: ProbeConfig) -> None:
 def check_pg(cfg: ProbeConfig) -> None:
     import psycopg
 
-    from users.postgres_probe import ensure_schema  # late: users.postgres_probe imports this module
-
     with psycopg.connect(cfg.pg_dsn, connect_timeout=max(1, round(min(cfg.pg_connect_timeout, 5.0))),
                          autocommit=True) as conn:
         # bounded like every other start-up check: a table lock held elsewhere must not stall the start
         ms = int(min(cfg.pg_statement_timeout, 5.0) * 1000)
         conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")  # type: ignore[arg-type]
         conn.execute("SELECT 1")
-        ensure_schema(conn)  # skips existing objects (CREATE INDEX IF NOT EXISTS would lock the table)
 
 
 def clickhouse_request(url: str, query: str, body: bytes | None = None, timeout: float = 5.0) -> bytes:
@@ -309,12 +407,7 @@ def clickhouse_request(url: str, query: str, body: bytes | None = None, timeout:
 
 
 def check_clickhouse(cfg: ProbeConfig) -> None:
-    from target.schema import CH_SCHEMA
-
-    timeout = min(cfg.clickhouse_timeout, 5.0)
-    clickhouse_request(cfg.clickhouse_url, "SELECT 1", timeout=timeout)
-    for stmt in CH_SCHEMA:
-        clickhouse_request(cfg.clickhouse_url, " ".join(stmt.split()), body=b"", timeout=timeout)
+    clickhouse_request(cfg.clickhouse_url, "SELECT 1", timeout=min(cfg.clickhouse_timeout, 5.0))
 
 
 def check_health(cfg: ProbeConfig) -> None:
@@ -416,9 +509,12 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     errors = check_tiers(cfg, tiers)
     if errors:
         _fail_start("Probe start-up check failed:\n  " + "\n  ".join(errors))
+        return
+    if cfg.probe_read_only and cfg.probe_create_schema == "on" and tiers:
+        logger.warning("--probe-read-only is on, so --probe-create-schema on is ignored: read-only probes run no DDL")
 
 
 __all__ = [
     "ProbeConfig", "ProbeConfigError", "TIERS", "apply_user_counts", "check_tiers", "derive_health_url",
-    "parse_probes", "probe_config", "redact_url", "selected_probe_tiers",
+    "is_loopback_host", "parse_probes", "pg_dsn_is_loopback", "probe_config", "redact_url", "selected_probe_tiers",
 ]

@@ -6,6 +6,9 @@ key shape, ``MGET`` (multi-key read), ``SET large`` (large values, write perform
 ``INFO``. Gauges: ``redis:used_memory_mb``, ``redis:maxmemory_mb``, ``redis:evicted_keys``,
 ``redis:connected_clients``, ``redis_probe:pool_in_use``, ``redis_probe:pool_size``.
 
+``--probe-read-only``: ``connect``, ``pool acquire``, ``GET`` / ``MGET`` (of the probe's own key names, which then do
+not exist: the same round trip, nil replies) and ``INFO`` only; no ``SET``, ``SET large`` or cleanup ``DEL``.
+
 No hidden retries: redis-py 8 retries a failed command up to 10 times with backoff by default (``Redis(retry=...)``
 default), which would turn a 3 s stall into a retry storm. Every connection here gets ``Retry(NoBackoff(), 0)`` and no
 ``retry_on_error``/``retry_on_timeout`` (checked in redis 8.1's source: commands, connect and the health-check PING
@@ -148,6 +151,7 @@ class RedisProbeUser(User):
 
     def on_start(self) -> None:
         """A connect sample and a first INFO reading (memory baseline) in every run, whatever the task draw."""
+        self.cfg = probe_config(self.environment)  # --probe-read-only as the web UI left it
         self.connect()
         with self.lease() as client:
             if client is not None:
@@ -169,6 +173,8 @@ class RedisProbeUser(User):
 
     @task(3)
     def set_session(self) -> None:
+        if self.cfg.probe_read_only:
+            return
         with self.lease() as client:
             if client is None:
                 return
@@ -197,9 +203,12 @@ class RedisProbeUser(User):
 
     @task(1)
     def write_large(self) -> None:
-        """A large value, then INFO: write latency next to used_memory / maxmemory / evicted_keys."""
+        """A large value, then INFO: write latency next to used_memory / maxmemory / evicted_keys (read-only: INFO)."""
         with self.lease() as client:
             if client is None:
+                return
+            if self.cfg.probe_read_only:
+                self.record_info(client)
                 return
             key = random.choice(self.keys) + ":large"
             with timed(self.environment, "REDIS", "SET large") as meta:
@@ -227,6 +236,8 @@ class RedisProbeUser(User):
         return info
 
     def on_stop(self) -> None:
+        if self.cfg.probe_read_only:
+            return
         try:
             with self.lease() as client:
                 if client is not None:

@@ -130,3 +130,66 @@ def test_probe_config_unparseable_dsn_is_refused_without_secret(dsn: str) -> Non
     with pytest.raises(ProbeConfigError, match=r"--pg-dsn .* is not a valid libpq DSN") as info:
         ProbeConfig(pg_dsn=dsn)
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pg", "clickhouse"),
+    [
+        ({}, True, True),  # the bundled backend's services on this machine
+        ({"pg_dsn": "host=/var/run/postgresql dbname=test"}, True, True),
+        ({"pg_dsn": "postgresql://u@[::1]:5432/x", "clickhouse_url": "http://localhost:8123"}, True, True),
+        ({"pg_dsn": "postgresql://u@pg.staging.internal/chat", "clickhouse_url": "https://ch.staging:8443"},
+         False, False),
+        ({"pg_dsn": "host=127.0.0.1,10.0.0.7 dbname=x"}, False, True),  # any remote host: not local
+        ({"probe_create_schema": "on", "pg_dsn": "postgresql://u@pg.staging.internal/chat"}, True, True),
+        ({"probe_create_schema": "OFF"}, False, False),
+        ({"probe_read_only": True, "probe_create_schema": "on"}, False, False),  # read-only: no DDL either
+    ],
+)
+def test_creates_schema_auto_only_on_loopback(kwargs: dict, pg: bool, clickhouse: bool) -> None:
+    cfg = ProbeConfig(**kwargs)
+    assert (cfg.creates_schema("pg")[0], cfg.creates_schema("clickhouse")[0]) == (pg, clickhouse)
+
+
+def test_creates_schema_auto_follows_pghost_when_the_dsn_names_no_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGHOST", "pg.staging.internal")
+    assert ProbeConfig(pg_dsn="dbname=chat user=loadtest").creates_schema("pg")[0] is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"probe_create_schema": "maybe"}, r"--probe-create-schema 'maybe' is not one of auto, on, off"),
+        ({"clickhouse_database": "x; DROP"}, r"--clickhouse-database 'x; DROP' is not a plain identifier"),
+    ],
+)
+def test_probe_safety_options_bad_values_name_the_option(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ProbeConfigError, match=pattern):
+        ProbeConfig(**kwargs)
+
+
+def test_probe_safety_options_from_cli_and_env_and_shown_in_web_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    from locust.argument_parser import parse_options, ui_extra_args_dict
+
+    monkeypatch.setenv("LOCUST_PROBE_CREATE_SCHEMA", "off")
+    options = parse_options(["--probe-read-only"])
+    cfg = ProbeConfig.from_options(options)
+    assert (cfg.probe_read_only, cfg.probe_create_schema) == (True, "off")
+    monkeypatch.delenv("LOCUST_PROBE_CREATE_SCHEMA")
+    ui = ui_extra_args_dict([])
+    assert ui["probe_read_only"]["default_value"] is False
+    assert list(ui["probe_create_schema"]["choices"]) == ["auto", "on", "off"]
+    assert "pg_dsn" not in ui, "read-once options stay out of the web UI"
+
+
+def test_probe_config_takes_web_ui_edits_of_the_live_options() -> None:
+    from users.probe_options import probe_config
+
+    options = argparse.Namespace(probe_read_only=False, probe_create_schema="auto", host=None)
+    env = argparse.Namespace(parsed_options=options, probe_config=None)
+    assert probe_config(env).probe_read_only is False
+    options.probe_read_only, options.probe_create_schema = True, "off"  # what the web UI's start form does
+    cfg = probe_config(env)
+    assert (cfg.probe_read_only, cfg.probe_create_schema) == (True, "off")
+    options.probe_create_schema = "bogus"  # refused, logged, the last good value kept
+    assert probe_config(env).probe_create_schema == "off"
