@@ -300,3 +300,25 @@ def test_disconnect_cancels_the_connections_in_flight_messages(start_backend):
         time.sleep(0.05)
     assert health["in_flight"] == 0 and health["connections"] == 0, health
     assert health["messages_completed"] == 0, b.log_tail(80)  # cancelled well before the 3 s think time ended
+
+
+@pytest.mark.timeout(30)
+def test_api_v1_websocket_alias_runs_the_same_pipeline(backend):
+    token = backend.login(21)
+    url = backend.ws_url.rsplit("/", 1)[0] + "/api/v1/websocket"
+    ws = websocket.create_connection(url, subprotocols=[f"jwt-auth.{token}"], timeout=10)
+    try:
+        assert json.loads(ws.recv())["type"] == "connection_established"
+        send_message(ws, "alias check")
+        types = [f["type"] for f in recv_until_final(ws)]
+    finally:
+        ws.close()
+    assert types[-1] == "agent_completed"
+    assert {"agent_started", "agent_thinking", "tool_executing", "tool_completed"} <= set(types), types
+
+
+@pytest.mark.timeout(30)
+def test_liveness_answers_like_health_without_touching_the_tiers(backend):
+    status, body = http("GET", backend.http_url + "/health/live")
+    assert status == 200 and body["status"] == "ok" and body["pid"] > 0
+    assert "tiers" not in body  # readiness (tier checks) is /health/ready's job
