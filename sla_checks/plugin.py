@@ -5,7 +5,9 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
 * every process: a listener on ``environment.events.request`` records each sample into a
   :class:`~sla_checks.engine.Collector` (a dict lookup and a histogram increment, no sorting);
 * worker: the collected buckets ride along in Locust's own worker report (``report_to_master``, every 3 s and a
-  final one on quit);
+  final one on quit); a worker that quits by itself (SIGTERM, or Ctrl-C reaching its process group) stops its users
+  (within ``--stop-timeout``) and sends that final report before it tells the master it quits — Locust alone sends
+  its ``quit`` first and no final report, so the samples of its last seconds and of the stop were lost;
 * master / local runner: merges worker reports (``worker_report``), evaluates every ``--sla-eval-interval`` seconds
   (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
   workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
@@ -32,14 +34,18 @@ import time
 from typing import Any
 
 import gevent
+import gevent.lock
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 from locust import log as locust_log
 from locust.env import Environment
+from locust.exception import RPCError
 from locust.runners import (
+    STATE_INIT,
     STATE_MISSING,
     STATE_RUNNING,
     STATE_SPAWNING,
+    STATE_STOPPED,
     LocalRunner,
     MasterRunner,
     WorkerRunner,
@@ -58,7 +64,8 @@ console = logging.getLogger("locust.stats_logger")  # Locust's plain console log
 DEFAULT_EXIT_CODE = 3
 DEFAULT_EVAL_INTERVAL_S = 5.0
 FINAL_REPORT_GRACE_S = 5.0
-"""How long past ``--stop-timeout`` the master waits for a quitting worker's final report."""
+"""How long past ``--stop-timeout`` the master waits for a quitting worker's final report (and a worker's second
+``stop()`` for the one under way)."""
 
 
 @events.init_command_line_parser.add_listener
@@ -235,6 +242,9 @@ class SlaPlugin:
             pending.clear()
         if plugin.is_worker:
             ev.report_to_master.add_listener(plugin.on_report_to_master)
+            # added after WorkerRunner's own listener, so it runs before that one sends ``quit`` (reverse order)
+            ev.quitting.add_listener(plugin.on_worker_quitting)
+            _serialize_stops(environment.runner)  # type: ignore[arg-type]
         else:
             ev.worker_report.add_listener(plugin.on_worker_report)
             ev.test_start.add_listener(plugin.on_test_start)
@@ -272,6 +282,26 @@ class SlaPlugin:
         payload = self.engine.collector.drain()
         if payload:
             data["sla"] = payload
+
+    def on_worker_quitting(self, environment: Environment, **_kw: Any) -> None:
+        """A worker quitting while its users run or stop: stop them and send the final report now.
+
+        Locust's worker sends ``quit`` to the master first thing on its own ``quitting`` (SIGTERM, Ctrl-C in a
+        terminal, which reaches the workers too) and a final report only on a ``quit`` from the master, which then
+        comes after its own ``quit``: the master has judged by then. Here (before Locust's listener) the users stop
+        within ``--stop-timeout`` and one report carries every sample left, so the master, which keeps a worker
+        until its ``quit``, judges them. A stop already under way (the master's ``quit``) is waited for."""
+        runner = environment.runner
+        if self._finished or not isinstance(runner, WorkerRunner):
+            return
+        self._finished = True  # the SIGTERM path may fire ``quitting`` twice
+        if runner.state in (STATE_INIT, STATE_STOPPED):
+            return  # no users: the last report (the master's ``stop`` or ``quit``) carried the samples
+        runner.stop()
+        try:
+            runner._send_stats()  # report_to_master: Locust's stats and on_report_to_master's SLA payload
+        except RPCError as e:
+            logger.warning("SLA: the final report to the master failed (%s); its samples are lost", e)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         payload = data.get("sla")
@@ -461,6 +491,27 @@ class SlaPlugin:
         if report["verdict"] == "fail":
             environment.process_exit_code = self.exit_code
         logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])
+
+
+def _serialize_stops(runner: WorkerRunner) -> None:
+    """Let a second ``stop()`` on the worker wait until the one under way has ended, then return (state stopped).
+
+    When the master's ``quit`` arrives while the worker stops its users for its own quit (Ctrl-C to both), Locust
+    runs ``stop()`` again at once; it asks users that are not stopping yet to stop a second time, and the user
+    raises "Tried to stop User in an unexpected state: stopping". The wait is bounded: the first stop ends within
+    ``--stop-timeout`` (Locust kills the users still running then)."""
+    stop = runner.stop
+    lock = gevent.lock.Semaphore()
+
+    def serialized_stop() -> None:
+        acquired = lock.acquire(timeout=float(runner.environment.stop_timeout or 0.0) + FINAL_REPORT_GRACE_S)
+        try:
+            stop()
+        finally:
+            if acquired:
+                lock.release()
+
+    runner.stop = serialized_stop  # type: ignore[method-assign]
 
 
 @events.init.add_listener

@@ -4,6 +4,10 @@ the workers sent, their final reports included: the master's SLA report counts e
 samples the workers' reports carried (``worker_counts_locustfile.py`` logs them per worker) and Locust's own final
 stats (``--json-file``) agree — also when replies are still in flight at the stop and the workers' final reports come
 seconds later (``--stop-timeout``); the master exits 0 (a passing verdict) with no traceback, and every worker exits.
+
+The ``group-*`` cases signal the master and both workers at once, as Ctrl-C in a terminal does (one process group;
+``locust --processes N`` forks its workers into it): each worker stops its users and sends its final report before it
+tells the master it quits, and the master judges only after, so no sample of the last seconds is lost.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def completed_in_csv(path: Path) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("end", ["sigterm", "sigint", "run-time"])
+@pytest.mark.parametrize("end", ["sigterm", "sigint", "run-time", "group-sigint", "group-sigterm"])
 def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tmp_path: Path, end: str) -> None:
     # replies take 1.3-1.6 s (the backend's own think time, no shared service touched): when the run ends, every
     # user is waiting for one, and the workers' final reports come well after the stop (Locust's master waits 0.5 s)
@@ -51,6 +55,7 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
     (tmp_path / "sla.toml").write_text(CONFIG, encoding="utf-8")
     port = free_port()
     run_time = "10s" if end == "run-time" else "120s"
+    group = end.startswith("group-")  # the master leads a process group its workers join: one signal reaches all
     log = tmp_path / "master.log"
     with log.open("w") as fh:
         master = subprocess.Popen(
@@ -60,7 +65,7 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
              "--sla-config", str(tmp_path / "sla.toml"), "--sla-report-json", str(tmp_path / "sla.json"),
              "--csv", str(tmp_path / "live"), "--json-file", str(tmp_path / "final"),
              "--exit-code-on-error", "0", "ChatUser"],
-            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, process_group=0 if group else None)
     worker_logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers = []
     for wlog in worker_logs:
@@ -68,7 +73,8 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
             workers.append(subprocess.Popen(
                 [LOCUST, "-f", COUNTING, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
                  "ChatUser"],
-                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True))
+                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                process_group=master.pid if group else None))
     try:
         if end == "run-time":
             master.wait(timeout=60)
@@ -76,10 +82,14 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
             # samples flowed: the master's live stats (fed by the workers' reports) count chat replies
             assert wait_until(lambda: completed_in_csv(tmp_path / "live_stats.csv") > 0, 40, 0.2), log.read_text()
             time.sleep(1.5)  # mid-report-interval (3 s): each worker holds samples its next report would carry
-            master.send_signal(signal.SIGTERM if end == "sigterm" else signal.SIGINT)
+            sig = signal.SIGTERM if end.endswith("sigterm") else signal.SIGINT
+            if group:
+                os.killpg(master.pid, sig)  # as a terminal's Ctrl-C: the master and both workers at the same instant
+            else:
+                master.send_signal(sig)
             master.wait(timeout=STOP_TIMEOUT + 20)
         for w in workers:
-            w.wait(timeout=20)  # no worker outlives its master's quit
+            w.wait(timeout=STOP_TIMEOUT + 20)  # no worker outlives its master's quit
     finally:
         for p in (master, *workers):
             if p.poll() is None:
@@ -88,8 +98,9 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
     out = log.read_text(errors="replace")
     assert master.returncode == 0, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
-    for wlog in worker_logs:
+    for w, wlog in zip(workers, worker_logs, strict=True):
         assert "Traceback" not in wlog.read_text(errors="replace"), wlog.read_text(errors="replace")[-3000:]
+        assert w.returncode == 0, (w.returncode, wlog.read_text(errors="replace")[-3000:])
 
     counts = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("worker-*.json"))]
     assert len(counts) == 2, (counts, out[-2000:])
@@ -103,6 +114,8 @@ def test_master_stopped_mid_run_judges_workers_final_samples(backend, faults, tm
     print(f"{end}: workers shipped {shipped} WS agent_completed samples, SLA report judged {judged}, "
           f"Locust's final stats {locust_final}")
     assert shipped > 0
+    # every sample the workers recorded (their users' last replies included) is judged
+    assert judged == sum(c["recorded"] for c in counts), (judged, counts, out[-2000:])
     assert judged == shipped, (judged, shipped, counts, out[-2000:])
     assert locust_final == shipped, (locust_final, shipped, counts)
     assert (rep["workers"], rep["workers_lost"], rep["verdict"]) == (2, 0, "pass"), rep["verdict_reasons"]

@@ -13,7 +13,7 @@ from locust.event import Events
 from config.loader import Profile
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.gauges import record_gauge
-from sla_checks.plugin import SlaPlugin
+from sla_checks.plugin import SlaPlugin, _serialize_stops
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -199,3 +199,42 @@ def test_final_reports_wait_ends_when_every_worker_quit_and_marks_silent_ones_lo
     plugin._collect_final_reports(master)  # type: ignore[arg-type]
     assert time.monotonic() - t0 < 5.0  # returns when the last worker quit, not at the deadline
     assert plugin.engine.lost_workers == {"w2"}
+
+
+
+class _StoppingRunner:
+    """Stand-in for a worker runner: each ``stop()`` takes the next of ``stop_s`` (its users finishing) and records
+    how many were under way when it began."""
+
+    def __init__(self, stop_timeout: float, *stop_s: float) -> None:
+        self.environment = argparse.Namespace(stop_timeout=stop_timeout)
+        self.stop_s, self.active, self.calls = list(stop_s), 0, []
+
+    def stop(self) -> None:
+        self.active += 1
+        self.calls.append(self.active)  # 1: no other stop() under way
+        try:
+            gevent.sleep(self.stop_s.pop(0))
+        finally:
+            self.active -= 1
+
+
+def test_second_worker_stop_waits_for_the_one_under_way_within_its_bound(monkeypatch):
+    runner = _StoppingRunner(1.0, 0.3, 0.3)
+    _serialize_stops(runner)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    gevent.joinall([gevent.spawn(runner.stop), gevent.spawn(runner.stop)], timeout=5)
+    assert runner.calls == [1, 1]  # the master's ``quit`` arriving mid-stop does not stop the users a second time
+    assert 0.55 <= time.monotonic() - t0 < 3.0
+
+    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 0.2)
+    runner = _StoppingRunner(0.0, 5.0, 0.0)  # a stop that outlives --stop-timeout + the grace
+    _serialize_stops(runner)  # type: ignore[arg-type]
+    first = gevent.spawn(runner.stop)
+    gevent.sleep(0)
+    t0 = time.monotonic()
+    second = gevent.spawn(runner.stop)
+    second.join(timeout=3)
+    assert second.dead and runner.calls == [1, 2]  # waited for the grace only, then ran anyway
+    assert 0.15 <= time.monotonic() - t0 < 1.5
+    first.kill()
