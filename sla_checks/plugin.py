@@ -11,7 +11,8 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
 * master / local runner: merges worker reports (``worker_report``), evaluates every ``--sla-eval-interval`` seconds
   (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
   workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
-  ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach.
+  ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach; it warns when messages were still in
+  flight at the stop (``abandoned_at_stop``, counted by every process through :mod:`sla_checks.counters`).
 * master, when the run ends for good (headless ``--run-time`` / abort, SIGTERM or Ctrl-C): before judging, it asks the
   running workers to quit and waits (``--stop-timeout`` + 5 s at most) until each has sent its final report, so the
   samples of the last seconds and of the stop are judged. Locust's master alone judges first (the ``quitting``
@@ -225,6 +226,7 @@ class SlaPlugin:
         for start, bucket in old.store.sorted_buckets():
             self.engine.store.add(start, bucket)
         self.engine.store.gauges = old.store.gauges
+        self.engine.store.counts = old.store.counts
         self._failing.clear()
 
     # --- wiring -----------------------------------------------------------------------------------------------
@@ -240,6 +242,11 @@ class SlaPlugin:
             for ts, name, value in pending:
                 plugin.engine.collector.record_gauge(name, value, ts)
             pending.clear()
+        counts = getattr(environment, "sla_counts", None)
+        if counts:
+            for name, n in counts.items():
+                plugin.engine.collector.count(name, n)
+            counts.clear()
         if plugin.is_worker:
             ev.report_to_master.add_listener(plugin.on_report_to_master)
             # added after WorkerRunner's own listener, so it runs before that one sends ``quit`` (reverse order)
@@ -484,6 +491,13 @@ class SlaPlugin:
                 logger.error("SLA FAILED: %s %s in window(s) %s", t["metric"], t["expression"], windows)
         for a in report["attribution"]:
             logger.error("SLA attribution: %s", a["summary"])
+        if report["abandoned_at_stop"]:
+            logger.warning(
+                "SLA: %d message(s) were still in flight at stop (not judged: no reply, no sample); a longer "
+                "--stop-timeout (now %g s) lets them finish",
+                report["abandoned_at_stop"],
+                float(environment.stop_timeout or 0.0),
+            )
         console.info("\n%s\n", render_terminal(report))
         written = write_reports(report, *self.report_paths)
         for path in written:

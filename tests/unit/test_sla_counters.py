@@ -130,3 +130,32 @@ def test_chat_user_stopped_mid_message_counts_it_in_the_sla_report():
     user.on_stop()
     assert abandoned_at_stop() == before + 2  # the per-process counter stays as it was
     assert plugin.snapshot()["abandoned_at_stop"] == 2
+
+
+def test_end_of_run_warns_about_messages_in_flight_naming_stop_timeout(caplog):
+    env = new_env()
+    env.stop_timeout = 2.0
+    plugin = SlaPlugin.register(env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
+    plugin.on_test_start(env)
+    env.events.request.fire(request_type="WS", name="agent_completed", response_time=500.0, response_length=0,
+                            exception=None, context=None)
+    count(env, ABANDONED_AT_STOP, 3)
+    plugin.on_test_stop(env)
+    with caplog.at_level("WARNING"):
+        env.events.quitting.fire(environment=env)
+    warned = [r.getMessage() for r in caplog.records if "still in flight at stop" in r.getMessage()]
+    assert warned == ["SLA: 3 message(s) were still in flight at stop (not judged: no reply, no sample); a longer "
+                      "--stop-timeout (now 2 s) lets them finish"]
+    assert plugin.final_report["abandoned_at_stop"] == 3
+    assert env.process_exit_code is None  # reported, not judged
+
+
+def test_counts_before_the_plugin_and_across_a_reconfigure_are_kept():
+    env = new_env()
+    count(env, ANOMALY_PREFIX + "late frame", 2)  # before the plugin is attached: waits on the environment
+    plugin = SlaPlugin.register(env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
+    plugin.on_test_start(env)
+    plugin.tick(T0)
+    plugin.reconfigure(Profile(name="u", path="u.toml", thresholds=SPECS))
+    count(env, ANOMALY_PREFIX + "late frame")
+    assert plugin.snapshot()["anomalies"] == {"late frame": 3}
