@@ -203,7 +203,14 @@ class Scenario:
             raise ValueError(f"Scenario {self.name}: give expected_tier or tier_exception, not both")
         if tier not in faulted_tiers:
             raise ValueError(f"Scenario {self.name}: expected_tier {tier!r} is not a tier its faults act on")
-        if not self.attributed_breaches:
+        if self.attributed_breaches:
+            # a tier metric with no samples outside the bad buckets is measured against its own threshold; without
+            # one it cannot score (a short run's probe may sample only while the fault is on)
+            if not any(tier_of(t.metric) == tier and t.expr.startswith("p(") for t in self.thresholds):
+                raise ValueError(
+                    f"Scenario {self.name}: attribution to {tier} needs a p(..) threshold on a {tier} metric"
+                )
+        else:
             own = [m for m in self.expected_breaches if tier_of(m) == tier]
             other = [m for m in self.expected_breaches if tier_of(m) not in (None, tier)]
             if not own or other:
@@ -507,7 +514,9 @@ _CATALOGUE: tuple[Scenario, ...] = (
         ("test_agent_websocket_event_timing_degradation",),
         (UserMix(CHAT, weight=1), UserMix(REDIS_PROBE, fixed_count=1), UserMix(PG_PROBE, fixed_count=1)),
         Ramp(start_users=2, end_users=8, duration_s=120),
-        (*EVENT_BUDGETS, WS_OK),
+        # PG_HISTORY: the probe may sample thread history only while the fault is on (no baseline); attribution
+        # then measures its rise against this threshold (without it, the PG tier scored 0 in one proof run)
+        (*EVENT_BUDGETS, WS_OK, PG_HISTORY),
         faults=(FaultSpec("pg-slow-query", start_s=30, for_s=75, ms=2500),),
         expected_breaches=("WS agent_completed",),
         expected_tier="postgres",

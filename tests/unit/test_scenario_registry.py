@@ -155,6 +155,9 @@ PG_SLOW = FaultSpec("pg-slow-query", start_s=1, for_s=2, ms=800)
           "expected_breaches": ("REDIS GET",), "expected_tier": "postgres"}, "must include a postgres metric"),
         ({"faults": (PG_SLOW,), "thresholds": (Threshold("REDIS *", "p(95) < 50"), Threshold("PG *", "p(95) < 9")),
           "expected_breaches": ("PG thread history", "REDIS GET"), "expected_tier": "postgres"}, "none of another"),
+        # attribution to a tier needs that tier's own latency threshold (its rise when it has no baseline samples)
+        ({"faults": (PG_SLOW,), "expected_breaches": ("WS agent_completed",), "expected_tier": "postgres"},
+         "needs a p\\(..\\) threshold on a postgres metric"),
     ],
 )
 def test_scenario_rejects_inconsistent_definitions(kwargs: dict[str, Any], match: str) -> None:
