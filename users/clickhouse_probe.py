@@ -19,8 +19,6 @@ import json
 import logging
 import os
 import random
-import threading
-import time
 import urllib.error
 import uuid
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from target.schema import CH_TABLE, ch_queries, ch_schema
-from users.probe_base import ProbeFailure, TypedRequestEvent, fire
+from users.probe_base import SchemaGate, TypedRequestEvent
 from users.probe_options import ProbeConfig, clickhouse_request, probe_config, schema_missing_message
 
 AGENTS = ("Supervisor", "Triage", "Data", "Optimizer")
@@ -41,8 +39,7 @@ TOOLS = ("", "search", "sql", "calculator")
 
 logger = logging.getLogger(__name__)
 
-_schema_missing: dict[tuple[Any, ...], bool] = {}
-_schema_lock = threading.Lock()
+_schema_gate = SchemaGate("CH", logger)
 
 
 def insert_path(database: str) -> str:
@@ -57,36 +54,32 @@ def schema_gate(cfg: ProbeConfig, environment: Any) -> bool:
     or an HTTP error) propagates and nothing is cached.
     """
     create, _why = cfg.creates_schema("clickhouse")
-    key = (cfg.clickhouse_url, cfg.clickhouse_database, cfg.probe_read_only, create)
-    with _schema_lock:
-        if key in _schema_missing:
-            return _schema_missing[key]
-        start = time.perf_counter()
-        if create:
-            try:
-                for stmt in ch_schema(cfg.clickhouse_database):  # the backend does the same; IF NOT EXISTS
-                    clickhouse_request(cfg.clickhouse_url, " ".join(stmt.split()), body=b"",
-                                       timeout=cfg.clickhouse_timeout)
-            except urllib.error.HTTPError as exc:  # e.g. no CREATE grant: the check below says what is missing
-                logger.warning("ClickHouse probe: could not create the schema: HTTP %s", exc.code)
-        table = f"{cfg.clickhouse_database}.{CH_TABLE}"
-        missing = clickhouse_request(cfg.clickhouse_url, f"EXISTS TABLE {table}",
-                                     timeout=cfg.clickhouse_timeout).strip() != b"1"
-        _schema_missing[key] = missing
-        if missing:
-            stopped = [] if cfg.probe_read_only else ["CH insert"]
-            stopped += [f"CH query {name}" for name in ch_queries(cfg.clickhouse_database)]
-            message = schema_missing_message(cfg, "clickhouse", [table], stopped)
-            logger.error(message)
-            fire(environment, "CH", "schema", (time.perf_counter() - start) * 1000.0,
-                 exception=ProbeFailure(message))
-        return missing
+    table = f"{cfg.clickhouse_database}.{CH_TABLE}"
+
+    def create_tables() -> None:
+        try:
+            for stmt in ch_schema(cfg.clickhouse_database):  # the backend does the same; IF NOT EXISTS
+                clickhouse_request(cfg.clickhouse_url, " ".join(stmt.split()), body=b"", timeout=cfg.clickhouse_timeout)
+        except urllib.error.HTTPError as exc:  # e.g. no CREATE grant: the check below says what is missing
+            logger.warning("ClickHouse probe: could not create the schema: HTTP %s", exc.code)
+
+    def find_missing() -> list[str]:
+        exists = clickhouse_request(cfg.clickhouse_url, f"EXISTS TABLE {table}", timeout=cfg.clickhouse_timeout)
+        return [] if exists.strip() == b"1" else [table]
+
+    stopped = [] if cfg.probe_read_only else ["CH insert"]
+    stopped += [f"CH query {name}" for name in ch_queries(cfg.clickhouse_database)]
+    return bool(_schema_gate.check(
+        (cfg.clickhouse_url, cfg.clickhouse_database, cfg.probe_read_only, create), environment,
+        find_missing=find_missing,
+        describe=lambda missing: schema_missing_message(cfg, "clickhouse", missing, stopped),
+        create=create_tables if create else None,
+    ))
 
 
 def forget_schema_checks() -> None:
     """Check the table again at the next start (tests)."""
-    with _schema_lock:
-        _schema_missing.clear()
+    _schema_gate.forget()
 
 
 def agent_event_rows(n: int, user_id: str, now: datetime | None = None) -> bytes:

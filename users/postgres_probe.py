@@ -27,7 +27,6 @@ import logging
 import os
 import random
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from locust import User, between, task
 
 from sla_checks.gauges import record_gauge
 from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
-from users.probe_base import ProbeFailure, fire, timed
+from users.probe_base import ProbeFailure, SchemaGate, timed
 from users.probe_options import ProbeConfig, probe_config, schema_missing_message
 
 logger = logging.getLogger(__name__)
@@ -159,8 +158,7 @@ def ensure_schema(conn: psycopg.Connection[Any]) -> None:
             pass
 
 
-_schema_missing: dict[tuple[Any, ...], list[str]] = {}
-_schema_lock = threading.Lock()
+_schema_gate = SchemaGate("PG", logger)
 
 
 def missing_tables(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> list[str]:
@@ -177,31 +175,25 @@ def schema_gate(conn: psycopg.Connection[Any], cfg: ProbeConfig, environment: An
     check could not run) propagates and nothing is cached.
     """
     create, _why = cfg.creates_schema("pg")
-    key = (cfg.pg_dsn, cfg.probe_read_only, create)
-    with _schema_lock:
-        if key in _schema_missing:
-            return _schema_missing[key]
-        start = time.perf_counter()
-        if create:
-            try:
-                ensure_schema(conn)  # skips existing objects (CREATE INDEX IF NOT EXISTS would lock the table)
-            except psycopg.errors.InsufficientPrivilege as exc:  # the check below says what is missing
-                logger.warning("PG probe: could not create the schema: %s", " ".join(str(exc).split()))
-        missing = missing_tables(conn, READ_ONLY_TABLES if cfg.probe_read_only else TABLES)
-        _schema_missing[key] = missing
-        if missing:
-            stopped = ["thread history"] if cfg.probe_read_only else list(TABLE_BOUND)
-            message = schema_missing_message(cfg, "pg", missing, [f"PG {n}" for n in stopped])
-            logger.error(message)
-            fire(environment, "PG", "schema", (time.perf_counter() - start) * 1000.0,
-                 exception=ProbeFailure(message))
-        return missing
+
+    def create_tables() -> None:
+        try:
+            ensure_schema(conn)  # skips existing objects (CREATE INDEX IF NOT EXISTS would lock the table)
+        except psycopg.errors.InsufficientPrivilege as exc:  # the check below says what is missing
+            logger.warning("PG probe: could not create the schema: %s", " ".join(str(exc).split()))
+
+    stopped = ["thread history"] if cfg.probe_read_only else list(TABLE_BOUND)
+    return _schema_gate.check(
+        (cfg.pg_dsn, cfg.probe_read_only, create), environment,
+        find_missing=lambda: missing_tables(conn, READ_ONLY_TABLES if cfg.probe_read_only else TABLES),
+        describe=lambda missing: schema_missing_message(cfg, "pg", missing, [f"PG {n}" for n in stopped]),
+        create=create_tables if create else None,
+    )
 
 
 def forget_schema_checks() -> None:
     """Check the tables again at the next start (tests)."""
-    with _schema_lock:
-        _schema_missing.clear()
+    _schema_gate.forget()
 
 
 def _reusable(conn: psycopg.Connection[Any]) -> bool:

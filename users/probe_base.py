@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +29,7 @@ from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImm
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ProbeFailure", "TypedRequestEvent", "fire", "redact_url", "timed"]
+__all__ = ["ProbeFailure", "SchemaGate", "TypedRequestEvent", "fire", "redact_url", "timed"]
 
 REDACTED = "***"
 
@@ -144,3 +145,47 @@ class TypedRequestEvent:
         kwargs.pop("response", None)  # keep samples plain (no response object kept by listeners)
         kwargs.pop("url", None)  # may contain query text; names are what reports use
         self._event.fire(**kwargs)
+
+
+class SchemaGate:
+    """Per process: which of a probe's tables are missing, checked once per key (DSN/URL, database, mode).
+
+    ``check`` runs ``create`` (when given) and then ``find_missing``; when something is missing it logs
+    ``describe(missing)`` as the one ERROR and fires the one failed ``<request_type> schema`` sample with it. Later
+    calls with the same key return the cached answer. An exception from ``find_missing`` (the check could not run)
+    propagates and nothing is cached.
+    """
+
+    def __init__(self, request_type: str, log: logging.Logger = logger) -> None:
+        self.request_type = request_type
+        self.log = log
+        """Where the ERROR goes: the probe module's own logger, so the log line names the probe."""
+        self._missing: dict[tuple[Any, ...], list[str]] = {}
+        self._lock = threading.Lock()
+
+    def check(
+        self,
+        key: tuple[Any, ...],
+        environment: Any,
+        find_missing: Callable[[], list[str]],
+        describe: Callable[[list[str]], str],
+        create: Callable[[], None] | None = None,
+    ) -> list[str]:
+        with self._lock:
+            if key in self._missing:
+                return self._missing[key]
+            start = time.perf_counter()
+            if create is not None:
+                create()
+            missing = self._missing[key] = find_missing()
+            if missing:
+                message = describe(missing)
+                self.log.error(message)
+                fire(environment, self.request_type, "schema", (time.perf_counter() - start) * 1000.0,
+                     exception=ProbeFailure(message))
+            return missing
+
+    def forget(self) -> None:
+        """Check again at the next start (tests)."""
+        with self._lock:
+            self._missing.clear()
