@@ -538,10 +538,12 @@ _CATALOGUE: tuple[Scenario, ...] = (
             FaultSpec("pg-slow-query", start_s=40, for_s=60, ms=1500),
             FaultSpec("clickhouse-stall", start_s=60, for_s=40, ms=3000),
         ),
-        expected_breaches=("REDIS *", "PG thread history", "CH insert"),
+        # CH *: the 18.16 stall holds the table, and the short proof run catches either the probe's insert or its
+        # query in it (one CI run failed only CH insert, another only CH query)
+        expected_breaches=("REDIS *", "PG thread history", "CH *"),
         tier_exception="three tiers are faulted at once, so no single one must rank first; the proof is each "
         "tier's own breach (the 1500 ms PostgreSQL delay outweighs the 300 ms Redis one in WS latency)",
-        description="Each tier's own probe shows its degradation (REDIS *, PG thread history and CH insert all "
+        description="Each tier's own probe shows its degradation (REDIS *, PG thread history and CH * all "
         "fail); when WS p95 breaks too, attribution ranks the tiers behind it.",
     ),
     # ----- Phase 4: timeout reproduction ----------------------------------------------------------------------
