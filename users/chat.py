@@ -21,6 +21,7 @@ import itertools
 import logging
 from typing import Any
 
+import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, task
 from locust.exception import StopUser
@@ -101,6 +102,10 @@ class ChatUser(ChatUserBase):
             # open model: the driver sends; keep the connection up
             self.client.ensure_connected()
             return
+        # Locust stops a user that is waiting by killing its greenlet, and gevent delivers that kill on the user's
+        # next switch. A user whose think time ended in the same instant would first send a message the stop then
+        # cuts off (counted as abandoned at stop whatever --stop-timeout says). Yield once so such a kill lands now.
+        gevent.sleep(0)
         converse(self.client)
 
 
