@@ -30,7 +30,7 @@ from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from target.schema import CH_TABLE, ch_queries, ch_schema
-from users.probe_base import SchemaGate, TypedRequestEvent
+from users.probe_base import SchemaGate, TypedRequestEvent, skip_write_task
 from users.probe_options import ProbeConfig, clickhouse_request, probe_config, schema_missing_message
 
 AGENTS = ("Supervisor", "Triage", "Data", "Optimizer")
@@ -159,7 +159,9 @@ class ClickHouseProbeUser(FastHttpUser):
 
     @task(3)
     def insert_batch(self) -> None:
-        if self.cfg.probe_read_only or not self._schema_ok():
+        if self.cfg.probe_read_only:
+            skip_write_task()
+        if not self._schema_ok():
             return
         self._post(insert_path(self.cfg.clickhouse_database), "insert",
                    agent_event_rows(self.cfg.clickhouse_batch_size, self.user_id))

@@ -40,7 +40,7 @@ from locust import User, between, task
 
 from sla_checks.gauges import record_gauge
 from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
-from users.probe_base import ProbeFailure, SchemaGate, timed
+from users.probe_base import ProbeFailure, SchemaGate, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config, schema_missing_message
 
 logger = logging.getLogger(__name__)
@@ -336,7 +336,9 @@ class PostgresProbeUser(User):
     @task(2)
     def contended_transaction(self) -> None:
         """A transaction updating a row all probe users share, then COMMIT (sample ``PG commit``) and lock stats."""
-        if self._schema_missing or self.cfg.probe_read_only:
+        if self.cfg.probe_read_only:
+            skip_write_task()
+        if self._schema_missing:
             return
         with self.lease() as conn:
             if conn is None:

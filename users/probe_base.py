@@ -40,6 +40,16 @@ _KV_SECRET = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|sslpassword)\s
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|secret|token|access_token)=)[^&#]*")
 
 
+def skip_write_task() -> None:
+    """End a write task that ``--probe-read-only`` forbids without spending a wait on it.
+
+    Raises Locust's ``RescheduleTaskImmediately``, so the user draws its next task at once: a read-only probe keeps
+    its read sample rate instead of idling through the skipped write tasks' share of the draws. Only for tasks of a
+    user that also has a task which waits (every probe's read tasks do), or the draw would spin without yielding.
+    """
+    raise RescheduleTaskImmediately()
+
+
 class ProbeFailure(Exception):
     """A probe call that returned but did not do what it should (bad status, wrong reply); the text says which."""
 

@@ -38,7 +38,7 @@ from redis.retry import Retry
 
 from sla_checks.gauges import record_gauge
 from target.schema import REDIS_SESSION_KEY
-from users.probe_base import ProbeFailure, timed
+from users.probe_base import ProbeFailure, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class RedisProbeUser(User):
     @task(3)
     def set_session(self) -> None:
         if self.cfg.probe_read_only:
-            return
+            skip_write_task()
         with self.lease() as client:
             if client is None:
                 return

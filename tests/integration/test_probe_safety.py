@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 from locust.env import Environment
+from locust.exception import RescheduleTaskImmediately
 
 from target.schema import CH_TABLE, PG_SCHEMA, ch_schema
 from users import clickhouse_probe, postgres_probe
@@ -104,11 +105,19 @@ def _names(samples: list[dict], request_type: str) -> list[str]:
     return [s["name"] for s in samples if s["request_type"] == request_type]
 
 
+def _as_locust_runs(task: object) -> None:
+    """Call a task the way Locust's scheduler does: a write task skipped by --probe-read-only just ends."""
+    try:
+        task()  # type: ignore[operator]
+    except RescheduleTaskImmediately:
+        assert task.__self__.cfg.probe_read_only, "only a read-only write task skips"  # type: ignore[attr-defined]
+
+
 def _run_pg(user: PostgresProbeUser) -> None:
     user.on_start()
     for _ in range(2):
         user.message_flow()
-        user.contended_transaction()
+        _as_locust_runs(user.contended_transaction)
     user.on_stop()
 
 
@@ -223,7 +232,8 @@ def test_clickhouse_read_only_inserts_nothing_and_queries(ch_database: str) -> N
     user = ClickHouseProbeUser(env)
     user.on_start()
     for _ in range(3):
-        user.insert_batch()
+        with pytest.raises(RescheduleTaskImmediately):  # skipped without spending a wait on it
+            user.insert_batch()
         user.analytics_queries()
     assert int(clickhouse_request(CH_URL, f"SELECT count() FROM {ch_database}.{CH_TABLE}")) == 0
     assert _names(samples, "CH") == ["query agent stage summary"] * 3
@@ -242,7 +252,8 @@ def test_redis_read_only_sets_no_key_and_still_reads() -> None:
         assert check.exists(*keys) == 0
         user.on_start()
         for _ in range(3):
-            user.set_session()
+            with pytest.raises(RescheduleTaskImmediately):
+                user.set_session()
             user.write_large()
             user.get_session()
             user.mget_sessions()
@@ -275,11 +286,15 @@ def _locust(tmp_path: Path, args: list[str], env: dict[str, str]) -> subprocess.
                           capture_output=True, text=True, timeout=60)
 
 
-def _stats_rows(out: str) -> list[str]:
-    """``PG connect`` … : the request rows of Locust's summary table (type and name, spaces collapsed)."""
+def _stats_counts(out: str) -> dict[str, int]:
+    """``{"PG connect": 1, …}``: the request rows of Locust's summary table (type and name, spaces collapsed)."""
     table = out.split("Response time percentiles")[0]
-    return [" ".join(line.split("|")[0].split()[:-2]) for line in table.splitlines()
-            if line.startswith(("PG ", "CH ")) and "|" in line]
+    return {" ".join(line.split("|")[0].split()[:-2]): int(line.split("|")[0].split()[-2])
+            for line in table.splitlines() if line.startswith(("PG ", "CH ")) and "|" in line}
+
+
+def _stats_rows(out: str) -> list[str]:
+    return list(_stats_counts(out))
 
 
 def test_locust_run_create_schema_off_by_env_no_ddl_one_error_per_tier(
@@ -308,6 +323,10 @@ def test_locust_run_read_only_flag_writes_nothing(tmp_path: Path, pg_schema: str
     assert proc.returncode == 0, out[-3000:]
     assert _pg_counts(pg_schema) == {"threads": 0, "messages": 0, "runs": 0}
     assert int(clickhouse_request(CH_URL, f"SELECT count() FROM {ch_database}.{CH_TABLE}")) == 0
-    rows = _stats_rows(out)
-    assert set(rows) == {"PG connect", "PG pool acquire", "PG lock stats", "PG thread history",
-                         "CH query agent stage summary"}, out[-3000:]
+    counts = _stats_counts(out)
+    assert set(counts) == {"PG connect", "PG pool acquire", "PG lock stats", "PG thread history",
+                           "CH query agent stage summary"}, out[-3000:]
+    # The skipped write tasks cost no wait (users.probe_base.skip_write_task): with waits of at most 1 s, 3 s give
+    # each probe a read at start and after each wait. Were a skipped insert to spend a wait, the ClickHouse probe
+    # (insert weight 3, query 1) would query in about 1 iteration of 4, and often not at all in 3 s.
+    assert counts["CH query agent stage summary"] >= 2 and counts["PG thread history"] >= 2, counts
