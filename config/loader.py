@@ -7,6 +7,7 @@ A profile is one TOML file, ``config/<name>.toml``::
                                # replaces the parent's thresholds for that metric
     window_s = 300             # optional: also judge every threshold per window of this many seconds (soak)
     eval_interval_s = 5        # optional: live evaluation period
+    warmup_s = "30s"           # optional: keep the run's first seconds out of the verdict (--sla-warmup overrides)
 
     # 95 % of chat replies must arrive within 2 s
     [[thresholds."WS agent_completed"]]
@@ -60,7 +61,7 @@ _WS_NAMES = (
     "disconnect",
     "generator lag",
 )
-_TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "thresholds"}
+_TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "warmup_s", "thresholds"}
 _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", "required"}
 
 
@@ -100,6 +101,7 @@ class Profile:
     description: str = ""
     window_s: float = 0.0
     eval_interval_s: float = 5.0
+    warmup_s: float = 0.0
     thresholds: list[ThresholdSpec] = field(default_factory=list)
 
 
@@ -270,10 +272,11 @@ def load_profile(
                 f"{f}: key extends = {parent!r}: circular extends ({' -> '.join((*_chain, parent))})"
             )
         base = load_profile(parent, config_dir=path.parent, _chain=(*_chain, path.stem))
-        prof.description, prof.window_s, prof.eval_interval_s = (
+        prof.description, prof.window_s, prof.eval_interval_s, prof.warmup_s = (
             base.description,
             base.window_s,
             base.eval_interval_s,
+            base.warmup_s,
         )
         for spec in base.thresholds:
             by_metric.setdefault(spec.metric, []).append(spec)
@@ -281,7 +284,7 @@ def load_profile(
         if not isinstance(data["description"], str):
             raise ConfigError(f"{f}: key description = {data['description']!r}: expected a string")
         prof.description = data["description"]
-    for key in ("window_s", "eval_interval_s"):
+    for key in ("window_s", "eval_interval_s", "warmup_s"):
         if key in data:
             v = data[key]
             try:

@@ -198,6 +198,7 @@ def profile_toml(
     base_thresholds: list[Any],
     base_window_s: float = 0.0,
     base_eval_interval_s: float = 5.0,
+    base_warmup_s: float = 0.0,
 ) -> str:
     """The SLA profile (config/ TOML format) judging ``scenario``.
 
@@ -235,6 +236,8 @@ def profile_toml(
     ]
     if window:
         lines.append(f"window_s = {float(window)!r}")
+    if base_warmup_s:
+        lines.append(f"warmup_s = {float(base_warmup_s)!r}")
     for metric, items in merged.items():
         for item in items:
             lines.append("")
@@ -384,7 +387,7 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
             base = load_profile(profile_name or "local")
     except ConfigError as e:
         raise ScenarioError(str(e)) from None
-    text = profile_toml(scenario, base.thresholds, base.window_s, base.eval_interval_s)
+    text = profile_toml(scenario, base.thresholds, base.window_s, base.eval_interval_s, base.warmup_s)
     if state.generated_profile:
         shutil.rmtree(os.path.dirname(state.generated_profile), ignore_errors=True)
     directory = tempfile.mkdtemp(prefix=f"scenario-{scenario.name}-")

@@ -15,6 +15,11 @@ coarser buckets (2 s by default, ``window / n`` with a soak window) and coarsens
 grows past ``MAX_BUCKETS``, so any worker's buckets fall exactly into one store bucket. Windows (``--sla-window``)
 are whole numbers of store buckets counted from the bucket holding the test start.
 
+An SLA warm-up (``warmup_s``: ``--sla-warmup``, a profile's ``warmup_s``) keeps the samples of the run's first seconds
+out of the verdict: the store merges only buckets starting at or after ``Store.judge_from`` (the test start plus the
+warm-up, rounded up to a whole collector bucket) into the judged total, and judged windows start there. Those samples
+still reach Locust's own stats and the report's time series, and the report counts them.
+
 Besides samples and gauges, a collector keeps run-total counts of things that are not samples (``Collector.count``:
 messages abandoned at the stop, protocol anomalies per kind; names in :mod:`sla_checks.counters`); they ride in the
 same payload and the store sums them over every process (``Store.counts``).
@@ -174,6 +179,9 @@ class Store:
         """Run totals of :meth:`Collector.count` over every process."""
         self.sources: set[str] = set()
         self._total = Bucket()
+        self.judge_from: float | None = None
+        """Start of the judged samples (the end of the warm-up); None: every sample is judged."""
+        self._judged = self._total
         self.version = 0
         """Bumped on every change; ``versions[idx]`` is the version of bucket ``idx``'s last change."""
         self.versions: dict[int, int] = {}
@@ -224,6 +232,8 @@ class Store:
         """Merge ``bucket`` (samples from ``start`` on, one collector/store bucket long) into the store."""
         idx = int(math.floor(start / self.resolution_s + 1e-9))
         self._total.merge(bucket)
+        if self._judged is not self._total and start >= self.judge_from - 1e-9:  # type: ignore[operator]
+            self._judged.merge(bucket)
         mine = self.buckets.get(idx)
         if mine is None:
             self.buckets[idx] = bucket
@@ -241,6 +251,18 @@ class Store:
     def total(self) -> Bucket:
         """All samples of the run (kept up to date on every ``add``; read-only for callers)."""
         return self._total
+
+    def judged(self) -> Bucket:
+        """The samples the verdict is about: all of them, or those from ``judge_from`` on (read-only for callers)."""
+        return self._judged
+
+    def set_judge_from(self, t: float | None) -> None:
+        """Judge only samples in buckets starting at or after ``t`` (None: all); buckets already held are re-sorted."""
+        self.judge_from = t
+        if t is None:
+            self._judged = self._total
+            return
+        self._judged = Bucket.merged(b for start, b in self.sorted_buckets() if start >= t - 1e-9)
 
 
 @dataclass
@@ -275,9 +297,11 @@ class Engine:
         profile: str = "",
         config_file: str = "",
         exit_code: int = 3,
+        warmup_s: float = 0.0,
     ) -> None:
         self.specs = specs
         self.window_s = float(window_s or 0.0)
+        self.warmup_s = max(float(warmup_s or 0.0), 0.0)
         self.profile = profile
         self.config_file = config_file
         self.exit_code = exit_code
@@ -295,6 +319,9 @@ class Engine:
     def start(self, now: float) -> None:
         if self.started_at is None:
             self.started_at = now
+            if self.warmup_s > 0:
+                res = self.collector.resolution_s  # a collector bucket is judged whole or not at all
+                self.store.set_judge_from(math.ceil((now + self.warmup_s) / res - 1e-9) * res)
 
     def stop(self, now: float) -> None:
         if self.ended_at is None:
@@ -309,6 +336,21 @@ class Engine:
         end = self.ended_at if self.ended_at is not None else now
         return max(end - start, 0.0)
 
+    def judged_duration(self, now: float) -> float:
+        """The span the verdict covers: the run, less the warm-up."""
+        if self.store.judge_from is None:
+            return self.duration(now)
+        end = self.ended_at if self.ended_at is not None else now
+        return max(end - self.store.judge_from, 0.0)
+
+    def warmup_samples(self) -> int:
+        """Samples kept out of the verdict by the warm-up."""
+        judged = self.store.judged()
+        total = self.store.total()
+        if judged is total:
+            return 0
+        return sum(m.count for m in total.metrics.values()) - sum(m.count for m in judged.metrics.values())
+
     def _start_or(self, now: float) -> float:
         if self.started_at is not None:
             return self.started_at
@@ -319,8 +361,7 @@ class Engine:
     # --- evaluation -------------------------------------------------------------------------------------------
     def evaluate(self, now: float) -> list[ThresholdResult]:
         """Every threshold over the whole run so far (failed windows filled in when windows are judged)."""
-        total = self.store.total()
-        results = evaluate(self.specs, total.metrics, self.duration(now))
+        results = evaluate(self.specs, self.store.judged().metrics, self.judged_duration(now))
         if self.window_s > 0:
             by_key: dict[tuple[int, str], list[int]] = {}
             for w in self.windows(now):
@@ -342,10 +383,13 @@ class Engine:
         wlen = per * res
         first_idx = int(math.floor(self._start_or(now) / res + 1e-9))
         first_idx = min(first_idx, min(self.store.buckets))
+        if judge and self.store.judge_from is not None:  # judged windows begin where the warm-up ends
+            first_idx = int(math.ceil(self.store.judge_from / res - 1e-9))
         end_t = self.ended_at if self.ended_at is not None else now
         groups: dict[int, list[int]] = {}
         for idx in self.store.buckets:
-            groups.setdefault((idx - first_idx) // per, []).append(idx)
+            if idx >= first_idx:
+                groups.setdefault((idx - first_idx) // per, []).append(idx)
         # merged windows (and the results of complete ones) are cached until one of their buckets changes
         key = (per, first_idx, res, judge)
         cache = self._window_cache.setdefault(key, {})
@@ -354,7 +398,7 @@ class Engine:
         versions = self.store.versions
         out = []
         # windows run to the end of the test: a silent stretch shows as windows without samples
-        last_wi = max(max(groups), int(max(end_t - first_idx * res, 0.0) // wlen - 1e-9) if end_t else 0)
+        last_wi = max(max(groups, default=0), int(max(end_t - first_idx * res, 0.0) // wlen - 1e-9) if end_t else 0)
         for wi in range(0, last_wi + 1):
             start = (first_idx + wi * per) * res
             end = min(start + wlen, max(end_t, start))
@@ -410,6 +454,12 @@ class Engine:
             elif r.failed_windows:
                 ws = ", ".join(str(i) for i in r.failed_windows)
                 reasons.append(f"SLA FAILED: {r.name} in window(s) {ws}")
+        if self.store.judge_from is not None and not any(m.count for m in self.store.judged().metrics.values()):
+            if any(m.count for m in self.store.total().metrics.values()):
+                reasons.append(
+                    f"the SLA warm-up ({self.warmup_s:g} s) covered every sample, so nothing was judged: "
+                    "shorten --sla-warmup or lengthen the run"
+                )
         if self.aborted is not None:
             reasons.append(f"run aborted: {self.aborted.reason}")
         if self.lost_workers:

@@ -52,7 +52,7 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from config.loader import ConfigError, Profile, load_profile
+from config.loader import ConfigError, Profile, load_profile, parse_duration
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, ThresholdResult, format_value
 from sla_checks.report import build_report, render_terminal, write_reports
@@ -102,6 +102,14 @@ def _add_options(parser: Any) -> None:
         help="Also judge every threshold per window of this many seconds (soak; 0 = the profile's window_s).",
     )
     parser.add_argument(
+        "--sla-warmup",
+        default="",
+        env_var="LOCUST_SLA_WARMUP",
+        include_in_web_ui=True,
+        help="Keep the samples of the run's first seconds out of the verdict (e.g. 30s: connection set-up and "
+        "spawn spikes); they still show in the stats and the report. Empty = the profile's warmup_s (none).",
+    )
+    parser.add_argument(
         "--sla-eval-interval",
         type=float,
         default=0.0,
@@ -149,8 +157,8 @@ def _opt(options: Any, name: str, default: Any) -> Any:
     return getattr(options, name, default) if options is not None else default
 
 
-def _load_from_options(options: Any) -> tuple[Profile, float, float, int]:
-    """(profile, window_s, eval_interval_s, exit_code) from the parsed options; ConfigError on bad input."""
+def _load_from_options(options: Any) -> tuple[Profile, float, float, int, float]:
+    """(profile, window_s, eval_interval_s, exit_code, warmup_s) from the parsed options; ConfigError on bad input."""
     cfg = _opt(options, "sla_config", "")
     name = _opt(options, "sla_profile", "local")
     profile = load_profile(name=None if cfg else name, path=cfg or None)
@@ -167,7 +175,18 @@ def _load_from_options(options: Any) -> tuple[Profile, float, float, int]:
     code = int(_opt(options, "sla_exit_code", DEFAULT_EXIT_CODE))
     if not 0 <= code <= 255:
         raise ConfigError(f"--sla-exit-code {code}: expected an exit code 0..255 (default 3)")
-    return profile, window, interval, code
+    return profile, window, interval, code, _warmup_s(options, profile)
+
+
+def _warmup_s(options: Any, profile: Profile) -> float:
+    """--sla-warmup when given (also 0), else the profile's ``warmup_s``; ConfigError on a bad value."""
+    warmup = _opt(options, "sla_warmup", "")
+    if warmup in ("", None):
+        return profile.warmup_s
+    try:
+        return parse_duration(warmup)
+    except ValueError as e:
+        raise ConfigError(f"--sla-warmup {warmup!r}: {e}") from None
 
 
 class SlaPlugin:
@@ -181,6 +200,7 @@ class SlaPlugin:
         window_s: float = 0.0,
         eval_interval_s: float = DEFAULT_EVAL_INTERVAL_S,
         exit_code: int = DEFAULT_EXIT_CODE,
+        warmup_s: float = 0.0,
         report_json: str = "",
         report_junit: str = "",
         report_html: str = "",
@@ -188,6 +208,7 @@ class SlaPlugin:
         self.environment = environment
         self.profile = profile
         self.window_s = window_s
+        self.warmup_s = warmup_s
         self.eval_interval_s = eval_interval_s
         self.exit_code = exit_code
         self.report_paths = (report_json or None, report_junit or None, report_html or None)
@@ -209,6 +230,7 @@ class SlaPlugin:
             profile=p.name if p else "",
             config_file=p.path if p else "",
             exit_code=self.exit_code,
+            warmup_s=self.warmup_s,
         )
 
     def reconfigure(self, profile: Profile, window_s: float | None = None) -> None:
@@ -219,10 +241,15 @@ class SlaPlugin:
             self.window_s = float(window_s)
         elif profile.window_s:
             self.window_s = profile.window_s
+        try:
+            self.warmup_s = _warmup_s(self.environment.parsed_options, profile)
+        except ConfigError as e:  # checked at start already; keep the warm-up judged so far
+            logger.error("SLA: %s", e)
         old = self.engine
         self.engine = self._new_engine()
         self.engine.collector = old.collector
-        self.engine.started_at = old.started_at
+        if old.started_at is not None:
+            self.engine.start(old.started_at)
         for start, bucket in old.store.sorted_buckets():
             self.engine.store.add(start, bucket)
         self.engine.store.gauges = old.store.gauges
@@ -321,19 +348,19 @@ class SlaPlugin:
     # --- lifecycle (master / local) ---------------------------------------------------------------------------
     def _option_key(self) -> tuple[Any, ...]:
         o = self.environment.parsed_options
-        return (_opt(o, "sla_profile", None), _opt(o, "sla_config", None), _opt(o, "sla_window", None))
+        return tuple(_opt(o, k, None) for k in ("sla_profile", "sla_config", "sla_window", "sla_warmup"))
 
     def _reload_if_options_changed(self) -> bool:
-        """The web UI may change --sla-profile / --sla-config / --sla-window between tests: reload then."""
+        """The web UI may change --sla-profile / --sla-config / --sla-window / --sla-warmup between tests: reload."""
         if self.options_key is None or self._option_key() == self.options_key:
             return False
         try:
-            profile, window, _interval, _code = _load_from_options(self.environment.parsed_options)
+            profile, window, _interval, _code, warmup = _load_from_options(self.environment.parsed_options)
         except ConfigError as e:
             logger.error("SLA: options from the web UI rejected, keeping profile %r: %s", self.engine.profile, e)
             self.options_key = self._option_key()
             return False
-        self.profile, self.window_s = profile, window
+        self.profile, self.window_s, self.warmup_s = profile, window, warmup
         self.options_key = self._option_key()
         logger.info("SLA: judging with profile %r (%s)", profile.name, profile.path)
         return True
@@ -540,8 +567,9 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     profile: Profile | None = None
     window = interval = 0.0
     code = DEFAULT_EXIT_CODE
+    warmup = 0.0
     try:
-        profile, window, interval, code = _load_from_options(options)
+        profile, window, interval, code, warmup = _load_from_options(options)
     except ConfigError as e:
         if not is_worker:
             _usage_error(f"SLA configuration error: {e}")
@@ -552,6 +580,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         window_s=window,
         eval_interval_s=interval or DEFAULT_EVAL_INTERVAL_S,
         exit_code=code,
+        warmup_s=warmup,
         report_json=_opt(options, "sla_report_json", ""),
         report_junit=_opt(options, "sla_report_junit", ""),
         report_html=_opt(options, "sla_report_html", ""),

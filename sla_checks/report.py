@@ -21,6 +21,9 @@ Schema ``ws-agent-loadtest/sla-report/1``::
       "windows_judged": bool,                   # true with --sla-window / a soak profile: thresholds per window
       "bucket_s": float,                        # internal time-bucket width (attribution resolution)
       "samples": int,                           # samples judged (all metrics)
+      "warmup_s": float,                        # --sla-warmup / the profile's warmup_s (0: none)
+      "warmup_samples": int,                    # samples of the warm-up: not judged, not in "metrics"/"stages"
+                                                # (in "windows" unless windows are judged: those start after it)
       "abandoned_at_stop": int,                 # chat messages still in flight when the run stopped: no sample,
                                                 # not judged (all processes; a longer --stop-timeout lets them end)
       "anomalies": {"malformed json": int, ...},  # protocol anomaly frames per kind (all processes; not judged):
@@ -249,13 +252,15 @@ def build_report(
     """
     results = engine.evaluate(now)
     verdict, reasons = engine.verdict(results)
-    duration = engine.duration(now)
-    total: Bucket = engine.store.total()
+    duration = engine.judged_duration(now)
+    total: Bucket = engine.store.judged()
     if engine.window_s > 0:
         windows = engine.windows(now)
     else:
         windows = engine.windows(now, engine.display_window_s(now))
     buckets = engine.store.sorted_buckets()
+    if engine.store.judge_from is not None:  # attribution compares judged stretches only (no spawn spike baseline)
+        buckets = [(start, b) for start, b in buckets if start >= engine.store.judge_from - 1e-9]
     attributions = []
     seen = set()
     for r in results:
@@ -290,7 +295,7 @@ def build_report(
         "config_file": engine.config_file,
         "started_at": iso(engine.started_at),
         "ended_at": iso(engine.ended_at),
-        "duration_s": _num(duration),
+        "duration_s": _num(engine.duration(now)),
         "workers": engine.workers,
         "workers_lost": len(engine.lost_workers),
         "aborted": None
@@ -306,6 +311,8 @@ def build_report(
         "windows_judged": engine.window_s > 0,
         "bucket_s": engine.store.resolution_s,
         "samples": sum(m.count for m in total.metrics.values()),
+        "warmup_s": engine.warmup_s,
+        "warmup_samples": engine.warmup_samples(),
         "abandoned_at_stop": abandoned_at_stop(engine.store.counts),
         "anomalies": anomalies(engine.store.counts),
         "thresholds": [_threshold_row(r) for r in results],
@@ -325,6 +332,10 @@ _MARK = {PASS: "pass", FAIL: "FAIL", NO_DATA: "no data"}
 def _unjudged_notes(report: dict[str, Any]) -> list[str]:
     """What the run saw but did not judge: messages in flight at the stop, protocol anomalies per kind."""
     lines = []
+    if report.get("warmup_s"):
+        lines.append(
+            f"first {report['warmup_s']:g} s were warm-up: {report.get('warmup_samples', 0)} sample(s) not judged"
+        )
     abandoned = report.get("abandoned_at_stop") or 0
     if abandoned:
         lines.append(f"{abandoned} message(s) were still in flight at stop (not judged)")

@@ -486,6 +486,9 @@ def _meta(report: Mapping[str, Any]) -> str:
         ("Samples", _fmt_count(report.get("samples"))),
         ("Windows", _windows_meta(report)),
     ]
+    warmup = _num(report.get("warmup_s"))
+    if warmup:
+        items.append(("Warm-up, not judged", f"{warmup:g} s, {_fmt_count(report.get('warmup_samples'))} samples"))
     cells = "".join(f"<div>{_e(label)}: <b>{_e(value)}</b></div>" for label, value in items)
     return f'<div class="meta">{cells}</div>'
 
