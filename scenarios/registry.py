@@ -347,6 +347,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         faults=(FaultSpec("redis-slow", start_s=15, for_s=30, ms=1000),),
         expected_breaches=("REDIS connect",),
         expected_tier="redis",
+        options=(("redis_connect_weight", 10),),  # half the probe's draws open a connection (default: 1 in 11)
     ),
     _s(
         "redis-cache-read-load",
@@ -373,7 +374,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
             Threshold("REDIS SET*", "fail_ratio < 0.01", "cache writes succeed (no OOM under maxmemory)"),
         ),
         faults=(FaultSpec("redis-memory-pressure", start_s=20, for_s=90, params=(("policy", "noeviction"),)),),
-        expected_breaches=("REDIS SET large",),
+        expected_breaches=("REDIS SET*",),  # a refused write: the large value or the session one, whichever came
         expected_tier="redis",
         description="The probe's write task tracks used_memory / evicted_keys / maxmemory from INFO as gauges.",
     ),
@@ -532,15 +533,16 @@ _CATALOGUE: tuple[Scenario, ...] = (
             UserMix(CH_PROBE, fixed_count=1),
         ),
         Steady(users=4, spawn_rate=4, duration_s=120),
-        (WS_REPLY, WS_OK, REDIS_P95, *PG_FLOW, CH_P95),
+        (WS_REPLY, WS_OK, REDIS_P95, *PG_FLOW, PG_OK, CH_P95),
         faults=(
             FaultSpec("redis-slow", start_s=20, for_s=80, ms=300),
             FaultSpec("pg-slow-query", start_s=40, for_s=60, ms=1500),
             FaultSpec("clickhouse-stall", start_s=60, for_s=40, ms=3000),
         ),
         # CH *: the 18.16 stall holds the table, and the short proof run catches either the probe's insert or its
-        # query in it (one CI run failed only CH insert, another only CH query)
-        expected_breaches=("REDIS *", "PG thread history", "CH *"),
+        # query in it (one CI run failed only CH insert, another only CH query); PG * likewise: the locked messages
+        # table holds the history query and the insert, and a short run may catch only one of them
+        expected_breaches=("REDIS *", "PG *", "CH *"),
         tier_exception="three tiers are faulted at once, so no single one must rank first; the proof is each "
         "tier's own breach (the 1500 ms PostgreSQL delay outweighs the 300 ms Redis one in WS latency)",
         description="Each tier's own probe shows its degradation (REDIS *, PG thread history and CH * all "

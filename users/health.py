@@ -64,6 +64,10 @@ class HealthCheckUser(FastHttpUser):
         super().__init__(environment)
         self.client.request_event = TypedRequestEvent(environment.events.request, "HTTP")
 
+    def on_start(self) -> None:
+        """A readiness reading (per tier) in every run, whatever the task draw."""
+        self.ready()
+
     @task(1)
     def health(self) -> None:
         with self.client.get("/health", name="/health", catch_response=True) as resp:

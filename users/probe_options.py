@@ -61,7 +61,7 @@ TIER_USER_CLASS: dict[str, str] = {
 }
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
 CREATE_SCHEMA_CHOICES: tuple[str, ...] = ("auto", "on", "off")
-LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema")
+LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema", "redis_connect_weight")
 """Fields re-read from ``parsed_options`` when a probe user starts (web-UI edits apply to the next run)."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # the tiers are probed where the reference backend keeps its data by default
@@ -167,6 +167,7 @@ class ProbeConfig:
     redis_timeout: float = 10.0
     redis_large_value_kb: int = 256
     redis_probe_users: int = 1
+    redis_connect_weight: int = 1
     pg_dsn: str = _BACKEND.pg_dsn
     pg_pool_size: int = 2
     pg_pool_timeout: float = 5.0
@@ -210,7 +211,7 @@ class ProbeConfig:
             option = "--" + f.name.replace("_", "-")
             if f.name.endswith(("_size", "_kb")) and value < 1:
                 raise ProbeConfigError(f"{option} must be >= 1, got {value}")
-            if f.name.endswith("_probe_users") and value < 0:
+            if f.name.endswith(("_probe_users", "_weight")) and value < 0:
                 raise ProbeConfigError(f"{option} must be >= 0 (0 switches that probe off), got {value}")
             if f.name.endswith("_timeout") and not value > 0:
                 raise ProbeConfigError(f"{option} must be > 0 seconds, got {value}")
@@ -309,6 +310,10 @@ def _add_options(parser: Any) -> None:
     add("--redis-probe-users", type=int, default=ProbeConfig.redis_probe_users,
         env_var="LOCUST_REDIS_PROBE_USERS",
         help="RedisProbeUser instances (fixed count; 0 = off)")
+    add("--redis-connect-weight", type=int, default=ProbeConfig.redis_connect_weight,
+        env_var="LOCUST_REDIS_CONNECT_WEIGHT",
+        help="Weight of RedisProbeUser's fresh-connection task (REDIS connect) next to its commands (SET 3, GET 4, "
+             "MGET 2, large write 1); raise it to study connection latency (scenario redis-connect-latency: 10)")
     add("--pg-dsn", type=str, default=ProbeConfig.pg_dsn, env_var="LOCUST_PG_DSN",
         is_secret=True,
         help="PostgreSQL probed by PostgresProbeUser (URL or key=value conninfo)")

@@ -100,6 +100,12 @@ def close_pools() -> None:
         _pools.clear()
 
 
+def with_connect_weight(tasks: list[Any], weight: int) -> list[Any]:
+    """``tasks`` (Locust's weighted list: a task repeated per unit of weight) with ``connect`` ``weight`` times."""
+    connect = RedisProbeUser.connect
+    return [t for t in tasks if t is not connect] + [connect] * weight
+
+
 class RedisProbeUser(User):
     """Probes Redis: connect, pool acquire, GET/SET/MGET on the session-cache keys, large writes and INFO."""
 
@@ -152,6 +158,7 @@ class RedisProbeUser(User):
     def on_start(self) -> None:
         """A connect sample and a first INFO reading (memory baseline) in every run, whatever the task draw."""
         self.cfg = probe_config(self.environment)  # --probe-read-only as the web UI left it
+        self.tasks = with_connect_weight(type(self).tasks, self.cfg.redis_connect_weight)
         self.connect()
         with self.lease() as client:
             if client is not None:

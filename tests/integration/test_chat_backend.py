@@ -9,6 +9,7 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
+import redis
 from locust.env import Environment
 
 from tasks.chat import converse, login_send_receive
@@ -17,6 +18,8 @@ from users.auth import MintedTokens, seeded_users
 from users.chat import ChatUser
 from users.ws_client import ChatClient
 from users.ws_options import ChatSettings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 FIVE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
 
@@ -95,12 +98,19 @@ def test_redis_pause_longer_than_backend_timeout_gives_dependency_timeout_error(
     client = client_for(backend, rec, reply_timeout=10.0)
     try:
         assert client.connect()
-        # the backend's Redis timeout is 1000 ms by default; a 1500 ms pause exceeds it (shared Redis: keep short)
-        faults.apply("redis-pause", ms=1500, for_s=1.5)
+        # the backend's Redis timeout is 1000 ms by default; a 2500 ms pause exceeds it by more than the time the
+        # message takes to reach Redis on a loaded machine (shared Redis: keep it short all the same)
+        faults.apply("redis-pause", ms=2500, for_s=2.5)
         gevent.sleep(0.1)
         outcomes = client.send_and_await(["is redis up?"])
     finally:
         client.close()
+        # a started pause cannot be cleared (target/fault_injection.py): wait it out, the next test needs Redis
+        probe = redis.Redis.from_url(REDIS_URL, socket_timeout=10)
+        try:
+            probe.ping()
+        finally:
+            probe.close()
     assert [o.kind for o in outcomes] == [OutcomeKind.ERROR], [o.failure for o in outcomes]
     assert outcomes[0].error_code == "DEPENDENCY_TIMEOUT"
     (text,) = rec.failures("agent_completed")

@@ -126,7 +126,7 @@ def test_redis_memory_pressure_with_noeviction_refuses_writes_until_cleared(back
 
 @pytest.mark.timeout(60)
 def test_pg_lock_blocks_messages_table_and_times_out_a_message(backend, faults):
-    faults.apply("pg-lock", for_s=4)
+    faults.apply("pg-lock", for_s=8)  # well past the probe (1.5 s) plus the message's 2 s PG timeout; cleared below
     ws = connect(backend, 11)
     try:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:

@@ -169,7 +169,9 @@ def test_rate_limit_counts_per_user_across_connections(start_backend) -> None:  
         for ws in conns:
             assert json.loads(ws.recv())["type"] == "connection_established"
         # 4 + 4 messages of one user on two connections (each connection alone is within the limit of 4/s),
-        # 4 of another user at the same moment
+        # 4 of another user at the same moment; sent early in a second, so the limit's 1 s windows cannot split them
+        while not 0.05 < time.time() % 1.0 < 0.5:
+            time.sleep(0.01)
         for i in range(4):
             for ws in conns:
                 ws.send(json.dumps({"type": "user_message", "payload": {

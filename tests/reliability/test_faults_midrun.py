@@ -38,7 +38,7 @@ from tests.reliability.helpers import (
     wait_until,
 )
 
-RUN_TIME = 80
+RUN_TIME = 90
 STOP_TIMEOUT = 5
 REPLY_TIMEOUT = 5.0
 CHAT_USERS = 4
@@ -146,6 +146,10 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
         faults.append(("network black hole", t0, time.time()))
         time.sleep(7)
 
+        # every chat user mid-message at the kill (an idle one has nothing in flight to fail): replies slowed to
+        # 3 s for the last second before it (the fault dies with the process)
+        backend.faults.apply("agent-slow", ms=3000, for_s=10)
+        time.sleep(1.0)
         t0 = time.time()
         backend.proc.send_signal(signal.SIGKILL)
         backend.proc.wait(10)

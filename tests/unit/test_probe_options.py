@@ -193,3 +193,22 @@ def test_probe_config_takes_web_ui_edits_of_the_live_options() -> None:
     assert (cfg.probe_read_only, cfg.probe_create_schema) == (True, "off")
     options.probe_create_schema = "bogus"  # refused, logged, the last good value kept
     assert probe_config(env).probe_create_schema == "off"
+
+
+def test_redis_connect_weight_sets_the_share_of_fresh_connections() -> None:
+    from users.redis_probe import RedisProbeUser, with_connect_weight
+
+    base = RedisProbeUser.tasks
+    assert base.count(RedisProbeUser.connect) == 1 and len(base) == 11  # connect 1, SET 3, GET 4, MGET 2, large 1
+    tasks = with_connect_weight(base, 10)
+    assert tasks.count(RedisProbeUser.connect) == 10 and len(tasks) == 20
+    assert [t for t in tasks if t is not RedisProbeUser.connect] == [t for t in base if t is not RedisProbeUser.connect]
+    assert RedisProbeUser.connect not in with_connect_weight(base, 0)
+    with pytest.raises(ProbeConfigError, match="--redis-connect-weight must be >= 0"):
+        ProbeConfig(redis_connect_weight=-1)
+
+
+def test_redis_connect_latency_scenario_raises_the_connect_weight() -> None:
+    from scenarios.registry import get_scenario
+
+    assert dict(get_scenario("redis-connect-latency").options)["redis_connect_weight"] == 10
