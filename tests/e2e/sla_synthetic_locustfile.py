@@ -5,7 +5,8 @@ fixed formula) and then idles, so the run's total sample set is identical whatev
 or of worker processes: a master + 2 workers run must give exactly the verdict and percentiles of a local run.
 
 Environment: ``SLA_SYNTH_MODE`` = ``healthy`` (WS replies 100-1900 ms, PG 2-40 ms), ``slow`` (a quarter of the WS
-replies at 2500-3400 ms, from sample ``SLA_SYNTH_SLOW_FROM`` on) or ``failing`` (every other message fails);
+replies at 2500-3400 ms, from sample ``SLA_SYNTH_SLOW_FROM`` on, up to ``SLA_SYNTH_SLOW_UNTIL``) or ``failing``
+(every other message fails);
 ``SLA_SYNTH_SAMPLES`` per user (default 400), ``SLA_SYNTH_PAUSE`` seconds between samples (default 0.005).
 """
 
@@ -23,13 +24,14 @@ from sla_checks.gauges import record_gauge
 MODE = os.environ.get("SLA_SYNTH_MODE", "healthy")
 SAMPLES = int(os.environ.get("SLA_SYNTH_SAMPLES", "400"))
 SLOW_FROM = int(os.environ.get("SLA_SYNTH_SLOW_FROM", "0"))
+SLOW_UNTIL = int(os.environ.get("SLA_SYNTH_SLOW_UNTIL", str(10**9)))
 PAUSE_S = float(os.environ.get("SLA_SYNTH_PAUSE", "0.005"))
 STAGES = ("agent_started→agent_thinking", "agent_thinking→tool_executing", "tool_completed→agent_completed")
 
 
 def ws_latency(i: int) -> float:
     base = 100.0 + (i * 7919 % 1800) + (i % 10) / 10.0  # 100 .. 1900.9 ms, sub-ms parts included
-    if MODE == "slow" and i % 4 == 0 and i >= SLOW_FROM:
+    if MODE == "slow" and i % 4 == 0 and SLOW_FROM <= i < SLOW_UNTIL:
         return 2500.0 + (i * 31 % 900)
     return base
 

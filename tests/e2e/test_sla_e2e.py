@@ -225,6 +225,58 @@ def test_sla_window_judges_each_window_and_reports_failing_ones(tmp_path):
     assert f"WS agent_completed p(95) &lt; 2000 [window {p95['failed_windows'][0]} " in junit
 
 
+@pytest.mark.timeout(120)
+def test_sla_warmup_keeps_slow_start_out_of_the_verdict_locally_and_on_a_master(tmp_path):
+    """Slow replies in the first ~2.5 s only: judged, the run fails; with --sla-warmup 5s it passes, and the report
+    still accounts for every sample Locust counted (judged + warm-up), on a local runner and on a master."""
+    cfg = tmp_path / "synth.toml"
+    cfg.write_text(SYNTH_CONFIG, encoding="utf-8")
+    env = {"SLA_SYNTH_MODE": "slow", "SLA_SYNTH_SAMPLES": "300", "SLA_SYNTH_PAUSE": "0.02",
+           "SLA_SYNTH_SLOW_UNTIL": "120"}  # a tenth of each user's first 120 replies (~2.5 s) over 2.5 s
+    common = ["--headless", "-u", "2", "-r", "2", "-t", "10s", "--sla-config", str(cfg), "--csv", str(tmp_path / "s")]
+    cold = run_locust([*common, "--sla-report-json", str(tmp_path / "cold.json")], env, 60)
+    assert cold.returncode == 3, cold.stderr[-3000:]
+    assert load(tmp_path / "cold.json")["warmup_samples"] == 0
+    warm = run_locust([*common, "--sla-warmup", "5s", "--sla-report-json", str(tmp_path / "warm.json")], env, 60)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    rep = load(tmp_path / "warm.json")
+    locust_total = _csv_total_requests(tmp_path / "s_stats.csv")
+    assert locust_total == 2 * 2 * 300
+    assert rep["warmup_s"] == 5 and rep["warmup_samples"] > 2 * 2 * 120  # the slow start and a little more
+    assert rep["samples"] + rep["warmup_samples"] == locust_total
+    assert "first 5 s were warm-up" in warm.stderr
+
+    port = free_port()
+    master = subprocess.Popen(
+        [LOCUST, "-f", SYNTH, "--only-summary", *common, "--sla-warmup", "5s", "--master", "--master-bind-host",
+         "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "1",
+         "--sla-report-json", str(tmp_path / "dist.json")],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    worker = subprocess.Popen(
+        [LOCUST, "-f", SYNTH, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        out, _ = master.communicate(timeout=60)
+    finally:
+        for p in (master, worker):
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+    assert master.returncode == 0, out[-3000:]
+    dist = load(tmp_path / "dist.json")
+    assert dist["workers"] == 1 and dist["warmup_samples"] > 2 * 2 * 120
+    assert dist["samples"] + dist["warmup_samples"] == 2 * 2 * 300
+
+
+def _csv_total_requests(path: Path) -> int:
+    import csv
+
+    with path.open(encoding="utf-8") as f:
+        return next(int(row["Request Count"]) for row in csv.DictReader(f) if row["Name"] == "Aggregated")
+
+
 @pytest.mark.timeout(90)
 def test_abort_on_fail_stops_run_early(tmp_path):
     cfg = tmp_path / "abort.toml"

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -70,8 +72,10 @@ def _fetch(url: str) -> str:
         return f"<{url}: {exc}>"
 
 
-@pytest.mark.timeout(180)
-def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
+@contextmanager
+def _secret_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], LocalRedis, str, BackendProcess]]:
+    """Distinctive secrets, a password-protected Redis of our own, a PG role with a password, and the reference
+    backend using them all: ``(secrets, redis, pg_dsn, backend)``; everything torn down afterwards."""
     tag = secrets.token_hex(4)
     values = {
         "jwt secret": f"JwtS3cret-{secrets.token_hex(12)}",
@@ -82,8 +86,6 @@ def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
     }
     role = f"rel_secret_{tag}"
     redis = LocalRedis(tmp_path / "redis", password=values["redis password"])
-    out = tmp_path / "out"
-    out.mkdir()
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{values['pg password']}'")
     backend = None
@@ -93,6 +95,26 @@ def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
         backend = BackendProcess.start(tmp_path / "backend", jwt_secret=values["jwt secret"],
                                        admin_token=values["admin token"], seed_password=values["seed password"],
                                        redis_url=redis.url, pg_dsn=pg_dsn, think_min_ms=50, think_max_ms=150)
+        yield values, redis, pg_dsn, backend
+    finally:
+        if backend is not None:
+            backend.stop()
+        redis.stop()
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def _files(out: Path) -> dict[str, str]:
+    return {f"file {f.relative_to(out)}": f.read_text(errors="replace") for f in sorted(out.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.timeout(180)
+def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with _secret_stack(tmp_path) as (values, redis, pg_dsn, backend):
         web_port = free_port()
         args = ["--autostart", "--autoquit", "3", "--web-host", "127.0.0.1", "--web-port", str(web_port),
                 "-u", "7", "-r", "7", "-t", "14s", "--stop-timeout", "3", "-H", backend.ws_url,
@@ -123,19 +145,8 @@ def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
                 proc.kill()
                 proc.communicate(timeout=10)
         log_text = backend.log_path.read_text(errors="replace")
-    finally:
-        if backend is not None:
-            backend.stop()
-        redis.stop()
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-            conn.execute(f"DROP ROLE IF EXISTS {role}")
 
-    texts = {"locust stdout": stdout, "locust stderr": stderr, "backend log": log_text, **pages}
-    for f in sorted(out.rglob("*")):
-        if f.is_file():
-            texts[f"file {f.name}"] = f.read_text(errors="replace")
+    texts = {"locust stdout": stdout, "locust stderr": stderr, "backend log": log_text, **pages, **_files(out)}
     # the session really ran and wrote everything
     for name in ("run_stats.csv", "run_failures.csv", "locust.html", "locust.log", "sla.json", "sla.xml", "sla.html"):
         assert f"file {name}" in texts, (name, sorted(texts))
@@ -148,4 +159,52 @@ def test_whole_session_leaks_no_secret(tmp_path: Path) -> None:
     hits = scan_for_secrets(texts, values)
     total = sum(len(t) for t in texts.values())
     print(f"scanned {len(texts)} outputs ({total} chars) for {len(values)} secrets + JWTs: {len(hits)} hits")
+    assert not hits, "\n".join(hits)
+
+
+@pytest.mark.timeout(150)
+def test_distributed_run_with_injected_faults_leaks_no_secret(tmp_path: Path) -> None:
+    """A master and a worker (each with its own log file, DEBUG), a scenario whose fault the master injects through
+    the backend's admin API, every report: no secret in any of it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with _secret_stack(tmp_path) as (values, redis, pg_dsn, backend):
+        port = free_port()
+        common = ["-H", backend.ws_url, "--jwt-secret", values["jwt secret"],
+                  "--ws-login-password", values["seed password"], "--redis-url", redis.url, "--pg-dsn", pg_dsn,
+                  "--loglevel", "DEBUG"]
+        master_args = [*common, "--headless", "--master", "--master-bind-host", "127.0.0.1",
+                       "--master-bind-port", str(port), "--expect-workers", "1", "--stop-timeout", "3",
+                       "--scenario", "reproduce-3s-timeout", "--scenario-duration", "8", "--inject-faults",
+                       "--logfile", str(out / "master.log"), "--csv", str(out / "run"),
+                       "--sla-report-json", str(out / "sla.json"), "--sla-report-html", str(out / "sla.html")]
+        worker_args = [*common, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port),
+                       "--logfile", str(out / "worker.log")]
+        env = locust_env({"TARGET_ADMIN_TOKEN": values["admin token"]},
+                         drop=("JWT_SECRET_KEY", "LOCUST_JWT_SECRET", "TARGET_SEED_PASSWORD"))
+        locustfile = str(ROOT / "locustfile.py")
+        master = subprocess.Popen(locust_cmd(locustfile, master_args), cwd=out, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        worker = subprocess.Popen(locust_cmd(locustfile, worker_args), cwd=out, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            m_out, m_err = master.communicate(timeout=90)
+            w_out, w_err = worker.communicate(timeout=30)
+        finally:
+            for p in (master, worker):
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate(timeout=10)
+        log_text = backend.log_path.read_text(errors="replace")
+
+    texts = {"master stdout": m_out, "master stderr": m_err, "worker stdout": w_out, "worker stderr": w_err,
+             "backend log": log_text, **_files(out)}
+    # the run really was distributed, injected its fault and was judged
+    assert master.returncode == 3, m_err[-3000:]
+    report = json.loads(texts["file sla.json"])
+    assert report["workers"] == 1 and report["samples"] > 0, report["verdict_reasons"]
+    assert "Scenario fault applied: redis-pause" in texts["file master.log"], m_err[-3000:]  # via the admin API
+    assert "REDIS" in texts["file run_stats.csv"] and texts["file worker.log"]
+    hits = scan_for_secrets(texts, values)
+    print(f"scanned {len(texts)} outputs ({sum(len(t) for t in texts.values())} chars): {len(hits)} hits")
     assert not hits, "\n".join(hits)
