@@ -270,6 +270,53 @@ def test_sla_warmup_keeps_slow_start_out_of_the_verdict_locally_and_on_a_master(
     assert dist["samples"] + dist["warmup_samples"] == 2 * 2 * 300
 
 
+@pytest.mark.timeout(90)
+def test_web_ui_stop_then_ctrl_c_keeps_the_verdict_and_writes_the_report(tmp_path):
+    """The web UI's Stop ends the test (Locust then cancels --run-time, so --autoquit never comes); the operator's
+    Ctrl-C afterwards must still give the SLA exit code and the final report of the test that ran."""
+    import signal
+    import urllib.request
+
+    cfg = tmp_path / "synth.toml"
+    cfg.write_text(SYNTH_CONFIG, encoding="utf-8")
+    port = free_port()
+    env = {**os.environ, "SLA_SYNTH_MODE": "slow", "SLA_SYNTH_SAMPLES": "100", "SLA_SYNTH_PAUSE": "0.01"}
+    proc = subprocess.Popen(
+        [LOCUST, "-f", SYNTH, "--autostart", "--autoquit", "1", "-t", "60s", "-u", "2", "-r", "2",
+         "--web-host", "127.0.0.1", "--web-port", str(port), "--sla-config", str(cfg),
+         "--sla-report-json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "s")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        samples = 0
+        while time.monotonic() < deadline and samples < 2 * 2 * 100:  # every synthetic sample fired
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(base + "/stats/requests", timeout=5) as r:
+                    stats = json.loads(r.read())["stats"]
+                samples = next(row["num_requests"] for row in stats if row["name"] == "Aggregated")
+            except (OSError, ValueError, KeyError, StopIteration):
+                continue
+        assert samples == 2 * 2 * 100, samples
+        req = urllib.request.Request(base + "/stop", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["success"]
+        time.sleep(3)  # longer than --autoquit: the process is still there, as Locust leaves it after a UI stop
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 3, out[-3000:]
+    rep = load(tmp_path / "r.json")
+    assert (rep["state"], rep["verdict"], rep["samples"]) == ("finished", "fail", 2 * 2 * 100)
+    assert "SLA FAILED: WS agent_completed p(95) < 2000 was" in out
+
+
 def _csv_total_requests(path: Path) -> int:
     import csv
 
