@@ -318,6 +318,8 @@ def attribute(
                     f"failing {100 * e['fail_ratio']:.0f}% of calls (baseline {100 * e['baseline_fail_ratio']:.0f}%), "
                     + what
                 )
+            if e["correlation"] is not None and e["correlation"] < 0:  # near the failure, but not with it
+                what += f", though it did not rise with the chat latency bucket by bucket (r {e['correlation']:+.2f})"
             cs.append(f"{_metric_label(e['metric'])} {what}")
         parts.append("coincides with " + ", ".join(cs))
     else:

@@ -221,3 +221,22 @@ def test_tier_without_threshold_or_baseline_is_judged_against_the_design_sla():
     assert top["within_sla"] is False and top["rise_ms"] > 2000 and top["score"] >= 0.8
     assert all(t["within_sla"] and t["score"] < 0.25 for t in a["tiers"][1:])
     assert "coincides with PG" in a["summary"]
+
+
+def test_tier_that_peaks_beside_the_failure_says_its_correlation_is_negative():
+    """ClickHouse stalls just before and just after the PG-bound slow replies (inside the widened bad buckets): it
+    coincides by its rise, and the summary says it moved against the chat latency."""
+    eng = run(40, range(20, 26), "postgres")
+    for s in (18, 19, 26, 27):
+        for k in range(3):
+            eng.collector.record("CH", "agent stage summary", 2500.0 + k, False, T0 + s + 0.5)
+    eng.flush_local()
+    a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS)
+    by_tier = {t["tier"]: t for t in a["tiers"]}
+    assert a["tiers"][0]["tier"] == "postgres" and by_tier["postgres"]["correlation"] > 0.9
+    ch = by_tier["clickhouse"]
+    assert ch["rise_ms"] > 1000 and ch["correlation"] < 0, ch
+    assert f"though it did not rise with the chat latency bucket by bucket (r {ch['correlation']:+.2f})" in a["summary"]
+    pg_part, ch_part = a["summary"].split('CH "agent stage summary"')
+    assert 'PG "thread history" p95' in pg_part and "did not rise with" not in pg_part
+    assert ch_part.startswith(" p95 ") and "did not rise with" in ch_part
