@@ -454,7 +454,8 @@ class Engine:
             elif r.failed_windows:
                 ws = ", ".join(str(i) for i in r.failed_windows)
                 reasons.append(f"SLA FAILED: {r.name} in window(s) {ws}")
-        if self.store.judge_from is not None and not any(m.count for m in self.store.judged().metrics.values()):
+        if (self.ended_at is not None and self.store.judge_from is not None  # live, the warm-up may still run
+                and not any(m.count for m in self.store.judged().metrics.values())):
             if any(m.count for m in self.store.total().metrics.values()):
                 reasons.append(
                     f"the SLA warm-up ({self.warmup_s:g} s) covered every sample, so nothing was judged: "
