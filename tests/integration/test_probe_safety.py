@@ -293,10 +293,6 @@ def _stats_counts(out: str) -> dict[str, int]:
             for line in table.splitlines() if line.startswith(("PG ", "CH ")) and "|" in line}
 
 
-def _stats_rows(out: str) -> list[str]:
-    return list(_stats_counts(out))
-
-
 def test_locust_run_create_schema_off_by_env_no_ddl_one_error_per_tier(
         tmp_path: Path, pg_schema: str, ch_database: str) -> None:
     proc = _locust(tmp_path, ["--pg-dsn", _dsn(pg_schema), "--clickhouse-database", ch_database],
@@ -307,7 +303,7 @@ def test_locust_run_create_schema_off_by_env_no_ddl_one_error_per_tier(
     assert out.count("ERROR/users.postgres_probe: PostgresProbeUser: table threads, messages, runs missing") == 1
     assert out.count(f"ERROR/users.clickhouse_probe: ClickHouseProbeUser: table {ch_database}.{CH_TABLE}") == 1
     assert _pg_tables(pg_schema) == [] and not _ch_database_exists(ch_database)
-    rows = _stats_rows(out)
+    rows = _stats_counts(out)
     assert set(rows) == {"PG connect", "PG pool acquire", "PG lock stats", "PG schema", "CH schema"}, out[-3000:]
 
 
