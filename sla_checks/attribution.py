@@ -16,8 +16,17 @@ moment apart) with its p95 in the baseline buckets:
 
 Resource gauges (``record_gauge``: ``locust:cpu_percent``, ``target:rss_mb`` ...) are correlated the same way: each
 gauge's mean reading per bucket against the chat metric's p95 per bucket, Pearson r over the buckets that have both,
-reported only from :data:`MIN_GAUGE_WINDOWS` such buckets on (fewer: ``correlation`` null, the count says why). It
-says whether a resource moved with the latency in time, not that it caused it; it does not change the tier ranking.
+reported only from :data:`MIN_GAUGE_WINDOWS` such buckets on (fewer: ``correlation`` null, the count says why). A
+gauge is named as moving with the failure only by its *detrended* r (``detrended_correlation``: the correlation of
+both series' residuals after removing a straight-line time trend from each), when that is strong and significant:
+memory that only grows over the run correlates with any latency that rises late in it, yet says nothing about the
+fault. It says whether a resource moved with the latency in time, not that it caused it; it does not change the
+tier ranking.
+
+An ``rps >= X`` line that fails is first held against what the offered load could reach
+(:mod:`sla_checks.offered_load`, given the run's user counts and think time): when the load caps the rate below the
+limit, the summary says so instead of blaming a tier or the backend. Without any tier sample in the run the summary
+says that no tier was measured, not that the backend is slow.
 
 A tier *coincides* with the failure when its score is >= 0.25, or it breaks its own SLA while rising. Tiers are
 ranked by score, then correlation. The slowest stage is the gap of the five-event timeline
@@ -42,6 +51,7 @@ from sla_checks.evaluate import (
 )
 from sla_checks.expressions import Expression, parse_expression
 from sla_checks.histogram import Histogram
+from sla_checks.offered_load import FLOW_METRIC, LAG_METRIC, OfferedLoad, RpsCap, rps_cap
 
 __all__ = ["attribute", "gauge_correlations", "tier_of", "TIER_LABELS", "COINCIDE_SCORE", "MIN_GAUGE_WINDOWS"]
 
@@ -51,7 +61,10 @@ COINCIDE_SCORE = 0.25
 MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
 STRONG_CORRELATION = 0.5
-"""|r| from which a gauge is named in the summary line."""
+"""|detrended r| from which a gauge is named in the summary line (when also significant, see :func:`_significant`)."""
+_T_CRITICAL = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+               12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
+"""Two-sided 95 % critical values of Student's t by degrees of freedom (beyond 30: 1.96)."""
 DESIGN_LIMIT_MS = {"PG": 200.0, "REDIS": 50.0, "CH": 1000.0, "HTTP": 1000.0}
 """DESIGN.md's per-tier SLAs (p95, ms), the yardstick for a tier metric that has neither a threshold in the profile
 nor samples outside the bad buckets (a probe that started late, a run that was slow from the start)."""
@@ -100,6 +113,41 @@ def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
 
 
+def _detrend(ts: Sequence[float], ys: Sequence[float]) -> list[float]:
+    """``ys`` less its least-squares straight line over ``ts``."""
+    n = len(ts)
+    mt, my = sum(ts) / n, sum(ys) / n
+    stt = sum((t - mt) ** 2 for t in ts)
+    slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / stt if stt > 0 else 0.0
+    return [y - my - slope * (t - mt) for t, y in zip(ts, ys, strict=True)]
+
+
+def _detrended_r(ts: Sequence[float], xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Pearson r of ``xs`` and ``ys`` after removing each one's straight-line trend over ``ts`` (None: fewer than 4
+    points, or a series that is a straight line in time, whose residue is rounding noise)."""
+    if len(ts) < 4:
+        return None
+    rx, ry = _detrend(ts, xs), _detrend(ts, ys)
+    for raw, res in ((xs, rx), (ys, ry)):
+        m = sum(raw) / len(raw)
+        spread = sum((v - m) ** 2 for v in raw)
+        if sum(v * v for v in res) <= 1e-9 * spread + 1e-12:
+            return None
+    return _pearson(rx, ry)
+
+
+def _significant(r: float, n: int) -> bool:
+    """Whether a partial correlation ``r`` over ``n`` points (time held out: ``n - 3`` degrees of freedom) differs
+    from 0 at the 5 % level: with 6 windows |r| must reach 0.88, with 20 about 0.45."""
+    dof = n - 3
+    if dof < 1:
+        return False
+    if abs(r) >= 1.0:
+        return True
+    crit = next((c for d, c in sorted(_T_CRITICAL.items()) if d >= dof), 1.96)
+    return abs(r) * math.sqrt(dof / (1.0 - r * r)) >= crit
+
+
 def gauge_correlations(
     latency: Sequence[tuple[float, float]],
     gauges: Mapping[str, Sequence[Sequence[float]]],
@@ -109,9 +157,11 @@ def gauge_correlations(
     """Pearson r of each gauge's per-bucket mean reading with the per-bucket latency.
 
     ``latency`` is ``[(bucket start, p95 ms)]``, ``gauges`` ``{name: [[unix_ts, value], ...]}`` (readings in
-    ``[start, start + bucket_s)`` belong to that bucket). One row per gauge, strongest |r| first (gauges without
-    an r last): ``{"gauge", "windows", "correlation"}``; ``correlation`` is None below ``min_windows`` buckets with
-    both values, or when either series is flat.
+    ``[start, start + bucket_s)`` belong to that bucket). One row per gauge, strongest detrended |r| first (gauges
+    without one last): ``{"gauge", "windows", "correlation", "detrended_correlation", "moves_with"}``; the
+    correlations are None below ``min_windows`` buckets with both values, or when a series is flat (after removing
+    its time trend, for the detrended one). ``moves_with``: the detrended |r| is >= :data:`STRONG_CORRELATION` and
+    significant, i.e. the gauge moved with the latency beyond what both share by drifting over the run.
     """
     latency = sorted(latency)
     starts = [start for start, _ in latency]
@@ -122,15 +172,29 @@ def gauge_correlations(
             i = bisect_right(starts, ts) - 1
             if i >= 0 and ts < starts[i] + bucket_s:
                 per_bucket.setdefault(i, []).append(value)
-        xs, ys = [], []
-        for i, (_, ms) in enumerate(latency):
+        ts, xs, ys = [], [], []
+        for i, (start, ms) in enumerate(latency):
             readings = per_bucket.get(i)
             if readings:
+                ts.append(start)
                 xs.append(ms)
                 ys.append(sum(readings) / len(readings))
         r = _pearson(xs, ys) if len(xs) >= max(3, min_windows) else None
-        rows.append({"gauge": name, "windows": len(xs), "correlation": None if r is None else round(r, 3)})
-    rows.sort(key=lambda g: (g["correlation"] is None, -abs(g["correlation"] or 0.0), g["gauge"]))
+        rd = _detrended_r(ts, xs, ys) if r is not None else None
+        rows.append({
+            "gauge": name,
+            "windows": len(xs),
+            "correlation": None if r is None else round(r, 3),
+            "detrended_correlation": None if rd is None else round(rd, 3),
+            "moves_with": rd is not None and abs(rd) >= STRONG_CORRELATION and _significant(rd, len(xs)),
+        })
+    rows.sort(key=lambda g: (
+        g["detrended_correlation"] is None,
+        -abs(g["detrended_correlation"] or 0.0),
+        g["correlation"] is None,
+        -abs(g["correlation"] or 0.0),
+        g["gauge"],
+    ))
     return rows
 
 
@@ -181,11 +245,14 @@ def attribute(
     specs: Sequence[ThresholdSpec],
     gauges: Mapping[str, Sequence[Sequence[float]]] | None = None,
     bucket_s: float | None = None,
+    load: OfferedLoad | None = None,
 ) -> dict[str, Any]:
     """Attribution record for one failing threshold (see the module docstring and the report schema).
 
     ``gauges`` (the store's ``{name: [[unix_ts, value], ...]}``) and ``bucket_s`` (the buckets' width; by default
-    the smallest gap between bucket starts) add the per-gauge correlation with the failing metric's p95.
+    the smallest gap between bucket starts) add the per-gauge correlation with the failing metric's p95. ``load``
+    (the run's offered load) lets a failing ``rps`` lower limit be held against what that load could reach
+    (``offered_load`` in the record: :meth:`~sla_checks.offered_load.RpsCap.to_dict`).
     """
     expr = failing.spec.expression
     target = failing.metric
@@ -305,7 +372,61 @@ def attribute(
     head = f"{target} {expr.lhs} {_fmt_value(value, expr.unit)}"
     if value is not None:
         head += f" {_rel(value, expr.limit)} {_fmt_value(expr.limit, expr.unit)}"
-    parts = [head]
+    cap = _rps_cap(expr, target, [b for _, b in buckets], load)
+    clauses = []
+    if cap is not None and cap.caps(expr.limit, value):
+        clauses.append(cap.describe(expr.limit, value))
+    elif cap is not None and cap.generator_behind():
+        clauses.append(cap.lag_text())
+    load_alone = cap is not None and cap.load_alone(expr.limit, value)
+    if not load_alone:
+        clauses.append(_tier_clause(coinciding, per_tier))
+    ok_tiers = [
+        TIER_LABELS.get(e["tier"], e["tier"]) for e in tiers if e not in coinciding and e["within_sla"]
+    ]
+    others = [t for t in TIER_LABELS if t not in per_tier]
+    tail = []
+    if ok_tiers and not load_alone:
+        tail.append(f"{', '.join(ok_tiers)} within SLA")
+    if others and coinciding:  # else the tier clause names what was not measured (or the load is the cause)
+        tail.append(f"no samples from {', '.join(TIER_LABELS[t] for t in others)}")
+    if slowest is not None and not load_alone:
+        tail.append(f"slowest stage: {slowest}")
+    gauge_rows: list[dict[str, Any]] = []
+    if gauges:
+        width = bucket_s or min(
+            (b[0] - a[0] for a, b in zip(buckets, buckets[1:], strict=False) if b[0] > a[0]), default=2.0
+        )
+        latency = [(buckets[i][0], v) for i, v in target_by_idx.items() if v is not None]
+        gauge_rows = gauge_correlations(latency, gauges, width)
+        strong = [g for g in gauge_rows if g["moves_with"]]
+        if strong and not load_alone:
+            tail.append(
+                "moves with "
+                + ", ".join(
+                    f"{g['gauge']} (r {g['detrended_correlation']:+.2f} detrended, {g['windows']} windows)"
+                    for g in strong[:3]
+                )
+            )
+    summary = head + " — " + "; ".join(clauses + tail)
+    return {
+        "metric": target,
+        "expression": str(expr),
+        "summary": summary,
+        "tiers": tiers,
+        "slowest_stage": slowest,
+        "stages": stage_rows,
+        "bad_windows": [buckets[i][0] for i in sorted(bad)],
+        "baseline_p95": t_base,
+        "bad_p95": t_bad,
+        "gauges": gauge_rows,
+        "offered_load": None if cap is None else cap.to_dict(expr.limit, value),
+    }
+
+
+def _tier_clause(coinciding: Sequence[dict[str, Any]], per_tier: Mapping[str, Any]) -> str:
+    """The summary's tier clause: which tiers coincide; else that none was measured, or that none of the measured
+    ones rose (naming the agent, or an unmeasured tier, as what is left)."""
     if coinciding:
         cs = []
         for e in coinciding:
@@ -321,46 +442,36 @@ def attribute(
             if e["correlation"] is not None and e["correlation"] < 0:  # near the failure, but not with it
                 what += f", though it did not rise with the chat latency bucket by bucket (r {e['correlation']:+.2f})"
             cs.append(f"{_metric_label(e['metric'])} {what}")
-        parts.append("coincides with " + ", ".join(cs))
-    else:
-        parts.append("no tier's latency rose in the same windows (the backend/agent itself is slow)")
-    ok_tiers = [
-        TIER_LABELS.get(e["tier"], e["tier"]) for e in tiers if e not in coinciding and e["within_sla"]
-    ]
-    others = [t for t in TIER_LABELS if t not in per_tier]
-    tail = []
-    if ok_tiers:
-        tail.append(f"{', '.join(ok_tiers)} within SLA")
-    if others:
-        tail.append(f"no samples from {', '.join(TIER_LABELS[t] for t in others)}")
-    if slowest is not None:
-        tail.append(f"slowest stage: {slowest}")
-    gauge_rows: list[dict[str, Any]] = []
-    if gauges:
-        width = bucket_s or min(
-            (b[0] - a[0] for a, b in zip(buckets, buckets[1:], strict=False) if b[0] > a[0]), default=2.0
+        return "coincides with " + ", ".join(cs)
+    if not per_tier:
+        return (
+            "no tier was measured (no PG, REDIS, CH or HTTP ready:<tier> samples), so which tier is slow cannot be "
+            "told: run the probe users (PostgresProbeUser, RedisProbeUser, ClickHouseProbeUser, HealthCheckUser) too"
         )
-        latency = [(buckets[i][0], v) for i, v in target_by_idx.items() if v is not None]
-        gauge_rows = gauge_correlations(latency, gauges, width)
-        strong = [g for g in gauge_rows if g["correlation"] is not None and abs(g["correlation"]) >= STRONG_CORRELATION]
-        if strong:
-            tail.append(
-                "moves with "
-                + ", ".join(f"{g['gauge']} (r {g['correlation']:+.2f}, {g['windows']} windows)" for g in strong[:3])
-            )
-    summary = parts[0] + " — " + parts[1] + ("; " + "; ".join(tail) if tail else "")
-    return {
-        "metric": target,
-        "expression": str(expr),
-        "summary": summary,
-        "tiers": tiers,
-        "slowest_stage": slowest,
-        "stages": stage_rows,
-        "bad_windows": [buckets[i][0] for i in sorted(bad)],
-        "baseline_p95": t_base,
-        "bad_p95": t_bad,
-        "gauges": gauge_rows,
-    }
+    unmeasured = [TIER_LABELS[t] for t in TIER_LABELS if t not in per_tier]
+    if unmeasured:
+        return (
+            "no measured tier's latency rose in the same windows (the agent itself, or an unmeasured tier: "
+            f"{', '.join(unmeasured)}, is slow)"
+        )
+    return "no tier's latency rose in the same windows (the backend/agent itself is slow)"
+
+
+def _rps_cap(expr: Expression, target: str, buckets: Sequence[Bucket], load: OfferedLoad | None) -> RpsCap | None:
+    """For a lower limit on ``rps``: what the offered ``load`` could reach, from the measured mean reply (every
+    sample of ``target``), flow round and generator lag over ``buckets``; None for other lines or without facts."""
+    if load is None or expr.stat != "rps" or expr.op not in (">", ">="):
+        return None
+    reply = _merge_metric(buckets, target)
+    flow = _merge_metric(buckets, FLOW_METRIC)
+    lag = _merge_metric(buckets, LAG_METRIC)
+    return rps_cap(
+        load,
+        target,
+        reply.hist.mean if reply is not None else None,
+        flow.hist.mean if flow is not None else None,
+        _p95(lag),
+    )
 
 
 def _tier_limit(expression_text: str) -> float:

@@ -7,6 +7,7 @@ import pytest
 from sla_checks.attribution import MIN_GAUGE_WINDOWS, attribute, gauge_correlations, tier_of
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, ThresholdSpec
+from sla_checks.offered_load import OfferedLoad
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -176,7 +177,10 @@ def test_gauge_correlation_is_pearson_r_over_buckets_with_both_values():
     rows = {g["gauge"]: g for g in gauge_correlations(latency, gauges, 2.0)}
     assert rows["target:cpu_percent"]["windows"] == 10 and rows["target:cpu_percent"]["correlation"] > 0.99
     assert rows["locust:rss_mb"]["correlation"] < -0.99
-    assert rows["redis:used_memory_mb"] == {"gauge": "redis:used_memory_mb", "windows": 10, "correlation": None}
+    assert rows["redis:used_memory_mb"] == {
+        "gauge": "redis:used_memory_mb", "windows": 10, "correlation": None, "detrended_correlation": None,
+        "moves_with": False,
+    }
     assert rows["pg:lock_waiters"]["windows"] == 4 < MIN_GAUGE_WINDOWS
     assert rows["pg:lock_waiters"]["correlation"] is None
     ordered = [g["gauge"] for g in gauge_correlations(latency, gauges, 2.0)]
@@ -194,7 +198,8 @@ def test_gauge_that_moves_with_the_failing_metric_is_named_in_summary():
     top, other = a["gauges"]
     assert (top["gauge"], top["windows"]) == ("target:cpu_percent", 20)
     assert top["correlation"] > 0.9 and abs(other["correlation"]) < 0.5
-    assert f"moves with target:cpu_percent (r {top['correlation']:+.2f}, 20 windows)" in a["summary"]
+    assert top["moves_with"] and top["detrended_correlation"] > 0.9 and not other["moves_with"]
+    assert f"moves with target:cpu_percent (r {top['detrended_correlation']:+.2f} detrended, 20 windows)" in a["summary"]
     assert "locust:rss_mb" not in a["summary"]
     assert a["tiers"][0]["tier"] == "postgres"  # gauges do not change the tier ranking
     plain = attribute(failing(eng), buckets, SPECS)
@@ -208,7 +213,8 @@ def test_gauge_correlation_needs_enough_buckets():
         eng.collector.record_gauge("target:cpu_percent", 95.0 if 2 <= s < 4 else 20.0, T0 + s + 0.6)
     eng.flush_local()
     a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
-    assert a["gauges"] == [{"gauge": "target:cpu_percent", "windows": 3, "correlation": None}]
+    assert a["gauges"] == [{"gauge": "target:cpu_percent", "windows": 3, "correlation": None,
+                            "detrended_correlation": None, "moves_with": False}]
     assert "moves with" not in a["summary"]
 
 
@@ -240,3 +246,100 @@ def test_tier_that_peaks_beside_the_failure_says_its_correlation_is_negative():
     pg_part, ch_part = a["summary"].split('CH "agent stage summary"')
     assert 'PG "thread history" p95' in pg_part and "did not rise with" not in pg_part
     assert ch_part.startswith(" p95 ") and "did not rise with" in ch_part
+
+
+def closed_run(seconds: int, per_second: int, reply_ms: float, probes: bool) -> Engine:
+    """A healthy closed-model run judged by ``rps >= 10``: ``per_second`` replies of ~``reply_ms`` each second."""
+    rnd = random.Random(3)
+    eng = Engine([ThresholdSpec.of("WS agent_completed", "rps >= 10"), *SPECS[1:]])
+    eng.start(T0)
+    for s in range(seconds):
+        for k in range(per_second):
+            eng.collector.record("WS", "agent_completed", reply_ms + rnd.uniform(-50, 50), False, T0 + s + k / 10)
+        if probes:
+            eng.collector.record("PG", "thread history", 4.0 + rnd.random(), False, T0 + s + 0.5)
+            eng.collector.record("REDIS", "GET", 0.5 + rnd.random(), False, T0 + s + 0.5)
+            eng.collector.record("CH", "agent stage summary", 30.0 + rnd.random(), False, T0 + s + 0.5)
+    eng.flush_local()
+    eng.stop(T0 + seconds)
+    return eng
+
+
+def failing_rps(eng):
+    (r,) = [r for r in eng.evaluate(T0 + 999) if r.metric == "WS agent_completed"]
+    assert r.status == FAIL and r.spec.expression.stat == "rps"
+    return r
+
+
+TEN_USERS = OfferedLoad(chat_users=10, peak_users=10, chat_concurrency=10, think_s=1.0)
+
+
+@pytest.mark.parametrize("probes", [True, False])
+def test_rps_below_what_ten_thinking_users_can_offer_is_put_on_the_offered_load(probes):
+    eng = closed_run(30, 7, 450.0, probes)
+    r = failing_rps(eng)
+    a = attribute(r, eng.store.sorted_buckets(), eng.specs, load=TEN_USERS)
+    cap = 10 / (1 + a["offered_load"]["reply_s"])
+    assert a["offered_load"]["caps"] and a["offered_load"]["cap_rps"] == pytest.approx(cap, abs=0.01)
+    assert a["summary"] == (
+        f"WS agent_completed rps {r.value:.2f} rps < 10.00 rps — the offered load caps throughput at {cap:.1f} msg/s "
+        f"(10 users, think ~1 s, reply ~{a['offered_load']['reply_s']:.2f} s): raise users or lower think time"
+    )
+    assert "slow" not in a["summary"] and "tier" not in a["summary"]
+    # without the load facts the same line falls back to the tier analysis
+    plain = attribute(r, eng.store.sorted_buckets(), eng.specs)
+    assert plain["offered_load"] is None and "offered load" not in plain["summary"]
+
+
+def test_rps_failing_with_enough_offered_load_keeps_the_tier_analysis():
+    eng = closed_run(30, 7, 450.0, True)
+    many = OfferedLoad(chat_users=10, peak_users=10, chat_concurrency=10, think_s=0.1)  # could offer 18 msg/s
+    a = attribute(failing_rps(eng), eng.store.sorted_buckets(), eng.specs, load=many)
+    assert a["offered_load"]["caps"] is False and "offered load" not in a["summary"]
+    assert "no tier's latency rose" in a["summary"]
+
+
+def test_without_tier_probes_the_summary_says_no_tier_was_measured():
+    eng = run(40, range(20, 28), None)
+    buckets = [(t, b) for t, b in eng.store.sorted_buckets()]
+    for _, b in buckets:
+        for m in [m for m in b.metrics if tier_of(m)]:
+            del b.metrics[m]
+    a = attribute(failing(eng), buckets, SPECS)
+    assert a["tiers"] == []
+    assert "no tier was measured" in a["summary"] and "cannot be told" in a["summary"]
+    assert "backend/agent itself is slow" not in a["summary"] and "no samples from" not in a["summary"]
+
+
+def test_with_some_tiers_unprobed_the_summary_leaves_the_unprobed_ones_open():
+    eng = run(40, range(20, 28), None)
+    buckets = eng.store.sorted_buckets()
+    for _, b in buckets:
+        b.metrics.pop("CH agent stage summary", None)
+    a = attribute(failing(eng), buckets, SPECS)
+    assert "no measured tier's latency rose in the same windows (the agent itself, or an unmeasured tier: " \
+           "ClickHouse, is slow)" in a["summary"]
+    assert "backend/agent itself is slow" not in a["summary"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gauge_that_only_trends_with_time_is_not_named_but_one_stepping_with_the_fault_is(seed):
+    """The fault holds from half-way to the end: memory that grows all run correlates with that (raw r > 0.8), but
+    not once the time trend is removed; CPU that steps up with the fault still does."""
+    rnd = random.Random(seed)
+    eng = run(40, range(20, 40), None, seed=seed)
+    for s in range(40):
+        t = T0 + s + 0.6
+        eng.collector.record_gauge("locust:rss_mb", 70.0 + 0.8 * s + rnd.gauss(0, 1.0), t)
+        eng.collector.record_gauge("redis:used_memory_mb", 5.0 + 0.05 * s, t)  # a straight line
+        eng.collector.record_gauge("target:cpu_percent", (85.0 if s >= 20 else 25.0) + rnd.gauss(0, 3.0), t)
+    eng.flush_local()
+    a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
+    rows = {g["gauge"]: g for g in a["gauges"]}
+    rss, mem, cpu = rows["locust:rss_mb"], rows["redis:used_memory_mb"], rows["target:cpu_percent"]
+    assert rss["correlation"] > 0.8 and mem["correlation"] > 0.8  # what the raw r said
+    assert not rss["moves_with"] and not mem["moves_with"] and mem["detrended_correlation"] is None
+    assert cpu["moves_with"] and cpu["detrended_correlation"] > 0.9
+    assert "moves with target:cpu_percent" in a["summary"]
+    assert "rss_mb" not in a["summary"] and "used_memory_mb" not in a["summary"]
+    assert a["gauges"][0]["gauge"] == "target:cpu_percent"
