@@ -164,6 +164,9 @@ def _read(path: Path, where: str) -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"SLA config file {str(path)!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"SLA config file {str(path)!r} is not UTF-8 text (a binary file?); give a TOML file "
+                          "like config/ci.toml") from None
     except OSError as e:
         raise ConfigError(f"SLA config file {str(path)!r} cannot be read: {e.strerror}") from None
 

@@ -30,6 +30,7 @@ Usage (programmatic, e.g. a test with its own Environment)::
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -53,6 +54,7 @@ from locust.runners import (
 )
 
 from config.loader import ConfigError, Profile, load_profile, parse_duration
+from config.validate import bounded
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, ThresholdResult, format_value
 from sla_checks.report import build_report, render_terminal, write_reports
@@ -162,20 +164,43 @@ def _load_from_options(options: Any) -> tuple[Profile, float, float, int, float]
     cfg = _opt(options, "sla_config", "")
     name = _opt(options, "sla_profile", "local")
     profile = load_profile(name=None if cfg else name, path=cfg or None)
-    window = float(_opt(options, "sla_window", 0.0) or 0.0)
-    if window < 0:
-        raise ConfigError(f"--sla-window {window:g}: expected a window length in seconds > 0 (or 0 for none)")
-    if window and abs(window - round(window)) > 1e-9:
-        raise ConfigError(f"--sla-window {window:g}: expected a whole number of seconds, e.g. 300")
+    window = bounded("--sla-window", _opt(options, "sla_window", 0.0) or 0.0, low=0, high=7 * 86400, integer=True,
+                     unit="seconds", hint="e.g. 300; 0 = the profile's window", error=ConfigError)
     window = window or profile.window_s
-    interval = float(_opt(options, "sla_eval_interval", 0.0) or 0.0)
-    if interval < 0:
-        raise ConfigError(f"--sla-eval-interval {interval:g}: expected a period in seconds > 0")
+    interval = bounded("--sla-eval-interval", _opt(options, "sla_eval_interval", 0.0) or 0.0, low=0, high=3600,
+                       unit="seconds", hint="0 = the profile's (default 5)", error=ConfigError)
     interval = interval or profile.eval_interval_s or DEFAULT_EVAL_INTERVAL_S
-    code = int(_opt(options, "sla_exit_code", DEFAULT_EXIT_CODE))
-    if not 0 <= code <= 255:
-        raise ConfigError(f"--sla-exit-code {code}: expected an exit code 0..255 (default 3)")
+    code = int(bounded("--sla-exit-code", _opt(options, "sla_exit_code", DEFAULT_EXIT_CODE), low=1, high=255,
+                       integer=True, hint="default 3; 0 would make a failing run pass", error=ConfigError))
     return profile, window, interval, code, _warmup_s(options, profile)
+
+
+REPORT_OPTIONS = ("--sla-report-json", "--sla-report-junit", "--sla-report-html")
+
+
+def report_path_problem(path: str) -> str | None:
+    """Why the report file ``path`` could not be written at the end (None: it can): it is a directory, or its
+    nearest existing ancestor is not a writable directory (missing directories are created when writing)."""
+    if os.path.isdir(path):
+        return "is a directory"
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        return f"{directory!r} is a file, not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"directory {directory!r} is not writable"
+    return None
+
+
+def _check_report_paths(options: Any) -> None:
+    """ConfigError naming the first ``--sla-report-*`` path that could not be written: checked at start, not after
+    the load ran."""
+    for option in REPORT_OPTIONS:
+        path = _opt(options, option[2:].replace("-", "_"), "") or ""
+        problem = report_path_problem(path) if path else None
+        if problem:
+            raise ConfigError(f"{option} {path!r}: {problem}; give a file path in a writable directory")
 
 
 def _warmup_s(options: Any, profile: Profile) -> float:
@@ -570,6 +595,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     warmup = 0.0
     try:
         profile, window, interval, code, warmup = _load_from_options(options)
+        _check_report_paths(options)
     except ConfigError as e:
         if not is_worker:
             _usage_error(f"SLA configuration error: {e}")

@@ -24,6 +24,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+MAX_RATE = 10_000.0
+"""Messages/s above which a schedule is refused: one Locust process keeps about that pace; at a higher one its
+generator is still handing out due messages long after ``-t`` has ended the run."""
+MAX_RAMP_S = 7 * 86400.0
+"""The latest ramp point, in seconds since the start."""
+
 
 class ScheduleError(ValueError):
     """A rate/ramp text is malformed; the message says how to write it."""
@@ -43,6 +49,12 @@ class ArrivalSchedule:
         for t, r in self.points:
             if not (math.isfinite(t) and math.isfinite(r)) or t < 0 or r < 0:
                 raise ScheduleError(f"point {t:g}:{r:g} must have time >= 0 and rate >= 0")
+            if r > MAX_RATE:
+                raise ScheduleError(f"{r:g} messages/s is above the limit of {MAX_RATE:g}/s (the generator cannot "
+                                    f"keep such a schedule and overruns -t); give a total rate up to {MAX_RATE:g}")
+            if t > MAX_RAMP_S:
+                raise ScheduleError(f"ramp point at {t:g} s is past {MAX_RAMP_S:g} s (7 days); give seconds "
+                                    "since the start, e.g. '0:5,60:50'")
             if t <= last_t:
                 raise ScheduleError("ramp times must increase, e.g. '0:5,60:50'")
             last_t = t

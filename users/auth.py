@@ -191,9 +191,19 @@ def read_token_file(path: str) -> list[Token]:
         raise AuthConfigError(
             f"--token-file {path!r} cannot be read ({exc.strerror}); give a file with one JWT per line"
         ) from None
+    except UnicodeDecodeError:
+        raise AuthConfigError(
+            f"--token-file {path!r} is not UTF-8 text (a binary file?); give a file with one JWT per line"
+        ) from None
     values = [ln for ln in lines if ln and not ln.startswith("#")]
     if not values:
         raise AuthConfigError(f"--token-file {path!r} holds no token; put one JWT per line")
+    unfit = [i for i, value in enumerate(values, 1) if not (value.isascii() and value.isprintable())]
+    if unfit:
+        raise AuthConfigError(
+            f"--token-file {path!r}: token #{unfit[0]} holds control or non-ASCII characters (a binary file?), "
+            "which no HTTP header can carry; give a file with one JWT per line"
+        )
     return [Token(value, *token_expiry(value)) for value in values]
 
 
@@ -312,6 +322,11 @@ def read_users_file(path: str) -> list[Credentials]:
     except OSError as exc:
         raise AuthConfigError(
             f"--users-file {path!r} cannot be read ({exc.strerror}); give a CSV file of email,password lines"
+        ) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        what = "not UTF-8 text (a binary file?)" if isinstance(exc, UnicodeDecodeError) else f"not CSV ({exc})"
+        raise AuthConfigError(
+            f"--users-file {path!r} is {what}; give a CSV file of email,password lines"
         ) from None
     users = []
     for lineno, row in enumerate(rows, 1):

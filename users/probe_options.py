@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.validate import bounded
 from target.schema import CH_DATABASE
 from target.settings import Settings as _BackendSettings
 from users.probe_base import ProbeFailure, redact_url
@@ -64,6 +65,18 @@ CREATE_SCHEMA_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema", "redis_connect_weight")
 """Fields re-read from ``parsed_options`` when a probe user starts (web-UI edits apply to the next run)."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COUNT_LIMITS: dict[str, tuple[int, int, str]] = {
+    "redis_pool_size": (1, 1000, ""),
+    "pg_pool_size": (1, 1000, ""),
+    "redis_large_value_kb": (1, 512 * 1024, "Redis keeps values up to 512 MiB"),
+    "clickhouse_batch_size": (1, 1_000_000, ""),
+    "redis_probe_users": (0, 1000, "0 switches that probe off"),
+    "pg_probe_users": (0, 1000, "0 switches that probe off"),
+    "clickhouse_probe_users": (0, 1000, "0 switches that probe off"),
+    "health_probe_users": (0, 1000, "0 switches that probe off"),
+    "redis_connect_weight": (0, 1000, "0 = no fresh-connection task"),
+}
+"""Whole-number probe options: (lowest, highest, what to say beside the range)."""
 # the tiers are probed where the reference backend keeps its data by default
 _BACKEND = _BackendSettings()
 
@@ -207,14 +220,14 @@ class ProbeConfig:
         _check_url("--clickhouse-url", self.clickhouse_url, ("http", "https"))
         _check_url("--health-url", self.health_url, ("http", "https"))
         for f in fields(self):
-            value = getattr(self, f.name)
             option = "--" + f.name.replace("_", "-")
-            if f.name.endswith(("_size", "_kb")) and value < 1:
-                raise ProbeConfigError(f"{option} must be >= 1, got {value}")
-            if f.name.endswith(("_probe_users", "_weight")) and value < 0:
-                raise ProbeConfigError(f"{option} must be >= 0 (0 switches that probe off), got {value}")
-            if f.name.endswith("_timeout") and not value > 0:
-                raise ProbeConfigError(f"{option} must be > 0 seconds, got {value}")
+            if f.name.endswith("_timeout"):
+                bounded(option, getattr(self, f.name), low=0, high=3600, low_open=True, unit="seconds",
+                        hint=f"default {f.default:g}", error=ProbeConfigError)
+            elif f.name in _COUNT_LIMITS:
+                low, high, hint = _COUNT_LIMITS[f.name]
+                bounded(option, getattr(self, f.name), low=low, high=high, integer=True,
+                        hint=hint or f"default {f.default}", error=ProbeConfigError)
 
     @classmethod
     def from_options(cls, options: Any) -> ProbeConfig:

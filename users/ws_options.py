@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.validate import bounded
 from tasks.arrival import ArrivalSchedule, ScheduleError
 from tasks.corpus import DEFAULT_MESSAGES, load_messages
 from tasks.timeline import ConfigError, ProtocolConfig
@@ -179,12 +180,40 @@ def _opt(options: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _positive(option: str, value: float, allow_zero: bool = False) -> float:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ChatConfigError(
-            f"{option} has value {value!r}; it must be {'>= 0' if allow_zero else '> 0'}"
-        )
-    return value
+# option → (low, high, low_open, default, what the low end means): every numeric chat option's accepted range
+_LIMITS: dict[str, tuple[float, float, bool, float, str]] = {
+    "--ws-connect-timeout": (0, 600, True, 10.0, ""),
+    "--ws-reply-timeout": (0, 3600, True, 30.0, ""),
+    "--ws-hang-after": (0, 3600, True, 10.0, ""),
+    "--ws-heartbeat-interval": (0, 3600, False, 15.0, "0 switches the heartbeat off"),
+    "--ws-heartbeat-timeout": (0, 600, True, 5.0, ""),
+    "--ws-think-time": (0, 3600, False, 1.0, "0 = no think time"),
+    "--ws-reconnect-max-backoff": (0, 3600, True, 10.0, ""),
+    "--jwt-ttl": (1, 366 * 86400, False, 3600.0, ""),
+}
+_INT_LIMITS: dict[str, tuple[int, int, int]] = {
+    "--ws-inflight": (1, 1000, 1),
+    "--ws-heartbeat-misses": (1, 100, 2),
+    "--ws-max-frame-bytes": (1024, 1 << 30, 1 << 20),
+    "--jwt-users": (1, 10_000_000, 100),
+}
+
+
+def _seconds(options: Any, option: str) -> float:
+    """The value of a seconds option, finite and within its range in :data:`_LIMITS`, else ChatConfigError."""
+    low, high, low_open, default, zero = _LIMITS[option]
+    value = _opt(options, option.lstrip("-").replace("-", "_"), default)
+    hint = f"{zero}; default {default:g}" if zero else f"default {default:g}"
+    return bounded(option, value, low=low, high=high, low_open=low_open, unit="seconds", hint=hint,
+                   error=ChatConfigError)
+
+
+def _count(options: Any, option: str) -> int:
+    """The value of a whole-number option within its range in :data:`_INT_LIMITS`, else ChatConfigError."""
+    low, high, default = _INT_LIMITS[option]
+    value = _opt(options, option.lstrip("-").replace("-", "_"), default)
+    return int(bounded(option, value, low=low, high=high, integer=True, hint=f"default {default}",
+                       error=ChatConfigError))
 
 
 def settings_from_options(options: Any, host: str | None) -> ChatSettings:
@@ -195,24 +224,18 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
     if s.auth_mode not in AUTH_MODES:
         raise ChatConfigError(f"--ws-auth has value {s.auth_mode!r}; use one of {', '.join(AUTH_MODES)}")
     s.insecure = bool(_opt(options, "ws_insecure", False))
-    s.connect_timeout = _positive("--ws-connect-timeout", float(_opt(options, "ws_connect_timeout", 10.0)))
-    s.reply_timeout = _positive("--ws-reply-timeout", float(_opt(options, "ws_reply_timeout", 30.0)))
-    s.hang_after = _positive("--ws-hang-after", float(_opt(options, "ws_hang_after", 10.0)))
-    s.inflight = int(_opt(options, "ws_inflight", 1))
-    if s.inflight < 1:
-        raise ChatConfigError(f"--ws-inflight has value {s.inflight!r}; it must be >= 1")
-    s.heartbeat_interval = _positive("--ws-heartbeat-interval", float(_opt(options, "ws_heartbeat_interval", 15.0)),
-                                     allow_zero=True)
-    s.heartbeat_timeout = _positive("--ws-heartbeat-timeout", float(_opt(options, "ws_heartbeat_timeout", 5.0)))
-    s.heartbeat_misses = int(_opt(options, "ws_heartbeat_misses", 2))
-    if s.heartbeat_misses < 1:
-        raise ChatConfigError(f"--ws-heartbeat-misses has value {s.heartbeat_misses!r}; it must be >= 1")
-    s.think_time = _positive("--ws-think-time", float(_opt(options, "ws_think_time", 1.0)), allow_zero=True)
-    s.max_frame = int(_opt(options, "ws_max_frame_bytes", 1 << 20))
-    if s.max_frame < 1024:
-        raise ChatConfigError(f"--ws-max-frame-bytes has value {s.max_frame!r}; it must be >= 1024")
-    s.reconnect_max_backoff = _positive("--ws-reconnect-max-backoff",
-                                        float(_opt(options, "ws_reconnect_max_backoff", 10.0)))
+    s.connect_timeout = _seconds(options, "--ws-connect-timeout")
+    s.reply_timeout = _seconds(options, "--ws-reply-timeout")
+    s.hang_after = _seconds(options, "--ws-hang-after")
+    s.inflight = _count(options, "--ws-inflight")
+    s.heartbeat_interval = _seconds(options, "--ws-heartbeat-interval")
+    s.heartbeat_timeout = _seconds(options, "--ws-heartbeat-timeout")
+    s.heartbeat_misses = _count(options, "--ws-heartbeat-misses")
+    s.think_time = _seconds(options, "--ws-think-time")
+    s.max_frame = _count(options, "--ws-max-frame-bytes")
+    s.reconnect_max_backoff = _seconds(options, "--ws-reconnect-max-backoff")
+    _seconds(options, "--jwt-ttl")
+    _count(options, "--jwt-users")
     rate = str(_opt(options, "ws_arrival_rate", "") or "").strip()
     if rate:
         try:

@@ -66,9 +66,9 @@ def test_derive_health_url_maps_ws_to_http(host: str | None, expected: str) -> N
         ({"pg_dsn": "just-a-word"}, r"--pg-dsn 'just-a-word' is neither"),
         ({"clickhouse_url": "tcp://h:9000"}, r"--clickhouse-url .* has scheme 'tcp'"),
         ({"health_url": "ws://h:1"}, r"--health-url .* has scheme 'ws'"),
-        ({"pg_pool_size": 0}, r"--pg-pool-size must be >= 1, got 0"),
-        ({"redis_probe_users": -1}, r"--redis-probe-users must be >= 0"),
-        ({"pg_pool_timeout": 0}, r"--pg-pool-timeout must be > 0 seconds"),
+        ({"pg_pool_size": 0}, r"--pg-pool-size has value 0: expected a whole number 1 to 1000"),
+        ({"redis_probe_users": -1}, r"--redis-probe-users has value -1: .* 0 switches that probe off"),
+        ({"pg_pool_timeout": 0}, r"--pg-pool-timeout has value 0: expected a finite number > 0"),
     ],
 )
 def test_probe_config_bad_values_name_option_and_hide_password(kwargs: dict, pattern: str) -> None:
@@ -204,7 +204,7 @@ def test_redis_connect_weight_sets_the_share_of_fresh_connections() -> None:
     assert tasks.count(RedisProbeUser.connect) == 10 and len(tasks) == 20
     assert [t for t in tasks if t is not RedisProbeUser.connect] == [t for t in base if t is not RedisProbeUser.connect]
     assert RedisProbeUser.connect not in with_connect_weight(base, 0)
-    with pytest.raises(ProbeConfigError, match="--redis-connect-weight must be >= 0"):
+    with pytest.raises(ProbeConfigError, match="--redis-connect-weight has value -1"):
         ProbeConfig(redis_connect_weight=-1)
 
 
