@@ -10,12 +10,14 @@ the ``init`` listener, before the headless start or the web UI's first swarm):
 * **shape**: ``environment.shape_class`` becomes a :class:`scenarios.shapes.ScenarioShape` built from the scenario's
   spec, scaled by ``--scenario-duration``; ``-u``/``-r`` are then ignored (the shape decides) and the run ends when
   the shape does. No shape class sits in the locustfile's namespace, so runs without ``--scenario`` are untouched.
-* **thresholds**: the scenario's thresholds, merged with the SLA profile's (``extend``) or alone (``replace``), are
-  written to a generated profile file handed to the SLA engine as ``--sla-config``.
+* **thresholds**: :func:`scenarios.compose.compose` makes one profile of the scenario's thresholds and the SLA
+  profile's (``--sla-config`` / ``--sla-profile``, or the scenario's own profile when that is ``local``) and hands it
+  to the SLA engine (``environment.sla.reconfigure``), with one log line per profile line it left out and why.
 * **faults** (``--inject-faults``): see :mod:`scenarios.faults`; refused (exit 2) unless the target is the bundled
   backend on loopback; cleared at test stop and at quit, always.
 * **web UI**: ``--scenario`` is a drop-down in the start form; a ``before_request`` hook on ``/swarm`` activates the
-  picked scenario (or restores the plain run) before Locust starts the swarm.
+  picked scenario (or restores the plain run) before Locust starts the swarm, composing its thresholds with the SLA
+  profile the form names; every start is judged afresh (the SLA engine starts a new state at each test start).
 
 User errors (unknown scenario, missing user class, fault injection against another host) exit with code 2 at start.
 """
@@ -23,13 +25,11 @@ User errors (unknown scenario, missing user class, fault injection against anoth
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +38,8 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from config.validate import bounded
+from scenarios.compose import Composition, compose
 from scenarios.faults import (
     FaultScheduler,
     FaultTargetError,
@@ -46,9 +48,9 @@ from scenarios.faults import (
     fault_timeline,
 )
 from scenarios.registry import SCENARIOS, Scenario, get_scenario
-from scenarios.shapes import ScenarioShape, Step, Stepped, build_shape
+from scenarios.shapes import MAX_SCALE, ScenarioShape, Step, Stepped, build_shape
 
-__all__ = ["ScenarioState", "activate", "parse_seconds", "profile_toml", "register_options", "staging_problems"]
+__all__ = ["ScenarioState", "activate", "composed_profile", "parse_seconds", "register_options", "staging_problems"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,17 @@ def register_options(parser: Any) -> None:
         "load shape and of the fault schedule is rescaled together; thresholds and fault intensities are not.",
     )
     group.add_argument(
+        "--scenario-scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        env_var="LOCUST_SCENARIO_SCALE",
+        include_in_web_ui=True,
+        help="Multiply the scenario's users and spawn rates by this (e.g. 10: ten times the users at every phase; "
+        "0.5: half); fixed-count users (one probe per tier) stay as they are. Default 1. -u/-r do not apply to a "
+        "scenario.",
+    )
+    group.add_argument(
         "--inject-faults",
         action="store_true",
         default=False,
@@ -189,69 +202,6 @@ def parse_seconds(text: str) -> float:
     return value
 
 
-def _toml_str(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def profile_toml(
-    scenario: Scenario,
-    base_thresholds: list[Any],
-    base_window_s: float = 0.0,
-    base_eval_interval_s: float = 5.0,
-    base_warmup_s: float = 0.0,
-) -> str:
-    """The SLA profile (config/ TOML format) judging ``scenario``.
-
-    ``base_thresholds`` are the profile's ``ThresholdSpec`` objects (``metric``, ``expression``, ``description``,
-    ``abort_on_fail``, ``delay_abort_eval_s``, ``required``). In ``extend`` mode a metric the scenario lists replaces
-    the profile's thresholds of that exact metric (the profiles' own ``extends`` rule); in ``replace`` mode only the
-    scenario's thresholds remain.
-    """
-    own: dict[str, list[dict[str, Any]]] = {}
-    for t in scenario.thresholds:
-        own.setdefault(t.metric, []).append(
-            {"expression": t.expr, "description": t.description, "abort_on_fail": t.abort_on_fail}
-        )
-    merged: dict[str, list[dict[str, Any]]] = {}
-    if scenario.threshold_mode == "extend":
-        for spec in base_thresholds:
-            if spec.metric in own:
-                continue
-            merged.setdefault(spec.metric, []).append(
-                {
-                    "expression": str(spec.expression),
-                    "description": spec.description,
-                    "abort_on_fail": bool(spec.abort_on_fail),
-                    "delay_abort_eval": float(spec.delay_abort_eval_s),
-                    "required": bool(spec.required),
-                }
-            )
-    for metric, items in own.items():
-        merged.setdefault(metric, []).extend(items)
-    window = scenario.sla_window_s if scenario.sla_window_s is not None else base_window_s
-    lines = [
-        f"# Generated for scenario {scenario.name!r} ({scenario.threshold_mode} mode) by scenarios/plugin.py",
-        f"description = {_toml_str('scenario ' + scenario.name + ': ' + scenario.summary)}",
-        f"eval_interval_s = {float(base_eval_interval_s)!r}",
-    ]
-    if window:
-        lines.append(f"window_s = {float(window)!r}")
-    if base_warmup_s:
-        lines.append(f"warmup_s = {float(base_warmup_s)!r}")
-    for metric, items in merged.items():
-        for item in items:
-            lines.append("")
-            lines.append(f"[[thresholds.{_toml_str(metric)}]]")
-            for key, value in item.items():
-                if isinstance(value, bool):
-                    lines.append(f"{key} = {'true' if value else 'false'}")
-                elif isinstance(value, float):
-                    lines.append(f"{key} = {value!r}")
-                elif value != "":
-                    lines.append(f"{key} = {_toml_str(str(value))}")
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Per-process state
 
@@ -274,13 +224,23 @@ class ScenarioState:
 
     scenario: Scenario | None = None
     time_scale: float = 1.0
+    scale: float = 1.0
+    """``--scenario-scale``: the factor on the shape's users and spawn rates."""
     shape: ScenarioShape | None = None
     original_user_classes: list[type] = field(default_factory=list)
     original_attrs: dict[type, tuple[int, int]] = field(default_factory=dict)
     scheduler: FaultScheduler | None = None
-    generated_profile: str | None = None
+    composition: Composition | None = None
+    """The thresholds this scenario is judged with (handed to the SLA engine)."""
     curve: list[CurvePoint] = field(default_factory=list)
     _step_marks: list[tuple[int, Step | None, dict[int, int], int, int, float]] = field(default_factory=list)
+
+    @property
+    def peak_users(self) -> int:
+        """The most users the scenario runs at once: the scaled shape's peak plus the fixed-count users."""
+        if self.scenario is None or self.shape is None:
+            return 0
+        return self.shape.spec.max_users + self.shape.fixed_users
 
 
 class ScenarioError(Exception):
@@ -364,56 +324,89 @@ def _prepare_faults(environment: Any, state: ScenarioState) -> None:
         logger.info("Scenario %s will inject %s", scenario.name, planned.describe())
 
 
+def _number(value: Any, default: float, allow_zero: bool = False) -> float:
+    """``value`` as a finite positive number (or 0 with ``allow_zero``), else ``default``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        return default
+    return number
+
+
+def _arrival_rate(options: Any, wall_s: float) -> float | None:
+    """The open model's mean rate over the run (msg/s), or None for the closed model (or a bad schedule, which the
+    chat options refuse at start)."""
+    text = str(getattr(options, "ws_arrival_rate", "") or "").strip()
+    if not text:
+        return None
+    from tasks.arrival import ArrivalSchedule, ScheduleError
+
+    try:
+        schedule = ArrivalSchedule.parse(text)
+    except (ScheduleError, ValueError):
+        return None
+    return schedule.count_until(wall_s) / wall_s if wall_s > 0 else None
+
+
+def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) -> Composition:
+    """The thresholds ``scenario`` is judged with under the run's SLA options (raises ScenarioError on a bad one).
+
+    The base is ``--sla-config`` when given, else ``--sla-profile``, except that a scenario with a profile of its own
+    (soak) uses that one instead of the default ``local``. The offered load comes from the chat options
+    (``--ws-think-time``, ``--ws-inflight``, ``--ws-arrival-rate``) and ``--scenario-scale`` when present."""
+    from config.loader import ConfigError, load_profile
+
+    user_config = getattr(options, "sla_config", "") or ""
+    profile_name = getattr(options, "sla_profile", "") or ""
+    if scenario.sla_profile and profile_name in ("", "local"):
+        profile_name = scenario.sla_profile
+    try:
+        base = load_profile(path=user_config) if user_config else load_profile(profile_name or "local")
+    except ConfigError as e:
+        raise ScenarioError(str(e)) from None
+    window = float(max(1, round(scenario.sla_window_s * time_scale))) if scenario.sla_window_s else None
+    return compose(
+        scenario,
+        base,
+        think_s=_number(getattr(options, "ws_think_time", 1.0), 1.0, allow_zero=True),
+        inflight=int(_number(getattr(options, "ws_inflight", 1), 1.0)),
+        arrival_rate=_arrival_rate(options, scenario.duration_s * time_scale),
+        scale=_number(getattr(options, "scenario_scale", 1.0), 1.0),
+        window_s=window,
+    )
+
+
 def _sla_handoff(environment: Any, state: ScenarioState) -> None:
-    """Write the scenario's SLA profile and point ``--sla-config`` at it (when the SLA engine is loaded)."""
+    """Compose the scenario's thresholds with the SLA profile and hand them to the SLA engine: now when it is set up
+    (web UI: the scenario is picked at swarm time), else from the late ``init`` listener (after the engine's own)."""
     scenario = state.scenario
     assert scenario is not None
     options = environment.parsed_options
     if not hasattr(options, "sla_config") and not hasattr(options, "sla_profile"):
         logger.warning("The SLA engine is not loaded: scenario %s runs without its thresholds", scenario.name)
         return
-    from config.loader import ConfigError, load_profile
-
-    user_config = getattr(options, "sla_config", "") or ""
-    if state.generated_profile and user_config == state.generated_profile:
-        user_config = ""  # our own file from a previous activation (web UI)
-    profile_name = getattr(options, "sla_profile", "") or ""
-    if scenario.sla_profile and profile_name in ("", "local"):
-        profile_name = scenario.sla_profile
-    try:
-        if user_config:
-            base = load_profile(path=user_config)
-        else:
-            base = load_profile(profile_name or "local")
-    except ConfigError as e:
-        raise ScenarioError(str(e)) from None
-    text = profile_toml(scenario, base.thresholds, base.window_s, base.eval_interval_s, base.warmup_s)
-    if state.generated_profile:
-        shutil.rmtree(os.path.dirname(state.generated_profile), ignore_errors=True)
-    directory = tempfile.mkdtemp(prefix=f"scenario-{scenario.name}-")
-    path = os.path.join(directory, f"{scenario.name}.toml")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    try:
-        generated = load_profile(path=path)  # validate what we hand over
-    except ConfigError as e:  # pragma: no cover - a catalogue bug, caught by the unit tests
-        raise ScenarioError(f"scenario {scenario.name}: generated SLA profile is invalid: {e}") from None
-    state.generated_profile = path
-    options.sla_config = path
-    if scenario.sla_window_s and hasattr(options, "sla_window") and not options.sla_window:
-        # the window shrinks with the run (whole seconds, as --sla-window wants)
-        options.sla_window = float(max(1, round(scenario.sla_window_s * state.time_scale)))
-    sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "reconfigure"):
-        # the SLA engine was set up already (web UI picks the scenario at swarm time): give it the new thresholds
-        sla.reconfigure(generated, float(options.sla_window) if options.sla_window else None)
+    state.composition = composed_profile(options, scenario, state.time_scale)
+    profile = state.composition.profile
     logger.info(
-        "Scenario %s: thresholds (%s mode, base %s) in %s",
+        "Scenario %s: judged with %d thresholds: its own %d (%s mode) and profile %r's (%s)",
         scenario.name,
+        len(profile.thresholds),
+        len(scenario.thresholds),
         scenario.threshold_mode,
-        user_config or profile_name or "local",
-        path,
+        profile.name.split(" × ")[0],
+        profile.path,
     )
+    for note in state.composition.notes:
+        logger.info("Scenario %s: %s", scenario.name, note)
+    _hand_to_sla(environment, state)
+
+
+def _hand_to_sla(environment: Any, state: ScenarioState) -> None:
+    sla = getattr(environment, "sla", None)
+    if sla is not None and hasattr(sla, "reconfigure") and state.composition is not None:
+        sla.reconfigure(state.composition.profile)
 
 
 def _set_inflight(environment: Any, inflight: int) -> None:
@@ -431,16 +424,13 @@ def _on_worker_inflight(environment: Any, msg: Any, **_kwargs: Any) -> None:
 
 
 def _sla_restore(environment: Any, state: ScenarioState) -> None:
-    """Back to a plain run (web UI): the SLA engine judges with --sla-profile again, not the scenario's file."""
-    options = environment.parsed_options
-    if not state.generated_profile or getattr(options, "sla_config", "") != state.generated_profile:
+    """Back to a plain run (web UI): the SLA engine judges with the --sla-* options again, not the scenario's."""
+    if state.composition is None:
         return
-    options.sla_config = ""
+    state.composition = None
     sla = getattr(environment, "sla", None)
     if sla is not None and hasattr(sla, "reconfigure"):
-        from config.loader import load_profile
-
-        sla.reconfigure(load_profile(getattr(options, "sla_profile", "") or "local"))
+        sla.reconfigure(None)
 
 
 def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
@@ -580,6 +570,7 @@ def activate(environment: Any, name: str) -> ScenarioState:
         if isinstance(environment.shape_class, ScenarioShape):
             environment.shape_class = None
         _sla_restore(environment, state)
+        _tell_sla(environment, state)
         return state
     try:
         scenario = get_scenario(name)
@@ -594,6 +585,9 @@ def activate(environment: Any, name: str) -> ScenarioState:
         )
     state.scenario = scenario
     state.time_scale = _time_scale(scenario, getattr(options, "scenario_duration", "") or "")
+    state.scale = _scale(options)
+    if hasattr(options, "scenario_scale"):
+        options.scenario_scale = state.scale  # a number again (the web UI's form hands over text)
     classes = [available[mix.user_class] for mix in scenario.users]
     apply_user_mix(environment)
     # also on workers: they spawn by class name what the master dispatches, and other plugins (probe start-up
@@ -614,7 +608,7 @@ def activate(environment: Any, name: str) -> ScenarioState:
             )
     state._step_marks = []
     state.shape = build_shape(
-        scenario.shape,
+        scenario.shape.scaled(state.scale),
         time_scale=state.time_scale,
         fixed_users=scenario.fixed_users,
         on_step=(lambda index, step: _on_step(environment, state, index, step))
@@ -628,8 +622,9 @@ def activate(environment: Any, name: str) -> ScenarioState:
     except FaultTargetError as e:
         raise ScenarioError(str(e)) from None
     _sla_handoff(environment, state)
+    _tell_sla(environment, state)
     logger.info(
-        "Scenario %s: %s; users %s; %s shape for %.1f s%s",
+        "Scenario %s: %s; users %s; %s shape for %.1f s%s, peak %d users%s",
         scenario.name,
         scenario.summary,
         ", ".join(
@@ -639,8 +634,39 @@ def activate(environment: Any, name: str) -> ScenarioState:
         scenario.shape.kind,
         state.shape.wall_duration_s,
         f" (time scale {state.time_scale:.3g})" if state.time_scale != 1.0 else "",
+        state.peak_users,
+        f" (--scenario-scale {state.scale:g})" if state.scale != 1.0 else "",
     )
     return state
+
+
+def _scale(options: Any) -> float:
+    """``--scenario-scale`` as a number > 0 (empty: 1); ScenarioError naming the option otherwise."""
+    value = getattr(options, "scenario_scale", None)
+    if value is None or value == "":
+        return 1.0
+    return bounded("--scenario-scale", value, low=0, high=MAX_SCALE, low_open=True,
+                   hint="1 runs the scenario's own users, 4 four times them, 0.5 half", error=ScenarioError)
+
+
+def scenario_block(state: ScenarioState) -> dict[str, Any] | None:
+    """What the SLA report says about the scenario of the run (``"scenario"``; None: a plain run)."""
+    if state.scenario is None or state.shape is None:
+        return None
+    return {
+        "name": state.scenario.name,
+        "scale": state.scale,
+        "peak_users": state.peak_users,
+        "shape": state.scenario.shape.kind,
+        "duration_s": round(state.shape.wall_duration_s, 3),
+    }
+
+
+def _tell_sla(environment: Any, state: ScenarioState) -> None:
+    """Hand :func:`scenario_block` to the SLA engine (when it is set up: at init its own listener runs later)."""
+    sla = getattr(environment, "sla", None)
+    if sla is not None and hasattr(sla, "scenario"):
+        sla.scenario = sla.engine.scenario = scenario_block(state)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -655,10 +681,14 @@ def _exit_usage(message: str) -> None:
 
 def _on_init_late(environment: Any, **_kwargs: Any) -> None:
     """Runs after every other plugin's ``init`` listener (registered when the parser is built, i.e. after all
-    locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``."""
+    locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``, and
+    the SLA engine, set up by then, gets the scenario's thresholds."""
     options = environment.parsed_options
     if options is not None and getattr(options, "scenario", ""):
         apply_user_mix(environment)
+        if not isinstance(environment.runner, WorkerRunner):
+            _hand_to_sla(environment, _state(environment))  # the SLA engine's own init listener has run now
+            _tell_sla(environment, _state(environment))
 
 
 @events.init.add_listener
@@ -673,8 +703,8 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
         except ScenarioError as e:
             _exit_usage(str(e))
         if getattr(options, "num_users", None) or getattr(options, "spawn_rate", None):
-            logger.warning("Scenario %s: its load shape sets the users; -u/--users and -r/--spawn-rate are ignored",
-                           options.scenario)
+            logger.warning("Scenario %s: its load shape sets the users; -u/--users and -r/--spawn-rate are ignored "
+                           "(--scenario-scale multiplies the shape's users)", options.scenario)
         if getattr(options, "class_picker", False):
             logger.warning("--class-picker: the web UI's user/shape picks replace those of scenario %s",
                            options.scenario)
@@ -684,6 +714,30 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
         runner.register_message(INFLIGHT_MESSAGE, _on_worker_inflight)
     if web_ui is not None:
         _install_web_ui_hook(environment, web_ui, state)
+
+
+_FORM_OPTIONS_COMPOSED = (
+    "sla_profile", "sla_config", "sla_window", "sla_warmup", "ws_think_time", "ws_inflight", "ws_arrival_rate",
+    "scenario_scale",
+)
+
+
+def _take_form_options(options: Any, form: Any, keys: tuple[str, ...]) -> None:
+    """Copy ``keys`` from the start form into ``options`` as Locust's ``/swarm`` does (keeping each option's type);
+    a value that does not convert is left to Locust's own handling."""
+    for key in keys:
+        if key not in form or not hasattr(options, key):
+            continue
+        current, value = getattr(options, key), form.get(key, "")
+        try:
+            if isinstance(current, bool):
+                setattr(options, key, value == "true")
+            elif current is None or isinstance(current, str):
+                setattr(options, key, value)
+            else:
+                setattr(options, key, type(current)(value))
+        except (TypeError, ValueError):
+            continue
 
 
 def _install_web_ui_hook(environment: Any, web_ui: Any, state: ScenarioState) -> None:
@@ -702,6 +756,11 @@ def _install_web_ui_hook(environment: Any, web_ui: Any, state: ScenarioState) ->
                 setattr(options, flag, request.form.get(flag) == "true")
         if "scenario_duration" in request.form:
             options.scenario_duration = request.form.get("scenario_duration", "")
+        if "scenario_scale" in request.form:
+            options.scenario_scale = request.form.get("scenario_scale", "")  # checked by activate()
+        # Locust copies the form into the options only after this hook: the thresholds are composed with the
+        # SLA profile and load options this start asks for, not the previous start's
+        _take_form_options(options, request.form, _FORM_OPTIONS_COMPOSED)
         options.scenario = name
         try:
             activate(environment, name)
@@ -738,6 +797,4 @@ def _on_quitting(environment: Any, **_kwargs: Any) -> None:
     if state.scheduler is not None and not isinstance(environment.runner, WorkerRunner):
         state.scheduler.stop()
         state.scheduler = None
-    if state.generated_profile:
-        shutil.rmtree(os.path.dirname(state.generated_profile), ignore_errors=True)
-        state.generated_profile = None
+

@@ -246,6 +246,8 @@ class SlaPlugin:
         self._quitting = False
         self.options_key: tuple[Any, ...] | None = None
         """The --sla-* options the profile was loaded from (None: configured programmatically)."""
+        self._pinned: tuple[Profile, float | None] | None = None
+        """The profile (and window) :meth:`reconfigure` gave, which the --sla-* options do not replace."""
 
     def _new_engine(self) -> Engine:
         p = self.profile
@@ -258,28 +260,50 @@ class SlaPlugin:
             warmup_s=self.warmup_s,
         )
 
-    def reconfigure(self, profile: Profile, window_s: float | None = None) -> None:
-        """Judge with ``profile`` (and ``window_s`` when given) from now on; for plugins that pick the profile
-        at init (scenarios). Samples already recorded are kept."""
+    def reconfigure(self, profile: Profile | None, window_s: float | None = None) -> None:
+        """Judge with ``profile`` (a scenario's composed thresholds) instead of the --sla-* options, and with
+        ``window_s`` when given (else ``--sla-window``, else the profile's); ``None``: back to the options.
+
+        The profile holds for every test started from now on until the next call, whatever the web UI's form says
+        about the profile (the form's ``--sla-window`` / ``--sla-warmup`` still apply). A test that is not running
+        yet starts with it, afresh (see :meth:`on_test_start`); a running test is judged with it from now on, on
+        the samples it has."""
+        self._pinned = None if profile is None else (profile, window_s)
+        if profile is None:
+            self.options_key = ("reload",)  # the next test start loads the options again
+            return
+        self._apply_pinned()
+        if self.engine.ended_at is None:  # not started yet, or running: judge what it holds with the new thresholds
+            self.engine = self._carry_over(self.engine)
+            self._failing.clear()
+
+    def _apply_pinned(self) -> None:
+        """Take the pinned profile, the window (given, else --sla-window, else the profile's) and the warm-up."""
+        assert self._pinned is not None
+        profile, window_s = self._pinned
+        options = self.environment.parsed_options
         self.profile = profile
-        if window_s is not None:
-            self.window_s = float(window_s)
-        elif profile.window_s:
-            self.window_s = profile.window_s
+        option_window = _opt(options, "sla_window", 0.0)
+        self.window_s = float(option_window or window_s or profile.window_s or 0.0)
         try:
-            self.warmup_s = _warmup_s(self.environment.parsed_options, profile)
+            self.warmup_s = _warmup_s(options, profile)
         except ConfigError as e:  # checked at start already; keep the warm-up judged so far
             logger.error("SLA: %s", e)
-        old = self.engine
-        self.engine = self._new_engine()
-        self.engine.collector = old.collector
+        self.options_key = self._option_key()
+
+    def _carry_over(self, old: Engine) -> Engine:
+        """A new engine with the current configuration, holding everything ``old`` recorded."""
+        engine = self._new_engine()
+        engine.collector = old.collector
         if old.started_at is not None:
-            self.engine.start(old.started_at)
+            engine.start(old.started_at)
         for start, bucket in old.store.sorted_buckets():
-            self.engine.store.add(start, bucket)
-        self.engine.store.gauges = old.store.gauges
-        self.engine.store.counts = old.store.counts
-        self._failing.clear()
+            engine.store.add(start, bucket)
+        engine.store.gauges = old.store.gauges
+        engine.store.counts = old.store.counts
+        if hasattr(old, "peak_users"):
+            engine.peak_users = old.peak_users
+        return engine
 
     # --- wiring -----------------------------------------------------------------------------------------------
     @classmethod
@@ -391,11 +415,22 @@ class SlaPlugin:
         return True
 
     def on_test_start(self, environment: Environment, **_kw: Any) -> None:
-        reloaded = self._reload_if_options_changed()
-        if self.engine.ended_at is not None or reloaded:  # a new test from the web UI: start afresh
+        """Every test starts afresh: no sample, count, window or start time of an earlier test (web UI) is kept;
+        only a test's first start keeps what was recorded before it (counts and gauges of the set-up)."""
+        if self._pinned is not None:
+            self._apply_pinned()  # a scenario's thresholds; the form may have changed the window or the warm-up
+        else:
+            self._reload_if_options_changed()
+        old = self.engine
+        if old.started_at is None and old.ended_at is None:
+            self.engine = self._carry_over(old)
+        else:
             self.engine = self._new_engine()
-            self._failing.clear()
-            self.final_report = None
+            if hasattr(old, "peak_users"):
+                self.engine.peak_users = self.peak_users
+        self._failing.clear()
+        self.last_results = []
+        self.final_report = None
         self.engine.start(time.time())
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._evaluate_loop)

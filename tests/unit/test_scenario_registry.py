@@ -18,7 +18,7 @@ from scenarios.faults import (
     is_loopback_host,
     looks_like_reference_health,
 )
-from scenarios.plugin import parse_seconds, profile_toml
+from scenarios.plugin import parse_seconds
 from scenarios.registry import (
     SCENARIOS,
     SEED_TESTS,
@@ -94,34 +94,6 @@ def test_scenario_faults_are_backend_kinds_inside_the_run(name: str) -> None:
         assert 0 < fault.start_s and fault.start_s + fault.for_s <= scenario.duration_s
     if scenario.faults:
         assert scenario.expected_breaches
-
-
-@pytest.mark.parametrize("name", list(SCENARIOS))
-@pytest.mark.parametrize("base", ["local", "ci", "staging", "soak"])
-def test_generated_profile_loads_with_the_sla_loader(name: str, base: str, tmp_path: Path) -> None:
-    scenario = SCENARIOS[name]
-    profile = load_profile(base)
-    path = tmp_path / f"{name}.toml"
-    path.write_text(profile_toml(scenario, profile.thresholds, profile.window_s, profile.eval_interval_s))
-    loaded = load_profile(path=path)
-    got = {(t.metric, str(t.expression)) for t in loaded.thresholds}
-    own = {(t.metric, str(parse_expression(t.expr))) for t in scenario.thresholds}
-    assert own <= got
-    if scenario.threshold_mode == "replace":
-        assert got == own
-    else:
-        own_metrics = {t.metric for t in scenario.thresholds}
-        kept = {(t.metric, str(t.expression)) for t in profile.thresholds if t.metric not in own_metrics}
-        assert got == own | kept
-
-
-def test_generated_profile_keeps_flags_of_the_base_profile(tmp_path: Path) -> None:
-    profile = load_profile("ci")
-    path = tmp_path / "smoke.toml"
-    path.write_text(profile_toml(SCENARIOS["smoke"], profile.thresholds, 0.0, 5.0))
-    loaded = load_profile(path=path)
-    flow = [t for t in loaded.thresholds if t.metric == "PG *"]
-    assert flow and flow[0].description
 
 
 def test_unknown_scenario_error_names_the_fix() -> None:

@@ -143,8 +143,9 @@ def test_scenario_reconfigure_takes_the_profiles_warmup_unless_the_option_is_set
 
 
 def test_scenario_profile_carries_the_base_warmup():
-    from scenarios.plugin import profile_toml
+    from config.loader import Profile
+    from scenarios.compose import compose
     from scenarios.registry import get_scenario
 
-    text = profile_toml(get_scenario("smoke"), [], 0.0, 5.0, 20.0)
-    assert "warmup_s = 20.0" in text.splitlines()
+    base = Profile(name="b", path="b.toml", warmup_s=20.0, thresholds=[])
+    assert compose(get_scenario("smoke"), base).profile.warmup_s == 20.0
