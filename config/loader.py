@@ -59,6 +59,7 @@ _WS_NAMES = (
     "events missing",
     "heartbeat",
     "disconnect",
+    "protocol anomaly",
     "generator lag",
 )
 _TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "warmup_s", "thresholds"}

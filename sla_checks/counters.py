@@ -1,26 +1,49 @@
-"""Run-total counts of things that are not samples, so the SLA report accounts for them (never judged).
+"""Run-total counts of things that are not samples, and the chat messages still in flight at the stop.
 
 Contract for every producer: call ``count(environment, name, n)``. Known names:
 
-* :data:`ABANDONED_AT_STOP` — chat messages still in flight when their user was stopped (the run ended before
-  their reply; no sample was recorded for them). Report field ``abandoned_at_stop``.
+* :data:`CHAT_SENT` — chat messages sent (every process), so the report can state
+  sent = completed + failed + in flight at stop. Report field ``messages.sent``.
+* :data:`CHAT_NOT_SENT` — open model: messages whose time came but that no connected user could send within the
+  reply deadline (each is also a failed ``WS agent_completed`` sample). Report field ``messages.not_sent``.
+* :data:`ABANDONED_AT_STOP` — chat messages still in flight when their user was stopped. Report field
+  ``abandoned_at_stop``.
 * :data:`ANOMALY_PREFIX` + kind — protocol anomalies of the chat client (``malformed json``, ``unknown id``,
-  ``late frame``, ``duplicate completed`` ... see :data:`tasks.timeline.ANOMALIES`). Report field ``anomalies``.
+  ``late frame``, ``duplicate completed`` ... see :data:`tasks.timeline.ANOMALIES`), each also a failed
+  ``WS protocol anomaly`` sample that thresholds judge. Report field ``anomalies``.
 
-The SLA plugin (``environment.sla``) adds each count to its collector, which ships it to the master with the worker
-report like the samples; the master sums every process's counts (:attr:`sla_checks.engine.Store.counts`). Before
-the plugin is attached (or with ``--sla-off``) counts wait in a dict on the environment (``sla_counts``).
+A message in flight at the stop is also handed over with its age: ``in_flight_at_stop(environment, [(age_ms,
+deadline_ms), ...])``. The master judges it at the final verdict (:meth:`sla_checks.engine.Engine.settle_in_flight`):
+one that has waited longer than the longest latency limit of ``WS agent_completed`` fails as a sample at its age.
+
+The SLA plugin (``environment.sla``) adds each count / in-flight message to its collector, which ships it to the
+master with the worker report like the samples; the master sums every process's counts (:attr:`Store.counts
+<sla_checks.engine.Store.counts>`) and gathers the in-flight messages (:attr:`Store.in_flight
+<sla_checks.engine.Store.in_flight>`). Before the plugin is attached (or with ``--sla-off``) they wait on the
+environment (``sla_counts``, ``sla_in_flight``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["count", "ABANDONED_AT_STOP", "ANOMALY_PREFIX", "abandoned_at_stop", "anomalies"]
+__all__ = [
+    "count",
+    "in_flight_at_stop",
+    "ABANDONED_AT_STOP",
+    "ANOMALY_PREFIX",
+    "CHAT_SENT",
+    "CHAT_NOT_SENT",
+    "abandoned_at_stop",
+    "anomalies",
+]
 
 ABANDONED_AT_STOP = "chat:abandoned at stop"
 ANOMALY_PREFIX = "chat anomaly:"
+CHAT_SENT = "chat:sent"
+CHAT_NOT_SENT = "chat:not sent"
 
 
 def count(environment: Any, name: str, n: int = 1) -> None:
@@ -38,8 +61,28 @@ def count(environment: Any, name: str, n: int = 1) -> None:
     pending[name] = pending.get(name, 0) + n
 
 
+def in_flight_at_stop(environment: Any, messages: Iterable[tuple[float, float]], at: float | None = None) -> int:
+    """Hand over messages cut off by a user's stop at ``at`` (wall clock, default now), each as
+    ``(age_ms, deadline_ms)``; also counts them as :data:`ABANDONED_AT_STOP`. Returns how many."""
+    entries = [(float(age), float(deadline)) for age, deadline in messages]
+    if not entries:
+        return 0
+    at = time.time() if at is None else at
+    count(environment, ABANDONED_AT_STOP, len(entries))
+    plugin = getattr(environment, "sla", None)
+    if plugin is not None:
+        plugin.engine.collector.in_flight(entries, at)
+        return len(entries)
+    pending = getattr(environment, "sla_in_flight", None)
+    if pending is None:
+        pending = []
+        environment.sla_in_flight = pending
+    pending.extend((at, age, deadline) for age, deadline in entries)
+    return len(entries)
+
+
 def abandoned_at_stop(counts: Mapping[str, int]) -> int:
-    """Messages abandoned at the stop, from merged counts."""
+    """Messages in flight at the stop (judged or not), from merged counts."""
     return int(counts.get(ABANDONED_AT_STOP, 0))
 
 

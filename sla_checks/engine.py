@@ -22,7 +22,10 @@ still reach Locust's own stats and the report's time series, and the report coun
 
 Besides samples and gauges, a collector keeps run-total counts of things that are not samples (``Collector.count``:
 messages abandoned at the stop, protocol anomalies per kind; names in :mod:`sla_checks.counters`); they ride in the
-same payload and the store sums them over every process (``Store.counts``).
+same payload and the store sums them over every process (``Store.counts``). The chat messages still in flight when
+their users were stopped ride along with their ages (``Collector.in_flight`` -> ``Store.in_flight``); after the stop
+the engine judges them (``Engine.settle_in_flight``): a message that waited past the longest latency limit of
+``WS agent_completed`` is a failed sample of that age, a younger one stays "in flight at stop".
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sla_checks.evaluate import FAIL, MetricData, ThresholdResult, ThresholdSpec, evaluate
+from sla_checks.evaluate import FAIL, MetricData, ThresholdResult, ThresholdSpec, evaluate, matching_metrics
 from sla_checks.histogram import Histogram
 
-__all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "MAX_BUCKETS"]
+__all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "in_flight_limit_ms", "MAX_BUCKETS"]
 
 COLLECTOR_RESOLUTION_S = 1.0
 MAX_BUCKETS = 240
@@ -96,6 +99,7 @@ class Collector:
         self._pending: dict[int, Bucket] = {}
         self._gauges: list[tuple[float, str, float]] = []
         self._counts: dict[str, int] = {}
+        self._in_flight: list[tuple[float, float, float]] = []
         self.samples = 0
 
     def record(
@@ -138,9 +142,14 @@ class Collector:
         """Add ``n`` to the run-total count ``name`` (not a sample: not judged, reported as is)."""
         self._counts[name] = self._counts.get(name, 0) + n
 
+    def in_flight(self, messages: Iterable[tuple[float, float]], at: float) -> None:
+        """Messages cut off by a user's stop at ``at`` (wall clock), each ``(age_ms, deadline_ms)``: judged by the
+        master at the final verdict (:meth:`Engine.settle_in_flight`)."""
+        self._in_flight.extend((at, float(age), float(deadline)) for age, deadline in messages)
+
     def drain(self) -> dict[str, Any] | None:
         """Serialisable payload of everything since the last drain (None when empty)."""
-        if not self._pending and not self._gauges and not self._counts:
+        if not self._pending and not self._gauges and not self._counts and not self._in_flight:
             return None
         payload: dict[str, Any] = {
             "r": self.resolution_s,
@@ -149,10 +158,31 @@ class Collector:
         }
         if self._counts:
             payload["c"] = self._counts
+        if self._in_flight:
+            payload["i"] = [list(m) for m in self._in_flight]
         self._pending = {}
         self._gauges = []
         self._counts = {}
+        self._in_flight = []
         return payload
+
+
+_LIMIT_STATS = ("p", "max", "avg", "med")
+
+
+def in_flight_limit_ms(specs: Iterable[ThresholdSpec], metric: str = CHAT_METRIC) -> float | None:
+    """The longest latency limit ``metric`` is judged by: the largest limit of its upper-bound ``p(..)``, ``max``,
+    ``avg``, ``med`` thresholds and of its ``within(T)`` arguments (globs matching it included); None without one."""
+    limits: list[float] = []
+    for spec in specs:
+        if not matching_metrics(spec.metric, (metric,)):
+            continue
+        e = spec.expression
+        if e.stat in _LIMIT_STATS and e.op in ("<", "<="):
+            limits.append(e.limit)
+        elif e.stat == "within" and e.arg is not None:
+            limits.append(e.arg)
+    return max(limits) if limits else None
 
 
 def store_resolution(window_s: float) -> float:
@@ -177,6 +207,10 @@ class Store:
         self.gauges: dict[str, list[list[float]]] = {}
         self.counts: dict[str, int] = {}
         """Run totals of :meth:`Collector.count` over every process."""
+        self.in_flight: list[tuple[float, float, float]] = []
+        """Chat messages in flight at their user's stop, over every process: ``(stop time, age ms, deadline ms)``;
+        the first ``in_flight_settled`` of them are already judged (:meth:`Engine.settle_in_flight`)."""
+        self.in_flight_settled = 0
         self.sources: set[str] = set()
         self._total = Bucket()
         self.judge_from: float | None = None
@@ -200,6 +234,8 @@ class Store:
                 del series[::2]  # halve the density of a long series, keep its span
         for name, n in payload.get("c", {}).items():
             self.counts[str(name)] = self.counts.get(str(name), 0) + int(n)
+        for at, age, deadline in payload.get("i", ()):
+            self.in_flight.append((float(at), float(age), float(deadline)))
         while len(self.buckets) > self.max_buckets and self._coarsen():
             pass
 
@@ -313,6 +349,10 @@ class Engine:
         self.workers = 0
         self.lost_workers: set[str] = set()
         self.notes: list[str] = []
+        self.failed_at_stop = 0
+        """Chat messages in flight at the stop that had waited past :func:`in_flight_limit_ms`: failed samples."""
+        self.in_flight_at_stop = 0
+        """Chat messages in flight at the stop that had not (yet) waited that long: counted, not judged."""
         self._window_cache: dict[tuple[Any, ...], dict[int, tuple[int, Bucket, Any, float]]] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -359,8 +399,35 @@ class Engine:
         return now
 
     # --- evaluation -------------------------------------------------------------------------------------------
+    def settle_in_flight(self) -> None:
+        """After the stop, judge the chat messages that were in flight at it and are not judged yet.
+
+        One that had waited longer than the longest latency limit of ``WS agent_completed``
+        (:func:`in_flight_limit_ms`; without such a threshold, its own reply deadline) becomes a failed
+        ``WS agent_completed`` sample of its age, at its stop time (so ``max < 3000`` fails on a server that never
+        answers); a younger one stays "in flight at stop" (``in_flight_at_stop``), counted and not judged."""
+        store = self.store
+        if self.ended_at is None or store.in_flight_settled >= len(store.in_flight):
+            return
+        pending = store.in_flight[store.in_flight_settled:]
+        store.in_flight_settled = len(store.in_flight)
+        limit = in_flight_limit_ms(self.specs)
+        res = self.collector.resolution_s
+        buckets: dict[int, Bucket] = {}
+        for at, age_ms, deadline_ms in pending:
+            if age_ms > (deadline_ms if limit is None else limit):
+                bucket = buckets.setdefault(int(at // res), Bucket())
+                bucket.metrics.setdefault(CHAT_METRIC, MetricData()).record(age_ms, True)
+                self.failed_at_stop += 1
+            else:
+                self.in_flight_at_stop += 1
+        for idx, bucket in sorted(buckets.items()):
+            store.add(idx * res, bucket)
+
     def evaluate(self, now: float) -> list[ThresholdResult]:
-        """Every threshold over the whole run so far (failed windows filled in when windows are judged)."""
+        """Every threshold over the whole run so far (failed windows filled in when windows are judged); after the
+        stop, with the messages in flight at it settled (:meth:`settle_in_flight`)."""
+        self.settle_in_flight()
         results = evaluate(self.specs, self.store.judged().metrics, self.judged_duration(now))
         if self.window_s > 0:
             by_key: dict[tuple[int, str], list[int]] = {}

@@ -12,7 +12,8 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
   (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
   workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
   ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach; it warns when messages were still in
-  flight at the stop (``abandoned_at_stop``, counted by every process through :mod:`sla_checks.counters`).
+  flight at the stop (``messages``, handed over by every process through :mod:`sla_checks.counters`; the ones that
+  waited past their limit are judged as failures).
 * master, when the run ends for good (headless ``--run-time`` / abort, SIGTERM or Ctrl-C): before judging, it asks the
   running workers to quit and waits (``--stop-timeout`` + 5 s at most) until each has sent its final report, so the
   samples of the last seconds and of the stop are judged. Locust's master alone judges first (the ``quitting``
@@ -323,6 +324,11 @@ class SlaPlugin:
             for name, n in counts.items():
                 plugin.engine.collector.count(name, n)
             counts.clear()
+        in_flight = getattr(environment, "sla_in_flight", None)
+        if in_flight:
+            for at, age, deadline in in_flight:
+                plugin.engine.collector.in_flight([(age, deadline)], at)
+            in_flight.clear()
         if plugin.is_worker:
             ev.report_to_master.add_listener(plugin.on_report_to_master)
             # added after WorkerRunner's own listener, so it runs before that one sends ``quit`` (reverse order)
@@ -578,11 +584,16 @@ class SlaPlugin:
                 logger.error("SLA FAILED: %s %s in window(s) %s", t["metric"], t["expression"], windows)
         for a in report["attribution"]:
             logger.error("SLA attribution: %s", a["summary"])
-        if report["abandoned_at_stop"]:
+        messages = report.get("messages") or {}
+        if messages.get("failed_at_stop"):
+            logger.error(
+                "SLA: %d message(s) were still in flight at stop after waiting past their limit: judged as failed "
+                "WS agent_completed samples", messages["failed_at_stop"])
+        if messages.get("in_flight"):
             logger.warning(
-                "SLA: %d message(s) were still in flight at stop (not judged: no reply, no sample); a longer "
+                "SLA: %d message(s) were still in flight at stop (not judged: younger than their limit); a longer "
                 "--stop-timeout (now %g s) lets them finish",
-                report["abandoned_at_stop"],
+                messages["in_flight"],
                 float(environment.stop_timeout or 0.0),
             )
         console.info("\n%s\n", render_terminal(report))

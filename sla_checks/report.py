@@ -24,10 +24,22 @@ Schema ``ws-agent-loadtest/sla-report/1``::
       "warmup_s": float,                        # --sla-warmup / the profile's warmup_s (0: none)
       "warmup_samples": int,                    # samples of the warm-up: not judged, not in "metrics"/"stages"
                                                 # (in "windows" unless windows are judged: those start after it)
-      "abandoned_at_stop": int,                 # chat messages still in flight when the run stopped: no sample,
-                                                # not judged (all processes; a longer --stop-timeout lets them end)
-      "anomalies": {"malformed json": int, ...},  # protocol anomaly frames per kind (all processes; not judged):
-                                                # malformed json, unknown id, late frame, duplicate completed ...
+      "abandoned_at_stop": int,                 # chat messages still in flight when the run stopped (all
+                                                # processes) = messages.failed_at_stop + messages.in_flight
+      "messages": null | {                      # chat message accounting (null: the run sent no chat message)
+          "sent": int,                          # sent = completed + failed + in_flight (+ unaccounted)
+          "completed": int, "failed": int,      # WS agent_completed successes / failures of sent messages
+          "failed_at_stop": int,                # of "failed": in flight at the stop, waited past the limit
+          "in_flight": int,                     # in flight at the stop, younger than the limit: not judged
+                                                # (live: in flight now)
+          "in_flight_limit_ms": float|null,     # the longest latency limit of WS agent_completed (null: each
+                                                # message's reply deadline)
+          "not_sent": int,                      # open model: due but never sent (failed samples, not in "sent")
+          "unaccounted": int},                  # sent but in none of the above (lost workers); else 0
+      "anomalies": {"malformed json": int, ...},  # protocol anomalies per kind (all processes), each also a
+                                                # failed "WS protocol anomaly" sample: malformed json, invalid
+                                                # utf-8, binary frame, unknown id, late frame, duplicate
+                                                # completed, order violation, duplicate event ...
       "thresholds": [{
           "metric": "WS agent_completed",       # the concrete metric (a glob's pattern when nothing matched)
           "pattern": "WS agent_completed",      # as configured (may be a glob, e.g. "PG *")
@@ -82,8 +94,8 @@ from operator import itemgetter
 from typing import Any
 
 from sla_checks.attribution import attribute
-from sla_checks.counters import abandoned_at_stop, anomalies
-from sla_checks.engine import Bucket, Engine, Window
+from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies
+from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData, ThresholdResult, format_value
 from sla_checks.histogram import Histogram
 
@@ -314,6 +326,7 @@ def build_report(
         "warmup_s": engine.warmup_s,
         "warmup_samples": engine.warmup_samples(),
         "abandoned_at_stop": abandoned_at_stop(engine.store.counts),
+        "messages": chat_messages(engine),
         "anomalies": anomalies(engine.store.counts),
         "thresholds": [_threshold_row(r) for r in results],
         "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
@@ -323,6 +336,60 @@ def build_report(
         "attribution": attributions,
         "gauges": gauges,
     }
+
+
+def chat_messages(engine: Engine) -> dict[str, Any] | None:
+    """The chat message accounting: sent = completed + failed + in flight (``messages`` of the schema above);
+    ``None`` when the run sent no chat message. Counts every sample (the warm-up's too): it is about messages."""
+    counts = engine.store.counts
+    data = engine.store.total().metrics.get(CHAT_METRIC)
+    samples = data.count if data is not None else 0
+    failures = data.failures if data is not None else 0
+    sent = int(counts.get(CHAT_SENT, 0))
+    not_sent = int(counts.get(CHAT_NOT_SENT, 0))
+    if not sent and not samples:
+        return None
+    completed, failed = samples - failures, failures - not_sent
+    if engine.ended_at is None:
+        in_flight = max(sent - completed - failed, 0)
+    else:
+        in_flight = engine.in_flight_at_stop
+    return {
+        "sent": sent,
+        "completed": completed,
+        "failed": failed,
+        "failed_at_stop": engine.failed_at_stop,
+        "in_flight": in_flight,
+        "in_flight_limit_ms": _num(in_flight_limit_ms(engine.specs)),
+        "not_sent": not_sent,
+        "unaccounted": sent - completed - failed - in_flight,
+    }
+
+
+def _message_lines(report: dict[str, Any]) -> list[str]:
+    """The chat message accounting in words (terminal, JUnit)."""
+    m = report.get("messages")
+    if not m:
+        return []
+    limit = m.get("in_flight_limit_ms")
+    limit_text = f"{limit:g} ms" if limit is not None else "their reply deadline"
+    where = "in flight at stop" if report.get("state") == "finished" else "in flight now"
+    line = (f"chat messages: {m['sent']} sent = {m['completed']} completed + {m['failed']} failed + "
+            f"{m['in_flight']} {where}")
+    if m.get("unaccounted"):
+        line += f" + {m['unaccounted']} unaccounted (lost with a worker)"
+    lines = [line]
+    if m.get("failed_at_stop"):
+        lines.append(f"  {m['failed_at_stop']} of the failed were still in flight at the stop after waiting longer "
+                     f"than {limit_text} (the longest latency limit of WS agent_completed): judged as failures at "
+                     "the time they had waited")
+    if m.get("in_flight"):
+        lines.append(f"  {m['in_flight']} in flight at stop had waited less than {limit_text}: counted, not judged "
+                     "(a longer --stop-timeout lets them finish)")
+    if m.get("not_sent"):
+        lines.append(f"  {m['not_sent']} more were due but never sent (no connected chat user): failures of "
+                     "WS agent_completed, not in 'sent'")
+    return lines
 
 
 # --- renderers --------------------------------------------------------------------------------------------------
@@ -336,13 +403,11 @@ def _unjudged_notes(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"first {report['warmup_s']:g} s were warm-up: {report.get('warmup_samples', 0)} sample(s) not judged"
         )
-    abandoned = report.get("abandoned_at_stop") or 0
-    if abandoned:
-        lines.append(f"{abandoned} message(s) were still in flight at stop (not judged)")
+    lines.extend(_message_lines(report))
     anomaly_counts = report.get("anomalies") or {}
     if anomaly_counts:
         kinds = ", ".join(f"{k} {n}" for k, n in anomaly_counts.items())
-        lines.append(f"protocol anomalies (frames that fit no message, not judged): {kinds}")
+        lines.append(f"protocol anomalies (each a failed WS protocol anomaly sample): {kinds}")
     return lines
 
 
@@ -458,6 +523,9 @@ def render_junit(report: dict[str, Any]) -> str:
         ET.SubElement(c, "failure", message=msg, type="SLARun")
     props = ET.Element("properties")
     ET.SubElement(props, "property", name="abandoned_at_stop", value=str(report.get("abandoned_at_stop") or 0))
+    for key, value in (report.get("messages") or {}).items():
+        if value is not None:
+            ET.SubElement(props, "property", name=f"messages_{key}", value=f"{value:g}")
     for kind, n in (report.get("anomalies") or {}).items():
         ET.SubElement(props, "property", name=f"anomaly: {kind}", value=str(n))
     suite.insert(0, props)

@@ -530,21 +530,41 @@ def _notes(report: Mapping[str, Any]) -> str:
             f'<div class="note" id="workers-lost"><b>{lost} worker{"s" if lost != 1 else ""} lost</b> during the run: '
             "their samples after the loss are missing, so throughput and counts are understated.</div>"
         )
-    abandoned = _int(report.get("abandoned_at_stop"))
-    if abandoned > 0:
-        out.append(
-            f'<div class="note" id="abandoned-at-stop"><b>{abandoned:,} message{"s" if abandoned != 1 else ""} '
-            f'{"were" if abandoned != 1 else "was"} still in flight at stop</b> (not judged): the run ended before '
-            "their replies; a longer <code>--stop-timeout</code> lets them finish.</div>"
-        )
+    out.append(_messages_note(_dict(report.get("messages")), report.get("state") == "finished"))
     kinds = {str(k): _int(v) for k, v in _dict(report.get("anomalies")).items() if _int(v) > 0}
     if kinds:
         items = ", ".join(f"<code>{_e(k)}</code> {n:,}" for k, n in kinds.items())
         out.append(
-            f'<div class="note" id="anomalies"><b>Protocol anomalies</b> (frames that fit no message, not judged): '
+            f'<div class="note" id="anomalies"><b>Protocol anomalies</b> (each a failed <code>WS protocol anomaly</code> sample): '
             f"{items}.</div>"
         )
     return "".join(out)
+
+
+def _messages_note(m: Mapping[str, Any], finished: bool) -> str:
+    """The chat message accounting: sent = completed + failed + in flight, and what happened to those in flight at
+    the stop ("" when the run sent no chat message)."""
+    if not m:
+        return ""
+    sent, completed, failed, in_flight = (_int(m.get(k)) for k in ("sent", "completed", "failed", "in_flight"))
+    limit = m.get("in_flight_limit_ms")
+    limit_text = f"{limit:g} ms" if isinstance(limit, int | float) else "their reply deadline"
+    where = "in flight at stop" if finished else "in flight now"
+    parts = [f'<div class="note" id="messages"><b>Chat messages</b>: {sent:,} sent = {completed:,} completed + '
+             f"{failed:,} failed + {in_flight:,} {where}"]
+    if _int(m.get("unaccounted")):
+        parts.append(f" + {_int(m.get('unaccounted')):,} unaccounted (lost with a worker)")
+    parts.append(".")
+    if _int(m.get("failed_at_stop")):
+        parts.append(f' <span id="abandoned-at-stop">{_int(m.get("failed_at_stop")):,} of the failed were still in '
+                     f"flight at the stop after waiting longer than {_e(limit_text)} (the longest latency limit of "
+                     "<code>WS agent_completed</code>): judged as failures at the time they had waited.</span>")
+    if in_flight and finished:
+        parts.append(f" {in_flight:,} in flight at stop had waited less than {_e(limit_text)}: counted, not judged "
+                     "(a longer <code>--stop-timeout</code> lets them finish).")
+    if _int(m.get("not_sent")):
+        parts.append(f" {_int(m.get('not_sent')):,} more were due but never sent (no connected chat user).")
+    return "".join(parts) + "</div>"
 
 
 def _pattern_note(item: Mapping[str, Any]) -> str:

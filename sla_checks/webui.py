@@ -161,9 +161,12 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
     lost = snapshot.get("workers_lost")
     if isinstance(lost, int) and not isinstance(lost, bool) and lost > 0:
         notes.append(f"{lost} worker(s) lost")
-    abandoned = snapshot.get("abandoned_at_stop")
-    if isinstance(abandoned, int) and not isinstance(abandoned, bool) and abandoned > 0:
-        notes.append(f"{abandoned} message(s) in flight at stop (not judged)")
+    messages = snapshot.get("messages")
+    if isinstance(messages, Mapping) and messages:
+        where = "in flight at stop" if state == "finished" else "in flight now"
+        notes.append(f"chat messages: {messages.get('sent')} sent = {messages.get('completed')} completed + "
+                     f"{messages.get('failed')} failed ({messages.get('failed_at_stop')} of them in flight at the "
+                     f"stop past their limit) + {messages.get('in_flight')} {where}")
     anomalies = snapshot.get("anomalies")
     if isinstance(anomalies, Mapping) and anomalies:
         notes.append("protocol anomalies: " + ", ".join(f"{k} {v}" for k, v in anomalies.items()))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
+from sla_checks.counters import CHAT_NOT_SENT, count
 from tasks.arrival import ArrivalSchedule, ArrivalScheduler
 from tasks.timeline import Outcome
 
@@ -92,7 +93,7 @@ def login_send_receive(client: ChatClient) -> Outcome | None:
             client.session.on_outcome = None
             from users.chat import count_abandoned  # late: users.chat imports this module
 
-            count_abandoned(client.session.dispatcher.in_flight, client.environment)
+            count_abandoned(client.session.dispatcher.in_flight_at(time.perf_counter()), client.environment)
         raise
     finally:
         if client.session is not None:
@@ -192,6 +193,7 @@ class OpenModelDriver:
                     if now - intended >= s.reply_timeout:
                         backlog.popleft()
                         self.given_up += 1
+                        count(self.environment, CHAT_NOT_SENT)
                         from users.ws_session import ChatFailure
 
                         exc = ChatFailure(f"not sent: no connected chat user for {s.reply_timeout:g} s")

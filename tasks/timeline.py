@@ -43,6 +43,7 @@ __all__ = [
     "Routed",
     "Dispatcher",
     "LocalProtocolError",
+    "InFlight",
 ]
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -554,6 +555,15 @@ class RouteKind(enum.Enum):
     ANOMALY = "anomaly"
 
 
+class InFlight(NamedTuple):
+    """A message still waiting for its reply when its connection was given up (the run stopped)."""
+
+    age_ms: float
+    """How long it has waited, from its send."""
+    deadline_ms: float
+    """Its reply deadline (``reply_timeout``), from its send."""
+
+
 class Routed(NamedTuple):
     """Result of dispatching one frame (a NamedTuple, not a frozen dataclass: it is built once per frame on the hot
     path, and a frozen dataclass's ``__init__`` costs several times more)."""
@@ -578,6 +588,11 @@ DUPLICATE_COMPLETED = "duplicate completed"
 BINARY_FRAME = "binary frame"
 OVERSIZE_FRAME = "oversize frame"
 AMBIGUOUS_ERROR = "unroutable error"
+INVALID_UTF8 = "invalid utf-8"
+ORDER_VIOLATION = "order violation"
+"""A message's agent events out of the canonical order (the message fails too; see :attr:`Outcome.order_violations`)."""
+DUPLICATE_EVENT = "duplicate event"
+"""A once-only agent event repeated within one message (the message fails too; see :attr:`Outcome.duplicates`)."""
 
 ANOMALIES = (
     MALFORMED_JSON,
@@ -591,7 +606,20 @@ ANOMALIES = (
     BINARY_FRAME,
     OVERSIZE_FRAME,
     AMBIGUOUS_ERROR,
+    INVALID_UTF8,
+    ORDER_VIOLATION,
+    DUPLICATE_EVENT,
 )
+
+
+def _valid_utf8(text: str | bytes) -> bool:
+    if isinstance(text, str):
+        return True
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -633,6 +661,10 @@ class Dispatcher:
 
     def pending(self) -> list[MessageTimeline]:
         return list(self._pending.values())
+
+    def in_flight_at(self, now: float) -> list[InFlight]:
+        """Every message still in flight at ``now``: how long it has waited and its reply deadline."""
+        return [InFlight((now - t.sent_at) * 1000.0, t.reply_timeout * 1000.0) for t in self._pending.values()]
 
     def next_deadline(self) -> float:
         """Earliest deadline over the messages in flight (``inf`` when none)."""
@@ -694,7 +726,7 @@ class Dispatcher:
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return self.note(MALFORMED_JSON)
+            return self.note(MALFORMED_JSON if _valid_utf8(text) else INVALID_UTF8)
         if not isinstance(frame, dict):
             return self.note(NOT_AN_OBJECT)
         return self.dispatch(frame, now)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -26,7 +27,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, task
 from locust.exception import StopUser
 
-from sla_checks.counters import ABANDONED_AT_STOP, count
+from sla_checks.counters import in_flight_at_stop
 from tasks.chat import OpenModelDriver, converse, login_send_receive
 from users.ws_client import ChatClient
 from users.ws_options import ChatConfigError, ChatSettings, chat_settings, ws_url
@@ -69,7 +70,7 @@ class ChatUserBase(User):
 
     def on_stop(self) -> None:
         if self.client is not None:
-            # not `+=` over close(): it yields, concurrent stops lost counts
+            # close() first, then count: close() yields, and a `+=` across it lost concurrent stops' counts
             count_abandoned(self.client.close(), self.environment)
 
 
@@ -120,16 +121,17 @@ class ChatFlowUser(ChatUserBase):
 
 
 def abandoned_at_stop() -> int:
-    """Messages still in flight when their users were stopped in this process (not counted as samples)."""
+    """Messages still in flight when their users were stopped in this process (no sample of their own here)."""
     return _abandoned["count"]
 
 
-def count_abandoned(n: int, environment: Any = None) -> None:
-    """Add ``n`` messages cut off by a user's stop to :func:`abandoned_at_stop` and, given the user's
-    ``environment``, to the SLA report's ``abandoned_at_stop`` (merged over workers)."""
-    _abandoned["count"] += n
+def count_abandoned(in_flight: Sequence[tuple[float, float]], environment: Any = None) -> None:
+    """Messages cut off by a user's stop, each ``(age_ms, deadline_ms)`` (:meth:`ChatClient.close
+    <users.ws_client.ChatClient.close>`): added to :func:`abandoned_at_stop` and, given the user's ``environment``,
+    handed to the SLA verdict, which fails the ones that already waited past their limit (merged over workers)."""
+    _abandoned["count"] += len(in_flight)
     if environment is not None:
-        count(environment, ABANDONED_AT_STOP, n)
+        in_flight_at_stop(environment, in_flight)
 
 
 __all__ = ["ChatUserBase", "ChatUser", "ChatFlowUser", "abandoned_at_stop", "count_abandoned"]

@@ -17,7 +17,12 @@ type          name                       measured as / failure text
                                          ``{"outcome", "stages", ["intended_ms"]}``
 ``WS``        ``events missing``         a timeout/hang with no agent event at all (failure)
 ``WS``        ``heartbeat``              ``ping`` → ``pong``; failure ``heartbeat: no pong within 5 s``
-``WS``        ``disconnect``             the connection dropped (failure; reconnect follows with backoff)
+``WS``        ``disconnect``             the connection dropped (failure; reconnect follows with backoff); a close
+                                         by the client itself (user stopped, flow done) is planned: no sample
+``WS``        ``protocol anomaly``       a frame or event the protocol does not allow (failure, response time 0;
+                                         the text names the kind: ``protocol anomaly: duplicate completed``,
+                                         ``malformed json``, ``binary frame``, ``invalid utf-8``, ``unknown id``,
+                                         ``order violation``, ``duplicate event`` ...)
 ``WS``        ``agent_completed (intended)``  open model only: intended send → end (coordinated-omission corrected)
 ``WS``        ``generator lag``          open model only: intended → actual send
 ============  =========================  ==================================================================
@@ -34,8 +39,16 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
-from sla_checks.counters import ANOMALY_PREFIX, count
-from tasks.timeline import DEFAULT_EVENTS, MessageTimeline, Outcome, OutcomeKind
+from sla_checks.counters import ANOMALY_PREFIX, CHAT_SENT, count
+from tasks.timeline import (
+    DEFAULT_EVENTS,
+    DUPLICATE_EVENT,
+    ORDER_VIOLATION,
+    InFlight,
+    MessageTimeline,
+    Outcome,
+    OutcomeKind,
+)
 from users.auth import TokenError
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
@@ -47,6 +60,7 @@ CONNECT = "connect"
 EVENTS_MISSING = "events missing"
 HEARTBEAT = "heartbeat"
 DISCONNECT = "disconnect"
+PROTOCOL_ANOMALY = "protocol anomaly"
 GENERATOR_LAG = "generator lag"
 INTENDED_SUFFIX = " (intended)"
 
@@ -161,6 +175,8 @@ class ChatClient:
             self.environment.chat_anomalies = counts
         counts[name] = counts.get(name, 0) + 1
         count(self.environment, ANOMALY_PREFIX + name)
+        self._fire(request_type=WS, name=PROTOCOL_ANOMALY, response_time=0.0, response_length=0,
+                   exception=ChatFailure(f"protocol anomaly: {name}"), context=_EMPTY)
 
     # -- messages ------------------------------------------------------------------------------------------------
     def send(self, content: str, intended_at: float | None = None) -> MessageTimeline | None:
@@ -169,6 +185,7 @@ class ChatClient:
         if session is None or not session.open:
             return None
         self.sent += 1
+        count(self.environment, CHAT_SENT)
         return session.send_message(content, intended_at=intended_at)
 
     def send_and_await(self, contents: list[str]) -> list[Outcome]:
@@ -214,6 +231,10 @@ class ChatClient:
         if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
             fire(request_type=WS, name=EVENTS_MISSING, response_time=outcome.latency_ms, response_length=0,
                  exception=ChatFailure(f"no agent event: {failure}"), context=_EMPTY)
+        if outcome.order_violations:
+            self._on_anomaly(ORDER_VIOLATION)
+        if outcome.duplicates:
+            self._on_anomaly(DUPLICATE_EVENT)
         if outcome.intended_latency_ms is not None:
             fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=outcome.intended_latency_ms,
                  response_length=0, exception=exc, context=_EMPTY)
@@ -229,16 +250,17 @@ class ChatClient:
                        response_length=0, exception=HeartbeatError(error), context=_EMPTY)
 
     # -- closing -------------------------------------------------------------------------------------------------
-    def close(self) -> int:
-        """Close the connection (its reader runs the heartbeat); messages still in flight are abandoned (returned
-        count), not reported as failures: they were cut off by the stop, not by the server."""
-        abandoned = 0
+    def close(self) -> list[InFlight]:
+        """Close the connection (its reader runs the heartbeat). Messages still in flight are returned (how long
+        each has waited, its deadline), not reported here: the stop cut them off, and the SLA verdict decides
+        whether they had already waited too long (:func:`users.chat.count_abandoned`)."""
+        in_flight: list[InFlight] = []
         session, self.session = self.session, None
         if session is not None:
-            abandoned = session.dispatcher.in_flight
+            in_flight = session.dispatcher.in_flight_at(time.perf_counter())
             session.on_outcome = None
             session.close(reason="user stopped")
-        return abandoned
+        return in_flight
 
 
 def metric_names(events: tuple[str, ...]) -> dict[str, str]:

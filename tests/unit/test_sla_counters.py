@@ -1,6 +1,6 @@
-"""What a run saw but did not judge reaches the SLA report: messages in flight at the stop (``abandoned_at_stop``) and
-protocol anomalies per kind (``anomalies``), counted in each process, shipped with the samples, summed on the master,
-shown in the JSON, terminal table, JUnit XML, HTML report and the web-UI tab."""
+"""Counts beside the samples reach the SLA report: chat messages sent and in flight at the stop (``messages``,
+``abandoned_at_stop``) and protocol anomalies per kind (``anomalies``), counted in each process, shipped with the
+samples, summed on the master, shown in the JSON, terminal table, JUnit XML, HTML report and the web-UI tab."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from locust.env import Environment
 from locust.event import Events
 
 from config.loader import Profile
-from sla_checks.counters import ABANDONED_AT_STOP, ANOMALY_PREFIX, count
+from sla_checks.counters import ABANDONED_AT_STOP, ANOMALY_PREFIX, CHAT_SENT, count, in_flight_at_stop
 from sla_checks.engine import Collector, Engine
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import SlaPlugin
@@ -64,29 +64,53 @@ def test_collector_ships_counts_once_and_an_idle_collector_ships_nothing():
     assert c.drain() is None
 
 
-def test_terminal_junit_html_and_webui_say_what_was_not_judged():
-    rep = build_report(engine_with_workers({ABANDONED_AT_STOP: 7, ANOMALY_PREFIX + "unknown id": 2}), T0 + 10)
+def engine_with_messages_in_flight() -> Engine:
+    """One worker: 10 messages sent, 1 answered (500 ms), 9 in flight at the stop: 4 past the 2000 ms limit of
+    ``p(95) < 2000`` (judged as failures), 5 younger (counted)."""
+    eng = Engine(SPECS, profile="test")
+    eng.start(T0)
+    c = Collector()
+    c.record("WS", "agent_completed", 500.0, False, T0 + 1)
+    c.count(CHAT_SENT, 10)
+    c.count(ANOMALY_PREFIX + "unknown id", 2)
+    env = SimpleNamespace(sla=SimpleNamespace(engine=SimpleNamespace(collector=c)))
+    in_flight_at_stop(env, [(2500.0, 30000.0)] * 4 + [(300.0, 30000.0)] * 5, at=T0 + 9.5)
+    eng.store.absorb(json.loads(json.dumps(c.drain())), "w0")
+    eng.stop(T0 + 10)
+    return eng
+
+
+def test_terminal_junit_html_and_webui_account_for_every_message():
+    rep = build_report(engine_with_messages_in_flight(), T0 + 10)
+    assert rep["abandoned_at_stop"] == 9
+    assert rep["messages"] == {"sent": 10, "completed": 1, "failed": 4, "failed_at_stop": 4, "in_flight": 5,
+                               "in_flight_limit_ms": 2000.0, "not_sent": 0, "unaccounted": 0}
     text = render_terminal(rep)
-    assert "7 message(s) were still in flight at stop (not judged)" in text
-    assert "protocol anomalies (frames that fit no message, not judged): unknown id 2" in text
-    assert text.index("still in flight") < text.index("SLA verdict:")
+    assert "chat messages: 10 sent = 1 completed + 4 failed + 5 in flight at stop" in text
+    assert "4 of the failed were still in flight at the stop after waiting longer than 2000 ms" in text
+    assert "5 in flight at stop had waited less than 2000 ms: counted, not judged" in text
+    assert "protocol anomalies (each a failed WS protocol anomaly sample): unknown id 2" in text
+    assert text.index("chat messages") < text.index("SLA verdict:")
     suite = ET.fromstring(render_junit(rep)).find("testsuite")
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
-    assert props == {"abandoned_at_stop": "7", "anomaly: unknown id": "2"}
-    assert "7 message(s) were still in flight at stop" in suite.find("system-out").text
+    assert props == {"abandoned_at_stop": "9", "messages_sent": "10", "messages_completed": "1",
+                     "messages_failed": "4", "messages_failed_at_stop": "4", "messages_in_flight": "5",
+                     "messages_in_flight_limit_ms": "2000", "messages_not_sent": "0", "messages_unaccounted": "0",
+                     "anomaly: unknown id": "2"}
+    assert "10 sent = 1 completed + 4 failed + 5 in flight at stop" in suite.find("system-out").text
     page = render(rep)
-    assert 'id="abandoned-at-stop"' in page and "7 messages were still in flight at stop" in page
-    assert "--stop-timeout" in page and 'id="anomalies"' in page and "<code>unknown id</code> 2" in page
+    assert 'id="messages"' in page and "10 sent = 1 completed + 4 failed + 5 in flight at stop" in page
+    assert 'id="abandoned-at-stop"' in page and "--stop-timeout" in page
+    assert 'id="anomalies"' in page and "<code>unknown id</code> 2" in page
     verdict_row = threshold_rows(rep)[0]
-    assert "7 message(s) in flight at stop" in verdict_row["description"]
+    assert "10 sent = 1 completed + 4 failed (4 of them in flight at the stop" in verdict_row["description"]
     assert "protocol anomalies: unknown id 2" in verdict_row["description"]
 
 
 def test_a_clean_run_reports_zero_and_prints_no_note():
     rep = build_report(engine_with_workers({}), T0 + 10)
-    assert (rep["abandoned_at_stop"], rep["anomalies"]) == (0, {})
-    assert "in flight" not in render_terminal(rep) and "anomal" not in render_terminal(rep)
-    assert ET.fromstring(render_junit(rep)).find("testsuite").find("system-out") is None
+    assert (rep["abandoned_at_stop"], rep["anomalies"], rep["messages"]["in_flight"]) == (0, {}, 0)
+    assert "in flight at stop had" not in render_terminal(rep) and "anomal" not in render_terminal(rep)
     page = render(rep)
     assert 'id="abandoned-at-stop"' not in page and 'id="anomalies"' not in page
 
@@ -125,11 +149,14 @@ def test_chat_user_stopped_mid_message_counts_it_in_the_sla_report():
     plugin = SlaPlugin.register(env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
     plugin.on_test_start(env)
     user = ChatUser(env)
-    user.client = SimpleNamespace(close=lambda: 2)  # two messages still in flight when the user stopped
+    # two messages still in flight when the user stopped: (age ms, reply deadline ms)
+    user.client = SimpleNamespace(close=lambda: [(100.0, 30000.0), (2500.0, 30000.0)])
     before = abandoned_at_stop()
     user.on_stop()
     assert abandoned_at_stop() == before + 2  # the per-process counter stays as it was
     assert plugin.snapshot()["abandoned_at_stop"] == 2
+    assert [(age, deadline) for _at, age, deadline in plugin.engine.store.in_flight] == [(100.0, 30000.0),
+                                                                                          (2500.0, 30000.0)]
 
 
 def test_end_of_run_warns_about_messages_in_flight_naming_stop_timeout(caplog):
@@ -139,15 +166,17 @@ def test_end_of_run_warns_about_messages_in_flight_naming_stop_timeout(caplog):
     plugin.on_test_start(env)
     env.events.request.fire(request_type="WS", name="agent_completed", response_time=500.0, response_length=0,
                             exception=None, context=None)
-    count(env, ABANDONED_AT_STOP, 3)
+    count(env, CHAT_SENT, 4)
+    in_flight_at_stop(env, [(300.0, 30000.0)] * 3)
     plugin.on_test_stop(env)
     with caplog.at_level("WARNING"):
         env.events.quitting.fire(environment=env)
     warned = [r.getMessage() for r in caplog.records if "still in flight at stop" in r.getMessage()]
-    assert warned == ["SLA: 3 message(s) were still in flight at stop (not judged: no reply, no sample); a longer "
-                      "--stop-timeout (now 2 s) lets them finish"]
+    assert warned == ["SLA: 3 message(s) were still in flight at stop (not judged: younger than their limit); a "
+                      "longer --stop-timeout (now 2 s) lets them finish"]
     assert plugin.final_report["abandoned_at_stop"] == 3
-    assert env.process_exit_code is None  # reported, not judged
+    assert plugin.final_report["messages"]["in_flight"] == 3
+    assert env.process_exit_code is None  # younger than the limit: counted, not judged
 
 
 def test_counts_before_the_plugin_and_across_a_reconfigure_are_kept():
