@@ -8,8 +8,9 @@ the ``init`` listener, before the headless start or the web UI's first swarm):
   excluded) and each class gets the scenario's ``weight`` / ``fixed_count``; the originals are restored when the
   web UI switches back to "no scenario". Workers keep every class (the master dispatches by name).
 * **shape**: ``environment.shape_class`` becomes a :class:`scenarios.shapes.ScenarioShape` built from the scenario's
-  spec, scaled by ``--scenario-duration``; ``-u``/``-r`` are then ignored (the shape decides) and the run ends when
-  the shape does. No shape class sits in the locustfile's namespace, so runs without ``--scenario`` are untouched.
+  spec, its time scaled by ``--scenario-duration`` and its users and spawn rates by ``--scenario-scale``; ``-u``/``-r``
+  are then ignored (the shape decides) and the run ends when the shape does. No shape class sits in the locustfile's
+  namespace, so runs without ``--scenario`` are untouched.
 * **thresholds**: :func:`scenarios.compose.compose` makes one profile of the scenario's thresholds and the SLA
   profile's (``--sla-config`` / ``--sla-profile``, or the scenario's own profile when that is ``local``) and hands it
   to the SLA engine (``environment.sla.reconfigure``), with one log line per profile line it left out and why.

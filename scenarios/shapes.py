@@ -4,7 +4,9 @@ Two layers, like wsproto's sans-IO split:
 
 * **Specs** (:class:`Steady`, :class:`Ramp`, :class:`Spike`, :class:`Soak`, :class:`Stepped`): frozen dataclasses
   that say, for a scenario second ``t``, how many *weighted* users should run (:meth:`ShapeSpec.users_at`), and for
-  :class:`Stepped` which step is active. Pure, unit-tested without Locust.
+  :class:`Stepped` which step is active. :meth:`ShapeSpec.scaled` multiplies every user count and the spawn rate
+  (``--scenario-scale``), so the shape keeps its form and its ramp times at any load. Pure, unit-tested without
+  Locust.
 * **Locust shapes** (:class:`SteadyShape` ... :class:`SteppedShape`, all :class:`ScenarioShape`): a
   ``LoadTestShape`` built from a spec with a time scale (``--scenario-duration``), the count of fixed-count users to
   add on top, and an injectable clock. ``tick()`` returns ``(users, spawn_rate)`` and ``None`` once the scenario's
@@ -12,7 +14,7 @@ Two layers, like wsproto's sans-IO split:
 
 Usage::
 
-    shape = build_shape(Steady(users=5, spawn_rate=5, duration_s=60), time_scale=10 / 60, fixed_users=2)
+    shape = build_shape(Steady(users=5, spawn_rate=5, duration_s=60).scaled(4), time_scale=10 / 60, fixed_users=2)
     environment.shape_class = shape
     shape.runner = environment.runner
 """
@@ -22,8 +24,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import LoadTestShape
@@ -43,7 +45,19 @@ __all__ = [
     "Stepped",
     "SteppedShape",
     "build_shape",
+    "scale_users",
 ]
+
+MAX_SCALE = 1000.0
+"""The largest ``--scenario-scale``."""
+
+
+def scale_users(users: int, factor: float) -> int:
+    """``users`` times ``factor``, rounded; at least 1 where there was at least 1 (a scaled-down shape keeps every
+    phase that had users)."""
+    if users <= 0:
+        return 0
+    return max(1, round(users * factor))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +65,8 @@ class ShapeSpec:
     """Base of all shape specs: a duration in scenario seconds and a spawn rate (users/s) for changes."""
 
     kind: ClassVar[str] = "shape"
+    user_fields: ClassVar[tuple[str, ...]] = ()
+    """The fields holding user counts (what :meth:`scaled` multiplies)."""
     duration_s: float
     spawn_rate: float = 10.0
 
@@ -68,12 +84,28 @@ class ShapeSpec:
         """Index of the active step (only :class:`Stepped` has more than one)."""
         return 0
 
+    @property
+    def max_users(self) -> int:
+        """The most weighted users the shape asks for at any time."""
+        return max(int(getattr(self, f)) for f in self.user_fields)
+
+    def scaled(self, factor: float) -> ShapeSpec:
+        """The same shape with every user count times ``factor`` (rounded, at least 1 where there was one) and the
+        spawn rate times ``factor`` (ramps take as long as before); ``factor`` 1 returns the spec itself."""
+        if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
+            raise ValueError(f"scale factor must be > 0 and <= {MAX_SCALE:g}, got {factor!r}")
+        if factor == 1:
+            return self
+        changes: dict[str, Any] = {f: scale_users(getattr(self, f), factor) for f in self.user_fields}
+        return replace(self, spawn_rate=self.spawn_rate * factor, **changes)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Steady(ShapeSpec):
     """``users`` from the start to the end."""
 
     kind: ClassVar[str] = "steady"
+    user_fields: ClassVar[tuple[str, ...]] = ("users",)
     users: int
 
     def __post_init__(self) -> None:
@@ -90,6 +122,7 @@ class Ramp(ShapeSpec):
     """Linear from ``start_users`` to ``end_users`` over the duration."""
 
     kind: ClassVar[str] = "ramp"
+    user_fields: ClassVar[tuple[str, ...]] = ("start_users", "end_users")
     start_users: int
     end_users: int
 
@@ -108,6 +141,7 @@ class Spike(ShapeSpec):
     """``base_users``, jumping to ``peak_users`` at ``at_s`` for ``for_s`` seconds, then back."""
 
     kind: ClassVar[str] = "spike"
+    user_fields: ClassVar[tuple[str, ...]] = ("base_users", "peak_users")
     base_users: int
     peak_users: int
     at_s: float
@@ -130,6 +164,7 @@ class Soak(ShapeSpec):
     """Ramp to ``users`` over ``ramp_s``, then hold them for the rest of a long duration."""
 
     kind: ClassVar[str] = "soak"
+    user_fields: ClassVar[tuple[str, ...]] = ("users",)
     users: int
     ramp_s: float
     spawn_rate: float = 1.0
@@ -185,6 +220,19 @@ class Stepped(ShapeSpec):
 
     def users_at(self, t: float) -> int:
         return self.steps[self.step_at(t)].users
+
+    @property
+    def max_users(self) -> int:
+        return max(step.users for step in self.steps)
+
+    def scaled(self, factor: float) -> Stepped:
+        """Every step's users times ``factor`` (holds and in-flight counts kept); the spawn rate likewise."""
+        if not (math.isfinite(factor) and 0 < factor <= MAX_SCALE):
+            raise ValueError(f"scale factor must be > 0 and <= {MAX_SCALE:g}, got {factor!r}")
+        if factor == 1:
+            return self
+        steps = tuple(replace(step, users=scale_users(step.users, factor)) for step in self.steps)
+        return replace(self, steps=steps, spawn_rate=self.spawn_rate * factor)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -341,6 +341,8 @@ class Engine:
         self.profile = profile
         self.config_file = config_file
         self.exit_code = exit_code
+        self.scenario: dict[str, Any] | None = None
+        """The run's scenario (name, ``--scenario-scale``, peak users of its shape ...); None: a plain run."""
         self.store = Store(store_resolution(self.window_s), self.window_s)
         self.collector = Collector()
         self.started_at: float | None = None

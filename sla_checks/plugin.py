@@ -237,6 +237,8 @@ class SlaPlugin:
         self.warmup_s = warmup_s
         self.eval_interval_s = eval_interval_s
         self.exit_code = exit_code
+        self.scenario: dict[str, Any] | None = None
+        """What the report says about the run's scenario (set by the scenario plugin; None: a plain run)."""
         self.report_paths = (report_json or None, report_junit or None, report_html or None)
         self.engine = self._new_engine()
         self.final_report: dict[str, Any] | None = None
@@ -252,7 +254,7 @@ class SlaPlugin:
 
     def _new_engine(self) -> Engine:
         p = self.profile
-        return Engine(
+        engine = Engine(
             list(p.thresholds) if p else [],
             window_s=self.window_s,
             profile=p.name if p else "",
@@ -260,6 +262,8 @@ class SlaPlugin:
             exit_code=self.exit_code,
             warmup_s=self.warmup_s,
         )
+        engine.scenario = self.scenario
+        return engine
 
     def reconfigure(self, profile: Profile | None, window_s: float | None = None) -> None:
         """Judge with ``profile`` (a scenario's composed thresholds) instead of the --sla-* options, and with

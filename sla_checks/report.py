@@ -12,6 +12,9 @@ Schema ``ws-agent-loadtest/sla-report/1``::
       "verdict": "pass" | "fail",               # live: the verdict if the run ended now
       "verdict_reasons": [str],                 # "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms", ...
       "exit_code": int,                         # the process exit code this verdict gives (see README)
+      "scenario": null | {"name": str, "scale": float,  # the --scenario run (null: a plain run); scale:
+                          "peak_users": int,      # --scenario-scale; peak_users: the scaled shape's most
+                          "shape": str, "duration_s": float},  # users plus fixed-count ones
       "profile": str, "config_file": str,
       "started_at": ISO, "ended_at": ISO|null, "duration_s": float,
       "workers": int,                           # Locust worker processes seen (0 = local runner)
@@ -303,6 +306,7 @@ def build_report(
         "verdict": verdict,
         "verdict_reasons": reasons,
         "exit_code": engine.exit_code if verdict == "fail" else other_exit_code,
+        "scenario": engine.scenario,
         "profile": engine.profile,
         "config_file": engine.config_file,
         "started_at": iso(engine.started_at),
