@@ -20,12 +20,16 @@ A profile is one TOML file, ``config/<name>.toml``::
     [thresholds]
     "REDIS *" = ["p(95) < 50"] # short form: a list of expressions
 
-Metric names are ``"TYPE name"`` per DESIGN.md §2 (a glob ``*``/``?`` allowed in the name). Every error is a
+Metric names are ``"TYPE name"``, as the SLA collector keys Locust's samples (``f"{request_type} {name}"``): the
+suite's own (DESIGN.md §2, checked against their known names) or any other a run emits (``GET /api/x`` from
+Locust's HttpUser, a custom event); a glob ``*``/``?`` is allowed. Every error is a
+
 :class:`ConfigError` naming the file, the key, the bad value and what was expected.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 import tomllib
@@ -62,6 +66,7 @@ _WS_NAMES = (
     "protocol anomaly",
     "generator lag",
 )
+_HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "warmup_s", "thresholds"}
 _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", "required"}
 
@@ -82,7 +87,8 @@ def _known_metrics() -> dict[str, tuple[str, ...]]:
 
 
 KNOWN_METRICS: dict[str, tuple[str, ...]] = _known_metrics()
-"""Closed name sets per request type; REDIS (command names) and HTTP (paths, ``ready:<tier>``) are open."""
+"""Closed name sets per request type of the suite; REDIS (command names) and HTTP (paths, ``ready:<tier>``) are
+open; other request types (HTTP methods, custom events) are not checked."""
 
 _REDIS_NAME = re.compile(r"^(connect|pool acquire|[A-Z][A-Z0-9_]*( [A-Z][A-Z0-9_]*)*( [a-z0-9_ ]+)?)$")
 """``connect``, ``pool acquire``, a command (``GET``, ``CLIENT PAUSE``) optionally qualified (``SET large``)."""
@@ -130,12 +136,26 @@ def parse_duration(value: Any) -> float:
 
 
 def validate_metric(metric: str) -> str | None:
-    """None if ``metric`` names a DESIGN.md §2 metric (or a glob over them), else what was expected."""
-    if not isinstance(metric, str) or " " not in metric.strip():
-        return f"a metric 'TYPE name' with TYPE one of {', '.join(REQUEST_TYPES)} (e.g. 'WS agent_completed')"
-    rtype, name = metric.strip().split(" ", 1)
+    """None if ``metric`` is a well-formed ``"TYPE name"`` (a glob allowed), else what was expected.
+
+    Any request type a run can emit is accepted (Locust's HttpUser: ``GET /api/x``; a custom event:
+    ``MyType my_name``). The suite's own types are checked precisely, to catch typos: WS, FLOW, PG and CH names come
+    from closed sets (DESIGN.md §2), REDIS names are command names, HTTP names are paths; a type that differs from
+    one of them only in case (``ws connect``), or an HTTP method in lower case (``get /x``), is refused too."""
+    example = "e.g. 'WS agent_completed', 'GET /api/items' or 'MyEvent my_name'"
+    if not isinstance(metric, str) or not metric.strip():
+        return f"a metric 'TYPE name': a request type, a space and a name ({example})"
+    if metric != metric.strip() or " " not in metric or any(c in metric for c in "\t\r\n"):
+        return f"a metric 'TYPE name': a request type, one space and a name, no surrounding blanks ({example})"
+    rtype, name = metric.split(" ", 1)
+    if not rtype or not name.strip():
+        return f"a metric 'TYPE name': a request type, one space and a name ({example})"
+    if rtype not in REQUEST_TYPES and rtype.upper() in REQUEST_TYPES:
+        return f"the request type in upper case: {rtype.upper()!r} (the suite's types: {', '.join(REQUEST_TYPES)})"
+    if rtype != rtype.upper() and rtype.upper() in _HTTP_METHODS:
+        return f"the HTTP method in upper case: {rtype.upper()!r} (Locust's HttpUser emits it so)"
     if rtype not in REQUEST_TYPES:
-        return f"a request type {', '.join(REQUEST_TYPES)} before the name (got {rtype!r})"
+        return None  # another request type (an HTTP method, a custom event): whatever the run emits
     is_glob = any(c in name for c in "*?[")
     if rtype in KNOWN_METRICS:
         known = KNOWN_METRICS[rtype]
@@ -143,7 +163,9 @@ def validate_metric(metric: str) -> str | None:
             if not any(fnmatch.fnmatchcase(n, name) for n in known):
                 return f"a glob matching at least one {rtype} metric name ({', '.join(known)})"
         elif name not in known:
-            return f"a {rtype} metric name, one of: {', '.join(known)}"
+            guess = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {rtype} {guess[0]}?)" if guess else ""
+            return f"a {rtype} metric name, one of: {', '.join(known)}{hint}"
         return None
     if is_glob:
         return None

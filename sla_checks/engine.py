@@ -35,7 +35,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sla_checks.evaluate import FAIL, MetricData, ThresholdResult, ThresholdSpec, evaluate, matching_metrics
+from sla_checks.evaluate import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    MetricData,
+    ThresholdResult,
+    ThresholdSpec,
+    closest_metrics,
+    evaluate,
+    has_evidence,
+    matching_metrics,
+)
 from sla_checks.histogram import Histogram
 
 __all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "in_flight_limit_ms", "MAX_BUCKETS"]
@@ -334,6 +345,7 @@ class Engine:
         config_file: str = "",
         exit_code: int = 3,
         warmup_s: float = 0.0,
+        inconclusive_exit_code: int = 4,
     ) -> None:
         self.specs = specs
         self.window_s = float(window_s or 0.0)
@@ -341,6 +353,9 @@ class Engine:
         self.profile = profile
         self.config_file = config_file
         self.exit_code = exit_code
+        self.inconclusive_exit_code = inconclusive_exit_code
+        self.peak_users: int | None = None
+        """Most users running at once during the run (all workers); None: not tracked (no runner)."""
         self.scenario: dict[str, Any] | None = None
         """The run's scenario (name, ``--scenario-scale``, peak users of its shape ...); None: a plain run."""
         self.store = Store(store_resolution(self.window_s), self.window_s)
@@ -515,7 +530,11 @@ class Engine:
         return None
 
     def verdict(self, results: Iterable[ThresholdResult]) -> tuple[str, list[str]]:
-        """``("pass"|"fail", reasons)``."""
+        """``("pass"|"fail"|"inconclusive", reasons)``: fail beats inconclusive beats pass.
+
+        Inconclusive: nothing failed, but there is no evidence: the run never had a user (``peak_users`` 0) or no
+        threshold was judged on a metric that had samples."""
+        results = list(results)
         reasons = []
         for r in results:
             if r.status == FAIL:
@@ -536,4 +555,37 @@ class Engine:
             reasons.append(
                 f"{len(self.lost_workers)} worker(s) lost during the run: their load and samples are missing"
             )
-        return ("fail" if reasons else "pass"), reasons
+        if reasons:
+            return FAIL, reasons
+        reasons = self.no_evidence_reasons(results)
+        return (INCONCLUSIVE if reasons else PASS), reasons
+
+    def no_evidence_reasons(self, results: list[ThresholdResult]) -> list[str]:
+        """Why the run measured nothing the thresholds judge (empty when it did): what happened, what to do."""
+        if self.peak_users == 0:
+            return [
+                "SLA INCONCLUSIVE: the run never had a user (peak 0 users), so nothing was measured: "
+                "start at least one user (-u 1 or more, or a scenario)"
+            ]
+        if has_evidence(results):
+            return []
+        produced = sorted(m for m, d in self.store.total().metrics.items() if d.count)
+        if not produced:
+            return [
+                "SLA INCONCLUSIVE: the run recorded no samples at all, so no threshold was judged: check that the "
+                "user classes ran (the log above), the host, and that the run is long enough for a request to end"
+            ]
+        judged_on = sorted({r.spec.metric for r in results})
+        shown = ", ".join(produced[:8]) + (f" and {len(produced) - 8} more" if len(produced) > 8 else "")
+        return [
+            f"SLA INCONCLUSIVE: no threshold was judged on a metric that had samples: the thresholds name "
+            f"{', '.join(judged_on) or 'nothing'}; the run produced {shown}: add thresholds for what the run "
+            "measures, or run the user classes the thresholds are about"
+        ]
+
+    def did_you_mean(self, result: ThresholdResult) -> list[str]:
+        """For a threshold that got no samples: the closest metrics the run produced (a typo, a renamed request)."""
+        if result.samples or result.value is not None:
+            return []
+        produced = [m for m, d in self.store.total().metrics.items() if d.count]
+        return closest_metrics(result.spec.metric, produced)

@@ -4,7 +4,11 @@ A metric is named ``"TYPE name"`` (``"WS agent_completed"``, ``"PG thread histor
 a glob (``"PG *"``). A glob threshold is judged on each matching metric separately, except on a metric that has a
 threshold of its own with the same statistic (``REDIS connect p(95) < 100`` overrides ``REDIS * p(95) < 50`` for
 ``REDIS connect``). A threshold whose metrics got no samples is ``no data`` (not a failure) unless it is
-``required``, then it fails.
+``required``, then it fails. ``count`` is the exception: on a metric without samples it is 0, judged like any value
+(``WS events missing count < 1`` passes when nothing went missing), so ``required`` does not apply to it.
+
+A result is *evidence* only when it was judged on samples (:func:`has_evidence`): a run whose thresholds were all
+``no data``, or judged on nothing (``count`` of an empty metric), measured nothing, whatever the statuses say.
 
 Statistics (see :mod:`sla_checks.expressions`): percentiles, avg, med, min, max over all samples of the metric
 (successes and failures, as Locust's own table); ``count`` = samples; ``fail_ratio`` = failures / samples;
@@ -14,6 +18,7 @@ is no throughput); ``within(T)`` = successful samples ``<= T`` ms / all samples,
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,12 +34,17 @@ __all__ = [
     "statistic",
     "evaluate",
     "matching_metrics",
+    "has_evidence",
+    "closest_metrics",
     "PASS",
     "FAIL",
     "NO_DATA",
+    "INCONCLUSIVE",
 ]
 
 PASS, FAIL, NO_DATA = "pass", "fail", "no data"
+INCONCLUSIVE = "inconclusive"
+"""The run verdict when nothing failed but nothing was measured either (not a threshold status)."""
 
 
 class MetricData:
@@ -149,9 +159,9 @@ def format_value(value: float | None, unit: str) -> str:
 
 
 def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> float | None:
-    """The value of ``expr``'s statistic on ``data`` (None without samples)."""
+    """The value of ``expr``'s statistic on ``data`` (None without samples, except ``count``: 0)."""
     if data is None or data.count == 0:
-        return None
+        return 0.0 if expr.stat == "count" else None
     h = data.hist
     stat = expr.stat
     if stat == "p":
@@ -205,8 +215,12 @@ def evaluate(
         if spec.is_glob:
             targets = [m for m in targets if (m, spec.expression.lhs) not in exact]
         if not targets:
-            status = FAIL if spec.required and judge_no_data else NO_DATA
-            results.append(ThresholdResult(spec, spec.metric, status, None, 0))
+            value = statistic(spec.expression, None, duration_s)
+            if value is None:
+                status = FAIL if spec.required and judge_no_data else NO_DATA
+            else:
+                status = PASS if spec.expression.holds(value) else FAIL
+            results.append(ThresholdResult(spec, spec.metric, status, value, 0))
             continue
         for m in targets:
             data = metrics[m]
@@ -217,3 +231,20 @@ def evaluate(
                 status = PASS if spec.expression.holds(value) else FAIL
             results.append(ThresholdResult(spec, m, status, value, data.count))
     return results
+
+
+def has_evidence(results: Iterable[ThresholdResult]) -> bool:
+    """True when at least one threshold was judged (pass or fail) on a metric that had samples."""
+    return any(r.status in (PASS, FAIL) and r.value is not None and r.samples > 0 for r in results)
+
+
+def closest_metrics(pattern: str, produced: Iterable[str], n: int = 3) -> list[str]:
+    """The metrics of ``produced`` close enough to ``pattern`` (a threshold's metric that got no samples) to be what
+    it meant, best first: the same name under another request type (``POST /health`` -> ``GET /health``), a typo
+    or a renamed request (``GET /helth`` -> ``GET /health``). Names that merely share a request type
+    (``WS generator lag``, ``WS agent_completed``) are not close."""
+    names = sorted(set(produced))
+    name = pattern.split(" ", 1)[-1]
+    same_name = [m for m in names if m != pattern and m.split(" ", 1)[-1] == name]
+    close = difflib.get_close_matches(pattern, names, n=n, cutoff=0.8)
+    return (same_name + [m for m in close if m not in same_name])[:n]

@@ -11,7 +11,9 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
 * master / local runner: merges worker reports (``worker_report``), evaluates every ``--sla-eval-interval`` seconds
   (an ``abort_on_fail`` threshold past its ``delay_abort_eval`` stops the run and says which and why), tracks lost
   workers, and on ``quitting`` logs ``SLA FAILED: ...`` lines, prints the table, writes the reports and sets
-  ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach; it warns when messages were still in
+  ``environment.process_exit_code`` to ``--sla-exit-code`` (3) on a breach, to ``--sla-inconclusive-exit-code`` (4)
+  when nothing failed but nothing was measured (no user ran: the peak of the runner's user count, on a master the
+  sum of its workers'; or no threshold judged on a metric with samples); it warns when messages were still in
   flight at the stop (``messages``, handed over by every process through :mod:`sla_checks.counters`; the ones that
   waited past their limit are judged as failures).
 * master, when the run ends for good (headless ``--run-time`` / abort, SIGTERM or Ctrl-C): before judging, it asks the
@@ -57,15 +59,16 @@ from locust.runners import (
 from config.loader import ConfigError, Profile, load_profile, parse_duration
 from config.validate import bounded
 from sla_checks.engine import Engine
-from sla_checks.evaluate import FAIL, ThresholdResult, format_value
+from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult, format_value
 from sla_checks.report import build_report, render_terminal, write_reports
 
-__all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE"]
+__all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE"]
 
 logger = logging.getLogger(__name__)
 console = logging.getLogger("locust.stats_logger")  # Locust's plain console logger (the stats table uses it)
 
 DEFAULT_EXIT_CODE = 3
+DEFAULT_INCONCLUSIVE_EXIT_CODE = 4
 DEFAULT_EVAL_INTERVAL_S = 5.0
 FINAL_REPORT_GRACE_S = 5.0
 """How long past ``--stop-timeout`` the master waits for a quitting worker's final report (and a worker's second
@@ -95,6 +98,15 @@ def _add_options(parser: Any) -> None:
         include_in_web_ui=False,
         env_var="LOCUST_SLA_EXIT_CODE",
         help="Process exit code when an SLA threshold fails (default 3).",
+    )
+    parser.add_argument(
+        "--sla-inconclusive-exit-code",
+        type=int,
+        default=DEFAULT_INCONCLUSIVE_EXIT_CODE,
+        include_in_web_ui=False,
+        env_var="LOCUST_SLA_INCONCLUSIVE_EXIT_CODE",
+        help="Process exit code when nothing failed but nothing was measured: no user ran, or no threshold was "
+        "judged on a metric with samples (default 4, 1..255).",
     )
     parser.add_argument(
         "--sla-window",
@@ -204,6 +216,36 @@ def _check_report_paths(options: Any) -> None:
             raise ConfigError(f"{option} {path!r}: {problem}; give a file path in a writable directory")
 
 
+def _inconclusive_exit_code(options: Any) -> int:
+    """--sla-inconclusive-exit-code; ConfigError unless 1..255 (0 would let a run that measured nothing pass CI)."""
+    code = int(_opt(options, "sla_inconclusive_exit_code", DEFAULT_INCONCLUSIVE_EXIT_CODE))
+    if not 1 <= code <= 255:
+        raise ConfigError(
+            f"--sla-inconclusive-exit-code {code}: expected an exit code 1..255 (default 4); 0 would make a run "
+            "that measured nothing look like a pass"
+        )
+    return code
+
+
+def _check_users(environment: Environment) -> str | None:
+    """-u/--users on a master or local runner: ConfigError when negative; a warning (returned) when 0 in a headless
+    run without a load shape, which runs no user and so measures nothing."""
+    options = environment.parsed_options
+    users = _opt(options, "num_users", None)
+    if users is None or isinstance(environment.runner, WorkerRunner):
+        return None
+    if users < 0:
+        raise ConfigError(f"-u/--users {users}: expected a number of users >= 1 (e.g. -u 10)")
+    headless = _opt(options, "headless", False) or _opt(options, "autostart", False)
+    if users == 0 and headless and environment.shape_class is None and not _opt(options, "scenario", ""):
+        code = _opt(options, "sla_inconclusive_exit_code", DEFAULT_INCONCLUSIVE_EXIT_CODE)
+        return (
+            f"-u/--users 0: no user will run, so nothing is measured and the SLA verdict will be INCONCLUSIVE "
+            f"(exit code {code}); use -u 1 or more"
+        )
+    return None
+
+
 def _warmup_s(options: Any, profile: Profile) -> float:
     """--sla-warmup when given (also 0), else the profile's ``warmup_s``; ConfigError on a bad value."""
     warmup = _opt(options, "sla_warmup", "")
@@ -226,6 +268,7 @@ class SlaPlugin:
         window_s: float = 0.0,
         eval_interval_s: float = DEFAULT_EVAL_INTERVAL_S,
         exit_code: int = DEFAULT_EXIT_CODE,
+        inconclusive_exit_code: int = DEFAULT_INCONCLUSIVE_EXIT_CODE,
         warmup_s: float = 0.0,
         report_json: str = "",
         report_junit: str = "",
@@ -237,6 +280,9 @@ class SlaPlugin:
         self.warmup_s = warmup_s
         self.eval_interval_s = eval_interval_s
         self.exit_code = exit_code
+        self.inconclusive_exit_code = inconclusive_exit_code
+        self.peak_users: int | None = None
+        """Most users running at once in the current test (all workers); None until a test starts."""
         self.scenario: dict[str, Any] | None = None
         """What the report says about the run's scenario (set by the scenario plugin; None: a plain run)."""
         self.report_paths = (report_json or None, report_junit or None, report_html or None)
@@ -260,6 +306,7 @@ class SlaPlugin:
             profile=p.name if p else "",
             config_file=p.path if p else "",
             exit_code=self.exit_code,
+            inconclusive_exit_code=self.inconclusive_exit_code,
             warmup_s=self.warmup_s,
         )
         engine.scenario = self.scenario
@@ -343,6 +390,9 @@ class SlaPlugin:
             ev.test_start.add_listener(plugin.on_test_start)
             ev.test_stop.add_listener(plugin.on_test_stop)
             ev.quitting.add_listener(plugin.on_quitting)
+            ev.test_start.add_listener(plugin.on_test_start_users)
+            ev.spawning_complete.add_listener(plugin.note_users)
+            ev.test_stopping.add_listener(plugin.note_users)  # before the users stop: those still running count
         return plugin
 
     @property
@@ -396,7 +446,21 @@ class SlaPlugin:
         except RPCError as e:
             logger.warning("SLA: the final report to the master failed (%s); its samples are lost", e)
 
+    def on_test_start_users(self, **_kw: Any) -> None:
+        """A test starts: no user has run in it yet."""
+        self.peak_users = 0
+        self.engine.peak_users = 0
+
+    def note_users(self, user_count: int | None = None, **_kw: Any) -> None:
+        """Raise the peak user count to the users running now (a master's runner sums its workers' reports)."""
+        runner = self.environment.runner
+        if self.peak_users is None or runner is None:
+            return
+        self.peak_users = max(self.peak_users, int(runner.user_count or 0), int(user_count or 0))
+        self.engine.peak_users = self.peak_users
+
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        self.note_users()
         payload = data.get("sla")
         if payload:
             try:
@@ -504,6 +568,7 @@ class SlaPlugin:
         """One live evaluation: merge, judge, log changes, act on abort_on_fail."""
         self.engine.flush_local()
         self._track_workers()
+        self.note_users()
         if self.engine.ended_at is not None:
             return self.last_results
         results = self.engine.evaluate(now)
@@ -604,8 +669,8 @@ class SlaPlugin:
         written = write_reports(report, *self.report_paths)
         for path in written:
             logger.info("SLA report written: %s", path)
-        if report["verdict"] == "fail":
-            environment.process_exit_code = self.exit_code
+        if report["verdict"] in (FAIL, INCONCLUSIVE):
+            environment.process_exit_code = report["exit_code"]
         logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])
 
 
@@ -633,18 +698,26 @@ def _serialize_stops(runner: WorkerRunner) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
     options = environment.parsed_options
+    try:
+        warning = _check_users(environment)
+    except ConfigError as e:
+        _usage_error(str(e))
     if _opt(options, "sla_off", False):
         logger.info("SLA evaluation is off (--sla-off)")
         return
+    if warning:
+        logger.warning("%s", warning)
     if getattr(environment, "sla", None) is not None:
         return  # registered programmatically
     is_worker = isinstance(environment.runner, WorkerRunner)
     profile: Profile | None = None
     window = interval = 0.0
     code = DEFAULT_EXIT_CODE
+    inconclusive_code = DEFAULT_INCONCLUSIVE_EXIT_CODE
     warmup = 0.0
     try:
         profile, window, interval, code, warmup = _load_from_options(options)
+        inconclusive_code = _inconclusive_exit_code(options)
         _check_report_paths(options)
     except ConfigError as e:
         if not is_worker:
@@ -656,6 +729,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         window_s=window,
         eval_interval_s=interval or DEFAULT_EVAL_INTERVAL_S,
         exit_code=code,
+        inconclusive_exit_code=inconclusive_code,
         warmup_s=warmup,
         report_json=_opt(options, "sla_report_json", ""),
         report_junit=_opt(options, "sla_report_junit", ""),

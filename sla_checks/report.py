@@ -9,9 +9,13 @@ Schema ``ws-agent-loadtest/sla-report/1``::
     {
       "schema": "ws-agent-loadtest/sla-report/1",
       "state": "running" | "finished",          # "running" while the test runs (live snapshots)
-      "verdict": "pass" | "fail",               # live: the verdict if the run ended now
-      "verdict_reasons": [str],                 # "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms", ...
+      "verdict": "pass" | "fail" | "inconclusive",  # live: the verdict if the run ended now; inconclusive:
+                                                # nothing failed, nothing measured (no user, or no threshold
+                                                # judged on a metric with samples)
+      "verdict_reasons": [str],                 # "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms",
+                                                # "SLA INCONCLUSIVE: ... : <what to do>", ...
       "exit_code": int,                         # the process exit code this verdict gives (see README)
+      "peak_users": int|null,                   # most users running at once (all workers; null: not tracked)
       "scenario": null | {"name": str, "scale": float,  # the --scenario run (null: a plain run); scale:
                           "peak_users": int,      # --scenario-scale; peak_users: the scaled shape's most
                           "shape": str, "duration_s": float},  # users plus fixed-count ones
@@ -52,7 +56,8 @@ Schema ``ws-agent-loadtest/sla-report/1``::
           "value": float|null, "unit": "ms"|"%"|"rps"|"ratio"|"count",
           "samples": int, "abort_on_fail": bool, "required": bool,
           "failed_windows": [int],              # window indexes where it failed (windows_judged only)
-          "source": str                         # "ci.toml: thresholds.\"WS agent_completed\"[0]"
+          "source": str,                        # "ci.toml: thresholds.\"WS agent_completed\"[0]"
+          "did_you_mean": [str]                 # no samples: the closest metrics the run produced (else [])
       }],
       "metrics": {"WS agent_completed": {"request_type": "WS", "name": "agent_completed", "count": int,
                   "failures": int, "p50": ms, "p90": ms, "p95": ms, "p99": ms, "max": ms, "min": ms, "avg": ms,
@@ -99,7 +104,7 @@ from typing import Any
 from sla_checks.attribution import attribute
 from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
-from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData, ThresholdResult, format_value
+from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult, format_value
 from sla_checks.histogram import Histogram
 
 __all__ = [
@@ -107,6 +112,7 @@ __all__ = [
     "build_report",
     "render_terminal",
     "render_junit",
+    "verdict_exit_code",
     "write_reports",
     "iso",
 ]
@@ -157,7 +163,7 @@ def _metric_summary(key: str, m: MetricData, duration_s: float) -> dict[str, Any
     }
 
 
-def _threshold_row(r: ThresholdResult) -> dict[str, Any]:
+def _threshold_row(r: ThresholdResult, engine: Engine) -> dict[str, Any]:
     s = r.spec
     return {
         "metric": r.metric,
@@ -172,6 +178,7 @@ def _threshold_row(r: ThresholdResult) -> dict[str, Any]:
         "required": s.required,
         "failed_windows": list(r.failed_windows),
         "source": s.source,
+        "did_you_mean": engine.did_you_mean(r),
     }
 
 
@@ -253,6 +260,16 @@ def _drift(windows: list[Window]) -> dict[str, Any]:
     return out
 
 
+def verdict_exit_code(verdict: str, fail_code: int, inconclusive_code: int, other_exit_code: int) -> int:
+    """The process exit code of ``verdict``: a fail or inconclusive verdict replaces Locust's own exit code
+    (``--sla-exit-code`` / ``--sla-inconclusive-exit-code``); a pass leaves it (0, or 1 when requests failed)."""
+    if verdict == FAIL:
+        return fail_code
+    if verdict == INCONCLUSIVE:
+        return inconclusive_code
+    return other_exit_code
+
+
 def build_report(
     engine: Engine,
     now: float,
@@ -263,7 +280,7 @@ def build_report(
     """The report dict for ``engine`` at ``now``.
 
     ``other_exit_code`` is the exit code Locust would use without the SLA verdict (1 when requests failed, per
-    ``--exit-code-on-error``); a passing verdict leaves it, a failing one replaces it with the SLA exit code.
+    ``--exit-code-on-error``); see :func:`verdict_exit_code`.
     """
     results = engine.evaluate(now)
     verdict, reasons = engine.verdict(results)
@@ -305,7 +322,8 @@ def build_report(
         "state": "finished" if final or engine.ended_at is not None else "running",
         "verdict": verdict,
         "verdict_reasons": reasons,
-        "exit_code": engine.exit_code if verdict == "fail" else other_exit_code,
+        "exit_code": verdict_exit_code(verdict, engine.exit_code, engine.inconclusive_exit_code, other_exit_code),
+        "peak_users": engine.peak_users,
         "scenario": engine.scenario,
         "profile": engine.profile,
         "config_file": engine.config_file,
@@ -332,7 +350,7 @@ def build_report(
         "abandoned_at_stop": abandoned_at_stop(engine.store.counts),
         "messages": chat_messages(engine),
         "anomalies": anomalies(engine.store.counts),
-        "thresholds": [_threshold_row(r) for r in results],
+        "thresholds": [_threshold_row(r, engine) for r in results],
         "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
         "windows": [_window_row(w, gauges) for w in windows],
         "drift": _drift(windows) if engine.window_s > 0 else {},
@@ -401,13 +419,18 @@ _MARK = {PASS: "pass", FAIL: "FAIL", NO_DATA: "no data"}
 
 
 def _unjudged_notes(report: dict[str, Any]) -> list[str]:
-    """What the run saw but did not judge: messages in flight at the stop, protocol anomalies per kind."""
+    """What the run saw but did not judge: messages in flight at the stop, thresholds that got no samples (with
+    the closest metrics the run produced), protocol anomalies per kind."""
     lines = []
     if report.get("warmup_s"):
         lines.append(
             f"first {report['warmup_s']:g} s were warm-up: {report.get('warmup_samples', 0)} sample(s) not judged"
         )
     lines.extend(_message_lines(report))
+    for t in report.get("thresholds") or ():
+        if t.get("did_you_mean"):
+            guesses = ", ".join(repr(m) for m in t["did_you_mean"])
+            lines.append(f"{t['metric']} {t['expression']} got no samples; did you mean {guesses}?")
     anomaly_counts = report.get("anomalies") or {}
     if anomaly_counts:
         kinds = ", ".join(f"{k} {n}" for k, n in anomaly_counts.items())
@@ -465,12 +488,15 @@ def render_terminal(report: dict[str, Any]) -> str:
         lines.append(f"run aborted early: {report['aborted']['reason']}")
     if report["workers_lost"]:
         lines.append(f"workers lost during the run: {report['workers_lost']}")
+    if report["verdict"] == INCONCLUSIVE:
+        lines.extend(report.get("verdict_reasons") or ())
     lines.append(f"SLA verdict: {report['verdict'].upper()} (exit code {report['exit_code']})")
     return "\n".join(lines)
 
 
 def render_junit(report: dict[str, Any]) -> str:
-    """JUnit XML: one testcase per threshold and per failing window (plus one for abort / lost workers)."""
+    """JUnit XML: one testcase per threshold and per failing window (plus one for abort / lost workers, and one
+    in error for an inconclusive verdict: the run measured nothing the thresholds judge)."""
     suites = ET.Element("testsuites", name="SLA")
     suite = ET.SubElement(
         suites,
@@ -479,7 +505,7 @@ def render_junit(report: dict[str, Any]) -> str:
         timestamp=report["started_at"] or "",
         time=f"{report['duration_s'] or 0:.3f}",
     )
-    tests = failures = skipped = 0
+    tests = failures = skipped = errors = 0
 
     def case(classname: str, name: str) -> ET.Element:
         nonlocal tests
@@ -525,6 +551,12 @@ def render_junit(report: dict[str, Any]) -> str:
             else f"{report['workers_lost']} worker(s) lost"
         )
         ET.SubElement(c, "failure", message=msg, type="SLARun")
+    if report["verdict"] == INCONCLUSIVE:
+        c = case("sla.run", "run measured what the thresholds judge")
+        errors += 1
+        reasons = report.get("verdict_reasons") or ["SLA INCONCLUSIVE: no evidence"]
+        e = ET.SubElement(c, "error", message=reasons[0], type="SLAInconclusive")
+        e.text = "\n".join(reasons)
     props = ET.Element("properties")
     ET.SubElement(props, "property", name="abandoned_at_stop", value=str(report.get("abandoned_at_stop") or 0))
     for key, value in (report.get("messages") or {}).items():
@@ -538,7 +570,7 @@ def render_junit(report: dict[str, Any]) -> str:
         ET.SubElement(suite, "system-out").text = "\n".join(notes)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -64,6 +64,7 @@ h1{font-size:22px;margin:4px 0 12px}h2{font-size:18px;margin:28px 0 8px;border-b
 padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
 .banner{border-radius:8px;padding:14px 18px;color:#fff;display:flex;flex-wrap:wrap;gap:8px 28px;align-items:baseline}
 .banner.pass{background:var(--pass)}.banner.fail{background:var(--fail)}.banner.unknown{background:var(--nodata)}
+.banner.inconclusive{background:var(--warn)}
 .banner .verdict{font-size:24px;font-weight:700;letter-spacing:.5px}
 .meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:4px 18px;margin:12px 0;
 color:var(--muted)}.meta b{color:var(--ink);font-weight:600}
@@ -186,6 +187,8 @@ def _status_class(status: Any) -> str:
         return "fail"
     if text.replace(" ", "") == "nodata":
         return "nodata"
+    if text == "inconclusive":
+        return "inconclusive"
     return "unknown"
 
 
@@ -456,7 +459,9 @@ def _bar_chart(
 def _banner(report: Mapping[str, Any]) -> str:
     verdict = str(report.get("verdict") or "unknown").lower()
     klass = _status_class(verdict)
-    title = {"pass": "SLA PASSED", "fail": "SLA FAILED"}.get(klass, f"SLA verdict: {verdict}")
+    title = {"pass": "SLA PASSED", "fail": "SLA FAILED", "inconclusive": "SLA INCONCLUSIVE"}.get(
+        klass, f"SLA verdict: {verdict}"
+    )
     thresholds = [_dict(t) for t in _list(report.get("thresholds"))]
     counts = {"pass": 0, "fail": 0, "nodata": 0}
     for item in thresholds:
@@ -589,11 +594,13 @@ def _thresholds_table(report: Mapping[str, Any]) -> str:
             flags.append("required")
         windows = [str(w) for w in _list(item.get("failed_windows"))]
         value = _fmt_value(item.get("value"), item.get("unit"))
+        guesses = [str(m) for m in _list(item.get("did_you_mean"))]
+        hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
         rows.append(
             f'<tr class="{klass}"><td>{_badge(status)}</td><td title="{_e(item.get("source"))}">'
             f"<code>{_e(item.get('metric'))}</code>{_pattern_note(item)}</td>"
             f'<td><code>{_e(item.get("expression"))}</code></td><td class="num">{_e(value)}</td>'
-            f'<td class="num">{_e(_fmt_count(item.get("samples")))}</td><td>{_e(item.get("description"))}</td>'
+            f'<td class="num">{_e(_fmt_count(item.get("samples")))}</td><td>{_e(str(item.get("description") or "") + hint)}</td>'
             f"<td>{_e(', '.join(flags))}</td><td>{_e(', '.join('W' + w for w in windows))}</td></tr>"
         )
     head = (

@@ -51,6 +51,7 @@ __all__ = [
     "live_snapshot",
     "register_web_ui",
     "threshold_rows",
+    "verdict_text",
 ]
 
 SLA_TAB_KEY = "sla"
@@ -146,12 +147,25 @@ def _fmt(value: Any, unit: Any) -> str:
     return f"{value:,.4g}" + (f" {unit}" if unit else "")
 
 
+def verdict_text(snapshot: Mapping[str, Any]) -> str:
+    """The verdict row's status: PASS / FAIL / INCONCLUSIVE; while the run goes on, an inconclusive verdict (no
+    evidence yet) reads NO DATA YET."""
+    verdict = str(snapshot.get("verdict") or "pending")
+    if verdict == "inconclusive" and snapshot.get("state") == "running":
+        return "NO DATA YET"
+    return verdict.upper()
+
+
+def _failing(item: Mapping[str, Any]) -> bool:
+    return item.get("status") == "fail" or bool(item.get("failed_windows"))
+
+
 def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> list[dict[str, str]]:
     """Rows of the SLA tab: a verdict row, then one row per threshold (plain strings only)."""
     thresholds = [t for t in (snapshot.get("thresholds") or []) if isinstance(t, Mapping)]
     statuses = [str(t.get("status") or "") for t in thresholds]
     failing = statuses.count("fail")
-    verdict = str(snapshot.get("verdict") or "pending")
+    verdict = verdict_text(snapshot)
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%H:%M:%S UTC")
     state = str(snapshot.get("state") or "live")
     notes = [f"{state}, updated {moment}"]
@@ -170,12 +184,14 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
     anomalies = snapshot.get("anomalies")
     if isinstance(anomalies, Mapping) and anomalies:
         notes.append("protocol anomalies: " + ", ".join(f"{k} {v}" for k, v in anomalies.items()))
+    if snapshot.get("verdict") == "inconclusive" and state != "running":
+        notes.extend(str(r) for r in snapshot.get("verdict_reasons") or [])
     if snapshot.get("note"):
         notes.append(str(snapshot["note"]))
     rows = [
         {
             "name": "0000 verdict",  # the bundle sorts rows by "name" (plain string order): verdict first
-            "status": f"VERDICT: {verdict.upper()}",
+            "status": f"VERDICT: {verdict}",
             "metric": "(all thresholds)",
             "expression": "",
             "value": f"{failing} failing of {len(thresholds)}"

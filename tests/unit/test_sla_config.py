@@ -46,12 +46,14 @@ def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
         ),
         (
             '[thresholds]\n"WS agent_complete" = ["p(95) < 2000"]',
-            ["unknown metric 'WS agent_complete'", "agent_completed"],
+            ["unknown metric 'WS agent_complete'", "did you mean WS agent_completed?"],
         ),
         (
-            '[thresholds]\n"SQL query" = ["p(95) < 2000"]',
-            ["unknown metric 'SQL query'", "WS, FLOW, REDIS, PG, CH, HTTP"],
+            '[thresholds]\n"agent_completed" = ["p(95) < 2000"]',
+            ["unknown metric 'agent_completed'", "a metric 'TYPE name'", "'GET /api/items'"],
         ),
+        ('[thresholds]\n"ws agent_completed" = ["p(95) < 2000"]', ["request type in upper case: 'WS'"]),
+        ('[thresholds]\n"get /api/x" = ["p(95) < 2000"]', ["HTTP method in upper case: 'GET'"]),
         ('[thresholds]\n"PG zz*" = ["p(95) < 2000"]', ["glob matching at least one PG metric"]),
         ('[thresholds]\n"HTTP health" = ["p(95) < 2000"]', ["HTTP path starting with '/'"]),
         (
@@ -139,6 +141,21 @@ def test_circular_extends_is_refused(tmp_path):
         ("WS generator lag", True),
         ("HTTP /auth/login", True),
         ("PG lock", False),
+        # any other request type a run emits: Locust's HttpUser (method + path or name=), custom events
+        ("GET /api/x", True),
+        ("POST /api/items/[id]", True),
+        ("GET /api/*", True),
+        ("MyType my_name", True),
+        ("SQL query", True),
+        ("* /health", True),
+        # malformed, or a typo of the suite's own types
+        ("", False),
+        ("GET", False),
+        ("GET ", False),
+        (" GET /x", False),
+        ("GET\t/x", False),
+        ("get /x", False),
+        ("Ws agent_completed", False),
     ],
 )
 def test_validate_metric(metric, ok):

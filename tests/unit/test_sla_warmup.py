@@ -76,8 +76,8 @@ def test_rps_is_judged_over_the_span_after_the_warmup():
 
 def test_warmup_covering_the_whole_run_fails_naming_the_option():
     eng = run(60, seconds=30)
-    eng.ended_at = None  # live, during the warm-up: nothing judged yet is no failure
-    assert eng.verdict(eng.evaluate(T0 + 31)) == ("pass", [])
+    eng.ended_at = None  # live, during the warm-up: nothing judged yet is no failure (and no evidence either)
+    assert eng.verdict(eng.evaluate(T0 + 31))[0] == "inconclusive"
     eng.stop(T0 + 30.3)
     verdict, reasons = eng.verdict(eng.evaluate(eng.ended_at))  # type: ignore[arg-type]
     assert verdict == "fail"
