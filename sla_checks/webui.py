@@ -3,7 +3,9 @@
 Locust's web UI bundle shows extra tabs declared in ``web_ui.template_args["extendedTabs"]``; each tab is a table
 whose columns come from ``["extendedTables"]`` and whose rows come from the ``extended_stats`` list of the
 ``/stats/requests`` JSON that the page polls every 2 s while a test runs. This module adds both, so the **SLA** tab
-(one row per threshold: status, value, samples, plus a verdict row) and the **SLA attribution** tab update live.
+(one row per threshold: status, value, samples, plus a verdict row; failing rows first) and the **SLA
+attribution** tab update live. The page stops polling when a test stops: its last ``/stats/requests`` answer waits
+(bounded) until the SLA engine has judged the end of the run, so the tab shows the final verdict without a reload.
 The rows are plain text (the bundle renders them as React text nodes, never as HTML).
 
 The data comes from the SLA engine's live state on the environment: ``environment.sla.snapshot()`` returns a dict
@@ -34,6 +36,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from flask import Blueprint, Response, make_response, request
 from locust import events
@@ -92,6 +95,10 @@ _LINKS = [
 _STATUS_TEXT = {"pass": "✔ pass", "fail": "✘ FAIL", "no data": "– no data"}
 #: Minimum seconds between two snapshots taken for the polled ``/stats/requests`` (one browser polls every 2 s).
 _SNAPSHOT_MIN_INTERVAL_S = 1.0
+#: Runner states in which Locust's page keeps polling ``/stats/requests``.
+_POLLED_STATES = ("spawning", "running")
+#: Seconds past ``--stop-timeout`` that the page's last poll waits for the SLA engine to judge the stopped run.
+_FINAL_JUDGEMENT_GRACE_S = 10.0
 
 
 def json_safe(value: Any) -> Any:
@@ -160,6 +167,10 @@ def _failing(item: Mapping[str, Any]) -> bool:
     return item.get("status") == "fail" or bool(item.get("failed_windows"))
 
 
+def _failing(item: Mapping[str, Any]) -> bool:
+    return item.get("status") == "fail" or bool(item.get("failed_windows"))
+
+
 def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> list[dict[str, str]]:
     """Rows of the SLA tab: a verdict row, then one row per threshold (plain strings only)."""
     thresholds = [t for t in (snapshot.get("thresholds") or []) if isinstance(t, Mapping)]
@@ -202,7 +213,9 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
             "windows": "",
         }
     ]
-    for position, item in enumerate(thresholds, start=1):
+    # failing rows first (a failing threshold, or one that failed in a window), each group in report order
+    order = sorted(enumerate(thresholds, start=1), key=lambda pair: not _failing(pair[1]))
+    for position, item in order:
         status = str(item.get("status") or "pending")
         flags = [
             f
@@ -213,8 +226,10 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
         windows = item.get("failed_windows") or []
         rows.append(
             {
-                "name": f"{position:04d} {item.get('metric')} {item.get('expression')}",  # keeps report order
-                "status": _STATUS_TEXT.get(status, status),
+                # "1…" sorts before "2…" (the bundle sorts by name): failing rows first, then report order
+                "name": f"{1 if _failing(item) else 2}{position:04d} {item.get('metric')} {item.get('expression')}",
+                "status": _STATUS_TEXT.get(status, status)
+                + (" ✘ in windows" if status != "fail" and _failing(item) else ""),
                 "metric": str(item.get("metric") or ""),
                 "expression": str(item.get("expression") or ""),
                 "value": _fmt(item.get("value"), item.get("unit")),
@@ -273,6 +288,32 @@ def _extend_template_arg(args: dict[str, Any], camel: str, snake: str, items: li
     present = {item.get("key") or item.get("href") for item in current if isinstance(item, Mapping)}
     current += [item for item in items if (item.get("key") or item.get("href")) not in present]
     args[key] = current
+
+
+def _judging_the_end(environment: Any) -> bool:
+    """The test has stopped (or is stopping) and the SLA engine has not judged its end yet."""
+    runner = getattr(environment, "runner", None)
+    engine = getattr(getattr(environment, "sla", None), "engine", None)
+    if runner is None or engine is None or getattr(engine, "started_at", None) is None:
+        return False
+    return runner.state not in _POLLED_STATES and getattr(engine, "ended_at", None) is None
+
+
+def _await_final_judgement(environment: Any) -> bool:
+    """Wait (gevent, at most ``--stop-timeout`` + a grace) until the SLA engine has judged the end of a stopping
+    test; True when there was a wait.
+
+    Locust's page polls ``/stats/requests`` only while a test spawns or runs: the answer that reports ``cleanup``
+    or ``stopped`` is the last one it renders until a reload. Held until the engine has judged the run (users
+    stopped, ``test_stop`` listeners done), that answer carries the final verdict, for a run that ended by itself
+    (a scenario's shape, ``--run-time``) as for one stopped with the Stop button."""
+    if not _judging_the_end(environment):
+        return False
+    limit = float(getattr(environment, "stop_timeout", None) or 0.0) + _FINAL_JUDGEMENT_GRACE_S
+    deadline = time.monotonic() + limit
+    while _judging_the_end(environment) and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    return True
 
 
 def register_web_ui(environment: Any) -> bool:
@@ -336,7 +377,12 @@ def register_web_ui(environment: Any) -> bool:
             body = response.get_json()
             if not isinstance(body, dict):
                 return response
-            data = snapshot(_SNAPSHOT_MIN_INTERVAL_S)
+            max_age = _SNAPSHOT_MIN_INTERVAL_S
+            if body.get("state") not in _POLLED_STATES and _await_final_judgement(environment):
+                # the page polls no more after this answer: it carries the judged end of the run
+                body["state"] = getattr(environment.runner, "state", body.get("state"))
+                max_age = 0.0
+            data = snapshot(max_age)
             ours = {SLA_TAB_KEY, ATTRIBUTION_TAB_KEY}
             extended = [
                 e
