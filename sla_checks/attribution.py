@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sla_checks.engine import Bucket
@@ -62,6 +62,8 @@ MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
 STRONG_CORRELATION = 0.5
 """|detrended r| from which a gauge is named in the summary line (when also significant, see :func:`_significant`)."""
+MATERIAL_CHANGE = 0.05
+"""Least relative change of a gauge's mean between the failing buckets and the others for it to be named."""
 _T_CRITICAL = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
                12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
 """Two-sided 95 % critical values of Student's t by degrees of freedom (beyond 30: 1.96)."""
@@ -136,6 +138,19 @@ def _detrended_r(ts: Sequence[float], xs: Sequence[float], ys: Sequence[float]) 
     return _pearson(rx, ry)
 
 
+def _change(ts: Sequence[float], ys: Sequence[float], bad: Collection[float]) -> float | None:
+    """Change of the mean reading in the ``bad`` buckets against the others, relative to the larger of the two
+    means (so within -1..1, and defined when one side is 0); None when either side has no reading."""
+    bad_set = {round(t, 6) for t in bad}
+    inside = [y for t, y in zip(ts, ys, strict=True) if round(t, 6) in bad_set]
+    outside = [y for t, y in zip(ts, ys, strict=True) if round(t, 6) not in bad_set]
+    if not inside or not outside:
+        return None
+    m_in, m_out = sum(inside) / len(inside), sum(outside) / len(outside)
+    scale = max(abs(m_out), abs(m_in))
+    return (m_in - m_out) / scale if scale > 0 else 0.0
+
+
 def _significant(r: float, n: int) -> bool:
     """Whether a partial correlation ``r`` over ``n`` points (time held out: ``n - 3`` degrees of freedom) differs
     from 0 at the 5 % level: with 6 windows |r| must reach 0.88, with 20 about 0.45."""
@@ -153,6 +168,7 @@ def gauge_correlations(
     gauges: Mapping[str, Sequence[Sequence[float]]],
     bucket_s: float,
     min_windows: int = MIN_GAUGE_WINDOWS,
+    bad: Collection[float] = (),
 ) -> list[dict[str, Any]]:
     """Pearson r of each gauge's per-bucket mean reading with the per-bucket latency.
 
@@ -161,7 +177,9 @@ def gauge_correlations(
     without one last): ``{"gauge", "windows", "correlation", "detrended_correlation", "moves_with"}``; the
     correlations are None below ``min_windows`` buckets with both values, or when a series is flat (after removing
     its time trend, for the detrended one). ``moves_with``: the detrended |r| is >= :data:`STRONG_CORRELATION` and
-    significant, i.e. the gauge moved with the latency beyond what both share by drifting over the run.
+    significant, i.e. the gauge moved with the latency beyond what both share by drifting over the run, and (given
+    ``bad``, the starts of the failing buckets) its mean there differs from its mean in the other buckets by at
+    least :data:`MATERIAL_CHANGE` (``change_pct``): a 0.3 MB step of a 72 MB process is no resource story.
     """
     latency = sorted(latency)
     starts = [start for start, _ in latency]
@@ -181,12 +199,15 @@ def gauge_correlations(
                 ys.append(sum(readings) / len(readings))
         r = _pearson(xs, ys) if len(xs) >= max(3, min_windows) else None
         rd = _detrended_r(ts, xs, ys) if r is not None else None
+        change = _change(ts, ys, bad)
+        strong = rd is not None and abs(rd) >= STRONG_CORRELATION and _significant(rd, len(xs))
         rows.append({
             "gauge": name,
             "windows": len(xs),
             "correlation": None if r is None else round(r, 3),
             "detrended_correlation": None if rd is None else round(rd, 3),
-            "moves_with": rd is not None and abs(rd) >= STRONG_CORRELATION and _significant(rd, len(xs)),
+            "change_pct": None if change is None else round(100.0 * change, 1),
+            "moves_with": strong and (change is None or abs(change) >= MATERIAL_CHANGE),
         })
     rows.sort(key=lambda g: (
         g["detrended_correlation"] is None,
@@ -398,7 +419,7 @@ def attribute(
             (b[0] - a[0] for a, b in zip(buckets, buckets[1:], strict=False) if b[0] > a[0]), default=2.0
         )
         latency = [(buckets[i][0], v) for i, v in target_by_idx.items() if v is not None]
-        gauge_rows = gauge_correlations(latency, gauges, width)
+        gauge_rows = gauge_correlations(latency, gauges, width, bad=[buckets[i][0] for i in bad])
         strong = [g for g in gauge_rows if g["moves_with"]]
         if strong and not load_alone:
             tail.append(

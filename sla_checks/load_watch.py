@@ -50,6 +50,12 @@ class LoadWatch:
         """``(unix time, chat users, flow users, chat users × in flight)`` per second."""
         self._kinds: dict[str, str | None] = {}
         self._greenlet: gevent.Greenlet | None = None
+        # a spawn ends between two samples: note its counts at once (3 users spawned in 0.3 s were 0 for a second)
+        environment.events.spawning_complete.add_listener(self._on_spawning_complete)
+
+    def _on_spawning_complete(self, **_kw: Any) -> None:
+        if self._greenlet is not None:
+            self.sample()
 
     def start(self) -> None:
         """Start afresh (a new test) and sample every second until :meth:`stop`."""

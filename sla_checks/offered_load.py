@@ -30,6 +30,9 @@ FLOW_METRIC = "FLOW login→send→receive"
 LAG_METRIC = "WS generator lag"
 NEAR = 0.1
 """Relative margin: a cap within 10 % of the limit, a measured rate within 10 % of the cap."""
+FIT = 0.5
+"""A measured rate more than 50 % above the cap contradicts the model (a user class with its own, shorter wait time).
+Short runs do beat the cap a little: a user's first message goes out without a think time before it."""
 LAG_BEHIND_MS = 1000.0
 """Open model: a generator lag p95 from which the generator counts as behind its schedule."""
 
@@ -76,9 +79,9 @@ class RpsCap:
 
     def caps(self, limit: float, measured: float | None) -> bool:
         """Whether the offered load explains a failing ``rps >= limit``: its cap is below the limit, or within
-        ~10 % of it while the run delivered (nearly) all of it. A measured rate well above the cap means the model
-        does not describe this run (e.g. a user class with its own wait time): then False."""
-        if measured is not None and measured > self.cap * (1 + NEAR) + 1e-9:
+        ~10 % of it while the run delivered (nearly) all of it. A measured rate far above the cap means the model
+        does not describe this run (:data:`FIT`): then False."""
+        if measured is not None and measured > self.cap * (1 + FIT) + 1e-9:
             return False
         if self.cap < limit:
             return True

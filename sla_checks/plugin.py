@@ -60,6 +60,7 @@ from config.loader import ConfigError, Profile, load_profile, parse_duration
 from config.validate import bounded
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult, format_value
+from sla_checks.load_watch import LoadWatch
 from sla_checks.report import build_report, render_terminal, write_reports
 
 __all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE"]
@@ -297,6 +298,8 @@ class SlaPlugin:
         """The --sla-* options the profile was loaded from (None: configured programmatically)."""
         self._pinned: tuple[Profile, float | None] | None = None
         """The profile (and window) :meth:`reconfigure` gave, which the --sla-* options do not replace."""
+        self.load_watch = LoadWatch(environment)
+        """The chat users running per second: what the offered load could reach, for a failing ``rps`` line."""
 
     def _new_engine(self) -> Engine:
         p = self.profile
@@ -506,6 +509,7 @@ class SlaPlugin:
         self.last_results = []
         self.final_report = None
         self.engine.start(time.time())
+        self.load_watch.start()
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._evaluate_loop)
 
@@ -517,6 +521,7 @@ class SlaPlugin:
             self._collect_final_reports(runner)
         self.tick(time.time())
         self.engine.stop(time.time())
+        self.load_watch.stop()
 
     def _collect_final_reports(self, runner: MasterRunner) -> None:
         """Ask every worker still connected to quit and wait until each has (``quit`` follows its final report).
@@ -604,7 +609,9 @@ class SlaPlugin:
         if self.is_worker:
             return {"state": "worker", "schema": "ws-agent-loadtest/sla-report/1"}
         self.engine.flush_local()
-        return build_report(self.engine, time.time(), final=False, other_exit_code=self._other_exit_code())
+        now = time.time()
+        return build_report(self.engine, now, final=False, other_exit_code=self._other_exit_code(),
+                            load=self.load_watch.engine_facts(self.engine, now))
 
     def _other_exit_code(self) -> int:
         env = self.environment
@@ -638,7 +645,8 @@ class SlaPlugin:
             logger.info("SLA: no test ran, no verdict")
             return
         self.engine.stop(now)
-        report = build_report(self.engine, now, final=True, other_exit_code=self._other_exit_code())
+        report = build_report(self.engine, now, final=True, other_exit_code=self._other_exit_code(),
+                              load=self.load_watch.engine_facts(self.engine, now))
         self.final_report = report
         for t in report["thresholds"]:
             if t["status"] == FAIL and t["value"] is None:

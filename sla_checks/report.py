@@ -81,8 +81,24 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                        "stages": [{"stage", "p95", "baseline_p95", "growth_ms"}],
                        "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix],
                        "gauges": [{"gauge": "target:cpu_percent", "windows": int,  # buckets with both values
-                                   "correlation": float|null}]}],  # Pearson r of the gauge's mean per
-                                                # bucket with the metric's p95 per bucket (null: < 5 buckets)
+                                   "correlation": float|null,  # Pearson r of the gauge's mean per bucket
+                                                # with the metric's p95 per bucket (null: < 5 buckets, or flat)
+                                   "detrended_correlation": float|null,  # the same after removing each
+                                                # series' straight-line time trend (null: a straight line)
+                                   "change_pct": float|null,  # its mean in the failing buckets against the
+                                                # others, % of the larger (null: no split)
+                                   "moves_with": bool}],  # named in the summary: detrended |r| >= 0.5,
+                                                # significant, and |change_pct| >= 5 (a gauge that only drifts
+                                                # with time is not)
+                       "offered_load": null | {  # a failing "rps >=" line: what the offered load could reach
+                           "model": "closed" | "open", "cap_rps": float,  # closed: users x inflight /
+                                                # (think + mean reply); open: the arrival schedule's mean rate
+                           "instant_cap_rps": float|null,  # closed: with instant replies (null: no think time)
+                           "users": float, "peak_users": int, "inflight": float,  # chat users (time average
+                                                # over the judged span; all workers), messages per round
+                           "think_s": float, "reply_s": float|null,  # --ws-think-time; measured mean reply
+                           "arrival_rate": float|null, "generator_lag_p95_ms": float|null,  # open model
+                           "caps": bool}}],     # true: the load, not the backend, kept the rate under its limit
       "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]}
     }
 
@@ -106,6 +122,7 @@ from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, ano
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult, format_value
 from sla_checks.histogram import Histogram
+from sla_checks.offered_load import OfferedLoad
 
 __all__ = [
     "SCHEMA",
@@ -276,8 +293,12 @@ def build_report(
     *,
     final: bool = True,
     other_exit_code: int = 0,
+    load: OfferedLoad | None = None,
 ) -> dict[str, Any]:
     """The report dict for ``engine`` at ``now``.
+
+    ``load`` (the run's offered load, :class:`~sla_checks.load_watch.LoadWatch`) lets the attribution of a failing
+    ``rps`` line say when the load, not the backend, capped the rate.
 
     ``other_exit_code`` is the exit code Locust would use without the SLA verdict (1 when requests failed, per
     ``--exit-code-on-error``); see :func:`verdict_exit_code`.
@@ -306,7 +327,8 @@ def build_report(
         seen.add(key)
         try:
             attributions.append(
-                attribute(r, buckets, engine.specs, gauges=engine.store.gauges, bucket_s=engine.store.resolution_s)
+                attribute(r, buckets, engine.specs, gauges=engine.store.gauges, bucket_s=engine.store.resolution_s,
+                          load=load)
             )
         except Exception:  # attribution must never cost the verdict
             logger.exception("SLA attribution failed for %s", r.name)

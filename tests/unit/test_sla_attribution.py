@@ -179,7 +179,7 @@ def test_gauge_correlation_is_pearson_r_over_buckets_with_both_values():
     assert rows["locust:rss_mb"]["correlation"] < -0.99
     assert rows["redis:used_memory_mb"] == {
         "gauge": "redis:used_memory_mb", "windows": 10, "correlation": None, "detrended_correlation": None,
-        "moves_with": False,
+        "change_pct": None, "moves_with": False,
     }
     assert rows["pg:lock_waiters"]["windows"] == 4 < MIN_GAUGE_WINDOWS
     assert rows["pg:lock_waiters"]["correlation"] is None
@@ -214,7 +214,7 @@ def test_gauge_correlation_needs_enough_buckets():
     eng.flush_local()
     a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
     assert a["gauges"] == [{"gauge": "target:cpu_percent", "windows": 3, "correlation": None,
-                            "detrended_correlation": None, "moves_with": False}]
+                            "detrended_correlation": None, "change_pct": 78.9, "moves_with": False}]
     assert "moves with" not in a["summary"]
 
 
@@ -343,3 +343,16 @@ def test_gauge_that_only_trends_with_time_is_not_named_but_one_stepping_with_the
     assert "moves with target:cpu_percent" in a["summary"]
     assert "rss_mb" not in a["summary"] and "used_memory_mb" not in a["summary"]
     assert a["gauges"][0]["gauge"] == "target:cpu_percent"
+
+
+def test_gauge_with_a_tiny_step_at_the_fault_is_not_named():
+    """The generator's memory grew 0.3 MB (0.4 %) as the fault was injected: in step with it, but no resource story."""
+    rnd = random.Random(7)
+    eng = run(40, range(20, 40), None)
+    for s in range(40):
+        eng.collector.record_gauge("locust:rss_mb", 72.0 + (0.3 if s >= 20 else 0.0) + rnd.gauss(0, 0.02), T0 + s + 0.6)
+    eng.flush_local()
+    a = attribute(failing(eng), eng.store.sorted_buckets(), SPECS, gauges=eng.store.gauges, bucket_s=2.0)
+    (rss,) = a["gauges"]
+    assert rss["detrended_correlation"] > 0.9 and 0 < rss["change_pct"] < 5.0 and not rss["moves_with"], rss
+    assert "moves with" not in a["summary"]
