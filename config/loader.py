@@ -23,7 +23,6 @@ A profile is one TOML file, ``config/<name>.toml``::
 Metric names are ``"TYPE name"``, as the SLA collector keys Locust's samples (``f"{request_type} {name}"``): the
 suite's own (DESIGN.md §2, checked against their known names) or any other a run emits (``GET /api/x`` from
 Locust's HttpUser, a custom event); a glob ``*``/``?`` is allowed. Every error is a
-
 :class:`ConfigError` naming the file, the key, the bad value and what was expected.
 """
 
