@@ -167,10 +167,6 @@ def _failing(item: Mapping[str, Any]) -> bool:
     return item.get("status") == "fail" or bool(item.get("failed_windows"))
 
 
-def _failing(item: Mapping[str, Any]) -> bool:
-    return item.get("status") == "fail" or bool(item.get("failed_windows"))
-
-
 def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> list[dict[str, str]]:
     """Rows of the SLA tab: a verdict row, then one row per threshold (plain strings only)."""
     thresholds = [t for t in (snapshot.get("thresholds") or []) if isinstance(t, Mapping)]
