@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,14 +81,11 @@ def test_rps_out_of_reach_of_few_thinking_users_is_put_on_the_offered_load(backe
     assert load["cap_rps"] == pytest.approx(cap, abs=0.01) and cap < 10, load
     assert load["caps"] is True and row["value"] < 10, (row, load)
     summary = a["summary"]
-    assert f"the offered load caps throughput at {_num(load['cap_rps'])} msg/s ({_num(load['users'])} users, " \
-           f"think ~1 s, reply ~{_num(load['reply_s'])} s): raise users or lower think time" in summary, summary
+    said = re.search(r"the offered load caps throughput at ([\d.]+) msg/s \(([\d.]+) users, think ~1 s, "
+                     r"reply ~([\d.]+) s\): raise users or lower think time", summary)
+    assert said, summary
+    assert float(said[1]) == pytest.approx(load["cap_rps"], abs=0.051), summary  # one decimal
+    assert float(said[2]) == pytest.approx(load["users"], abs=0.051), summary
+    assert float(said[3]) == pytest.approx(load["reply_s"], abs=0.0051), summary  # two significant digits
     assert "slow" not in summary and "tier" not in summary, summary
     assert "SLA attribution: WS agent_completed rps" in out and "the offered load caps throughput" in out
-
-
-def _num(v: float) -> str:
-    """The summary's way of writing a figure (sla_checks.offered_load)."""
-    from sla_checks.offered_load import _num as fmt
-
-    return fmt(v)
