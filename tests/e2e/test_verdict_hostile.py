@@ -97,6 +97,34 @@ def test_server_that_never_answers_fails_the_run_on_max(tmp_path):
     assert "Traceback" not in out, out[-3000:]
 
 
+def test_messages_in_flight_on_a_worker_are_judged_by_the_master(tmp_path):
+    """The ages of a worker's messages in flight at the stop reach the master with its final report."""
+    port = free_port()
+    with HostileServer("never_answers") as server:
+        master = run_chat(server.ws_url, tmp_path, "--master", "--master-bind-host", "127.0.0.1",
+                          "--master-bind-port", str(port), "--expect-workers", "1", seconds=8, popen=True)
+        worker = None
+        try:
+            worker_args = [LOCUST, "-f", "locustfile.py", "--worker", "--master-host", "127.0.0.1", "--master-port",
+                           str(port), "ChatUser"]
+            with open(tmp_path / "worker.log", "wb") as log:
+                worker = subprocess.Popen(worker_args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            master.wait(90)
+            worker.wait(30)
+        finally:
+            for p in (master, worker):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+    rep = report_of(tmp_path)
+    assert master.returncode == EXIT_FAIL, log_of(tmp_path)[-3000:]
+    assert rep["workers"] == 1
+    assert "WS agent_completed max < 3000" in failing(rep), failing(rep)
+    m = assert_messages_add_up(rep)
+    assert m["completed"] == 0 and m["failed_at_stop"] == m["sent"] >= 5, m
+
+
 def test_server_that_stalls_mid_run_fails_the_run(tmp_path):
     with HostileServer("stall_at", at=5.0) as server:
         proc = run_chat(server.ws_url, tmp_path, seconds=10)
