@@ -101,3 +101,69 @@ def test_bad_configuration_exits_2_naming_the_option(backend, tmp_path: Path, ca
     hits = scan_for_secrets({"output": out}, {"secret": SECRET, "backend secret": backend.jwt_secret,
                                               "admin token": backend.admin_token})
     assert not hits and "pw-x" not in out, hits  # also no JWT (the minted/file token) in the error texts
+
+
+def _binary(tmp: Path, name: str) -> str:
+    p = tmp / name
+    p.write_bytes(bytes(range(256)) * 8)  # no UTF-8 text
+    return str(p)
+
+
+def _file_in_the_way(tmp: Path) -> str:
+    (tmp / "plain-file").write_text("x")
+    return str(tmp / "plain-file" / "sla.xml")
+
+
+# (args builder (tmp_path) -> args, user classes, the option the one error line must name, fragments of that line)
+RangeCase = tuple[Callable[[Path], list[str]], list[str], str, list[str]]
+RANGE_CASES: dict[str, RangeCase] = {
+    "hang-after-nan": (lambda t: ["--ws-hang-after", "nan"], ["ChatUser"], "--ws-hang-after", ["nan", "finite"]),
+    "reply-timeout-inf": (lambda t: ["--ws-reply-timeout", "inf"], ["ChatUser"], "--ws-reply-timeout", ["inf"]),
+    "connect-timeout-nan": (lambda t: ["--ws-connect-timeout", "nan"], ["ChatUser"], "--ws-connect-timeout",
+                            ["nan"]),
+    "think-time-huge": (lambda t: ["--ws-think-time", "1e300"], ["ChatUser"], "--ws-think-time", ["3600"]),
+    "heartbeat-timeout-negative": (lambda t: ["--ws-heartbeat-timeout", "-1"], ["ChatUser"],
+                                   "--ws-heartbeat-timeout", ["-1", "> 0"]),
+    "arrival-rate-absurd": (lambda t: ["--ws-arrival-rate", "1e12"], ["ChatUser"], "--ws-arrival-rate",
+                            ["1e12", "10000"]),
+    "token-file-binary": (lambda t: ["--token-file", _binary(t, "tokens.bin")], ["ChatUser"], "--token-file",
+                          ["tokens.bin", "not UTF-8"]),
+    "users-file-binary": (lambda t: ["--users-file", _binary(t, "users.bin")], ["ChatUser"], "--users-file",
+                          ["users.bin", "not UTF-8"]),
+    "sla-config-binary": (lambda t: ["--sla-config", _binary(t, "sla.bin")], ["ChatUser"], "sla.bin",
+                          ["not UTF-8", "TOML"]),
+    "sla-exit-code-0": (lambda t: ["--sla-exit-code", "0"], ["ChatUser"], "--sla-exit-code",
+                        ["0", "failing run pass"]),
+    "sla-window-nan": (lambda t: ["--sla-window", "nan"], ["ChatUser"], "--sla-window", ["nan"]),
+    "report-json-is-a-directory": (lambda t: ["--sla-report-json", str(t)], ["ChatUser"], "--sla-report-json",
+                                   ["is a directory"]),
+    "report-junit-under-a-file": (lambda t: ["--sla-report-junit", _file_in_the_way(t)], ["ChatUser"],
+                                  "--sla-report-junit", ["is a file, not a directory"]),
+    "probe-timeout-inf": (lambda t: ["--redis-timeout", "inf"], ["RedisProbeUser"], "--redis-timeout", ["inf"]),
+    "scenario-scale-zero": (lambda t: ["--scenario", "ws-reply-2s", "--scenario-scale", "0"], [],
+                            "--scenario-scale", ["0", "> 0"]),
+    "scenario-scale-nan": (lambda t: ["--scenario", "ws-reply-2s", "--scenario-scale", "nan"], [],
+                           "--scenario-scale", ["nan"]),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", list(RANGE_CASES))
+def test_bad_value_exits_2_at_once_with_one_line_naming_the_option(backend, tmp_path: Path, case: str) -> None:
+    build, users, option, fragments = RANGE_CASES[case]
+    env = locust_env({**backend.env, "LOCUST_HOST": backend.ws_url})
+    started = time.monotonic()
+    proc = subprocess.run(
+        # -t 30s: a run that got past the start, or wedged, would take at least that long
+        locust_cmd(str(ROOT / "locustfile.py"),
+                   ["--headless", "-u", "1", "-r", "1", "-t", "30s", "--only-summary", *build(tmp_path), *users]),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=50)
+    elapsed = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, f"exit {proc.returncode}:\n{out[-3000:]}"
+    errors = [line for line in out.splitlines() if "/ERROR/" in line]
+    assert len(errors) == 1, out[-3000:]
+    assert option in errors[0] and all(f in errors[0] for f in fragments), errors[0]
+    assert "Traceback" not in out, out[-3000:]
+    assert "Ramping to" not in out and "Shape test updating" not in out, out[-3000:]  # no load generated
+    assert elapsed < 20, f"took {elapsed:.1f} s: the error must come before any load"
