@@ -47,7 +47,8 @@ class LoadWatch:
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
         self.samples: list[tuple[float, int, int, int]] = []
-        """``(unix time, chat users, flow users, chat users × in flight)`` per second."""
+        """``(unix time, chat users, flow users, chat users × in flight)`` whenever a per-second reading differs from
+        the last one (a step series: a day-long soak at a steady load keeps a handful)."""
         self._kinds: dict[str, str | None] = {}
         self._greenlet: gevent.Greenlet | None = None
         # a spawn ends between two samples: note its counts at once (3 users spawned in 0.3 s were 0 for a second)
@@ -93,7 +94,9 @@ class LoadWatch:
                 chat += int(n)
             elif kind == _FLOW:
                 flow += int(n)
-        self.samples.append((time.time() if now is None else now, chat, flow, chat * self._inflight()))
+        reading = (chat, flow, chat * self._inflight())
+        if not self.samples or self.samples[-1][1:] != reading:
+            self.samples.append((time.time() if now is None else now, *reading))
 
     def _kind(self, class_name: str) -> str | None:
         if class_name not in self._kinds:
@@ -151,7 +154,8 @@ class LoadWatch:
         averages = [
             time_average([(s[0], float(s[i])) for s in self.samples], start, end) or 0.0 for i in (1, 2, 3)
         ]
-        in_span = [s for s in self.samples if start <= s[0] <= end] or self.samples
+        held = [s for s in self.samples if s[0] <= start][-1:]  # the counts holding as the span begins
+        in_span = held + [s for s in self.samples if start < s[0] <= end] or self.samples[:1]
         think = self._setting("think_time", "ws_think_time", 1.0)
         try:
             think = max(float(think), 0.0)
