@@ -87,5 +87,9 @@ def test_rps_out_of_reach_of_few_thinking_users_is_put_on_the_offered_load(backe
     assert float(said[1]) == pytest.approx(load["cap_rps"], abs=0.051), summary  # one decimal
     assert float(said[2]) == pytest.approx(load["users"], abs=0.051), summary
     assert float(said[3]) == pytest.approx(load["reply_s"], abs=0.0051), summary  # two significant digits
-    assert "slow" not in summary and "tier" not in summary, summary
+    assert "itself is slow" not in summary, summary
+    if "the run delivered" in summary:  # messages failed (a shared tier degraded by another run): less than the
+        assert "no tier was measured" in summary, summary  # load offered, so the tier clause follows (none here)
+    else:  # the load alone: nothing else is said
+        assert "slow" not in summary and "tier" not in summary, summary
     assert "SLA attribution: WS agent_completed rps" in out and "the offered load caps throughput" in out
