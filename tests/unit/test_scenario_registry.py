@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from config.loader import load_profile, validate_metric
+from config.loader import validate_metric
 from scenarios.faults import (
     FaultScheduler,
     FaultTargetError,
