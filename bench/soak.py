@@ -1,6 +1,6 @@
 """Soak stability of the generator: ``ChatUser`` against the reference backend for 20 minutes (configurable).
 
-Starts ``python -m target`` on a free loopback port (needs the Redis/PostgreSQL/ClickHouse services:
+Starts ``python -m reference_backend`` on a free loopback port (needs the Redis/PostgreSQL/ClickHouse services:
 ``scripts/services up``), runs ``locust --headless`` with ``ChatUser`` (default think time, heartbeats on, the SLA
 plug-in on with the ``soak`` profile) and the soak sampler, then reports, after a warm-up (the first 20 % of the
 run, at least 1 minute, at most 5 minutes):
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 def start_backend(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as f:
-        p = subprocess.Popen([PY, "-m", "target", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+        p = subprocess.Popen([PY, "-m", "reference_backend", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
                              stdout=f, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

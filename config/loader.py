@@ -72,10 +72,10 @@ _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", 
 
 def _known_metrics() -> dict[str, tuple[str, ...]]:
     try:
-        from target.schema import CH_QUERIES, PG_QUERIES
+        from reference_backend.schema import CH_QUERIES, PG_QUERIES
 
         pg, ch = tuple(PG_QUERIES), tuple(CH_QUERIES)
-    except ImportError:  # pragma: no cover - target/ ships with the suite
+    except ImportError:  # pragma: no cover - reference_backend/ ships with the suite
         pg, ch = (), ()
     return {
         "WS": _WS_NAMES,

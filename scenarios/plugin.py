@@ -143,7 +143,7 @@ def register_options(parser: Any) -> None:
         default=False,
         env_var="LOCUST_INJECT_FAULTS",
         include_in_web_ui=True,
-        help="Apply the scenario's paired target.faults faults on its schedule (bundled local backend only; "
+        help="Apply the scenario's paired reference_backend.faults faults on its schedule (bundled local backend only; "
         "refused against any other host). The scenario's thresholds must then fail (exit 3).",
     )
     group.add_argument(
@@ -304,7 +304,7 @@ def _wanted_faults(scenario: Scenario, options: Any) -> list[Any]:
 
 def _prepare_faults(environment: Any, state: ScenarioState) -> None:
     """Check the target and build the scheduler (raises FaultTargetError / ScenarioError)."""
-    from target.faults import FaultsClient
+    from reference_backend.faults import FaultsClient
 
     scenario = state.scenario
     assert scenario is not None

@@ -1,8 +1,8 @@
-"""Shared pytest fixtures: a running reference backend (``python -m target``) on a free port.
+"""Shared pytest fixtures: a running reference backend (``python -m reference_backend``) on a free port.
 
 - ``backend`` (session): one backend for the whole run, random JWT secret and admin token. Attributes:
   ``ws_url``, ``http_url``, ``jwt_secret``, ``admin_token``, ``issuer``, ``pid``, ``log_path``, ``faults``
-  (a ``target.faults.FaultsClient``), ``env`` (env vars for a Locust subprocess: JWT_SECRET_KEY, JWT_ISSUER,
+  (a ``reference_backend.faults.FaultsClient``), ``env`` (env vars for a Locust subprocess: JWT_SECRET_KEY, JWT_ISSUER,
   TARGET_ADMIN_TOKEN, TARGET_URL, TARGET_WS_URL, TARGET_SEED_PASSWORD), ``login(i)`` → access token of
   ``loadtest{i}@example.com``, ``log_tail()``, ``alive()``.
 - ``faults`` (function): the session backend's FaultsClient; every fault is cleared on teardown.
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from target.faults import FaultsClient
-from target.process import BackendProcess
+from reference_backend.faults import FaultsClient
+from reference_backend.process import BackendProcess
 
 
 @pytest.fixture(scope="session")

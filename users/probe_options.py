@@ -34,8 +34,8 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
 from config.validate import bounded
-from target.schema import CH_DATABASE
-from target.settings import Settings as _BackendSettings
+from reference_backend.schema import CH_DATABASE
+from reference_backend.settings import Settings as _BackendSettings
 from users.probe_base import ProbeFailure, redact_url
 
 logger = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from redis.connection import parse_url
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
+from reference_backend.schema import REDIS_SESSION_KEY
 from sla_checks.gauges import record_gauge
-from target.schema import REDIS_SESSION_KEY
 from users.probe_base import ProbeFailure, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config
 

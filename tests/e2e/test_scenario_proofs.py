@@ -35,9 +35,9 @@ from typing import Any
 
 import pytest
 
+from reference_backend.process import BackendProcess
 from scenarios.registry import SCENARIOS, Scenario
 from sla_checks.attribution import COINCIDE_SCORE, MIN_GAUGE_WINDOWS, tier_of
-from target.process import BackendProcess
 
 REPO = Path(__file__).resolve().parents[2]
 PARALLEL = int(os.environ.get("SCENARIO_PROOF_PARALLEL", "3"))

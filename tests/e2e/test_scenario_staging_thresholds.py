@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from target.process import BackendProcess
+from reference_backend.process import BackendProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

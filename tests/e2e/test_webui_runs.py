@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from target.process import BackendProcess
+from reference_backend.process import BackendProcess
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""ChatClient/ChatUser against the real reference backend (``python -m target``) over real sockets: the five events,
+"""ChatClient/ChatUser against the real reference backend (``python -m reference_backend``) over real sockets: the five events,
 hang, DEPENDENCY_TIMEOUT, auth refusal in both styles, a slow agent, a restart mid-run, a token file rotated mid-run."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_redis_pause_longer_than_backend_timeout_gives_dependency_timeout_error(
         outcomes = client.send_and_await(["is redis up?"])
     finally:
         client.close()
-        # a started pause cannot be cleared (target/fault_injection.py): wait it out, the next test needs Redis
+        # a started pause cannot be cleared (reference_backend/fault_injection.py): wait it out, the next test needs Redis
         probe = redis.Redis.from_url(REDIS_URL, socket_timeout=10)
         try:
             probe.ping()
@@ -281,7 +281,7 @@ def test_users_file_login_tokens_connect_and_a_refused_login_is_a_connect_failur
 def test_token_file_rotated_mid_run_keeps_the_user_going_and_all_expired_is_a_connect_failure(backend, tmp_path):
     import os
 
-    from target.auth import issue_token
+    from reference_backend.auth import issue_token
     from users.auth import FileTokens
 
     def mint(ttl_s: int) -> str:

@@ -19,7 +19,7 @@ import pytest
 import redis
 import websocket
 
-from target.schema import CH_DATABASE, CH_TABLE, PG_QUERIES, to_pyformat
+from reference_backend.schema import CH_DATABASE, CH_TABLE, PG_QUERIES, to_pyformat
 from tests.integration.test_target_pipeline import connect, recv_until_final, send_message
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -312,7 +312,7 @@ def test_cli_applies_lists_and_clears_faults(backend, faults):
     env = {**os.environ, "TARGET_ADMIN_TOKEN": backend.admin_token, "TARGET_URL": backend.http_url}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "target.faults", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "reference_backend.faults", *args], capture_output=True, text=True,
                               timeout=30, env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
     r = cli("apply", "drop-event", "agent_completed", "--for", "20")

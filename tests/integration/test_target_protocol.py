@@ -14,7 +14,7 @@ import jwt
 import pytest
 import websocket
 
-from target.auth import issue_token
+from reference_backend.auth import issue_token
 from tests.helpers import free_port
 from tests.integration.test_target_pipeline import connect, recv_until_final, send_message
 

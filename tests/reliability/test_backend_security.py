@@ -203,7 +203,7 @@ def test_backend_binds_loopback_by_default(tmp_path: Path) -> None:
     env.update(JWT_SECRET_KEY="bind-test-secret-" + uuid.uuid4().hex, TARGET_ADMIN_TOKEN=uuid.uuid4().hex,
                TARGET_PORT_FILE=str(port_file), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "backend.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "target", "--port", "0"], cwd=ROOT, env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "reference_backend", "--port", "0"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from target.process import BackendProcess
+from reference_backend.process import BackendProcess
 from tests.reliability.helpers import (
     ROOT,
     LocalRedis,

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from target.process import BackendProcess
+from reference_backend.process import BackendProcess
 from tests.reliability.helpers import (
     ROOT,
     LocalRedis,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from config.loader import validate_metric
+from reference_backend.faults import FAULT_KINDS
 from scenarios.faults import (
     FaultScheduler,
     FaultTargetError,
@@ -33,7 +34,6 @@ from scenarios.registry import (
 from scenarios.shapes import Ramp, Soak, Spike, Steady, Step, Stepped, build_shape
 from sla_checks.attribution import tier_of
 from sla_checks.expressions import parse_expression
-from target.faults import FAULT_KINDS
 
 SEED_PLAN = Path("/work/shared/seed-test-plan.md")
 

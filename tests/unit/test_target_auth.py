@@ -7,7 +7,14 @@ import time
 import jwt
 import pytest
 
-from target.auth import AuthError, check_password, extract_token, issue_token, make_seed_users, verify_token
+from reference_backend.auth import (
+    AuthError,
+    check_password,
+    extract_token,
+    issue_token,
+    make_seed_users,
+    verify_token,
+)
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 ISS = "agent-chat-backend"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from target.faults import FAULT_KINDS, FaultsClient, FaultsError, main
+from reference_backend.faults import FAULT_KINDS, FaultsClient, FaultsError, main
 
 
 def test_cli_requires_the_admin_token(monkeypatch, capsys):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from target.protocol import (
+from reference_backend.protocol import (
     Ping,
     ProtocolError,
     Unknown,

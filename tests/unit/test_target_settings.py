@@ -1,4 +1,4 @@
-"""Options of ``python -m target`` and log redaction (pure)."""
+"""Options of ``python -m reference_backend`` and log redaction (pure)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from target.logs import RedactFilter
-from target.settings import SettingsError, settings_from_args
+from reference_backend.logs import RedactFilter
+from reference_backend.settings import SettingsError, settings_from_args
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def test_bad_values_name_option_and_value(argv, fragment):
 
 def test_cli_exits_2_without_traceback():
     env = {"PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "target", "--port", "nope", "--jwt-secret", "abc"],
+    r = subprocess.run([sys.executable, "-m", "reference_backend", "--port", "nope", "--jwt-secret", "abc"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).parents[2])
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--port" in r.stderr
 

@@ -33,12 +33,12 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from target.faults import FAULT_KINDS
-from target.protocol import EVENT_TYPES
-from target.schema import CH_DATABASE, CH_TABLE
-from target.settings import Settings
-from target.tiers.clickhouse import INSERT_SQL, ClickHouseTier, event_row
-from target.tiers.postgres import PostgresTier
+from reference_backend.faults import FAULT_KINDS
+from reference_backend.protocol import EVENT_TYPES
+from reference_backend.schema import CH_DATABASE, CH_TABLE
+from reference_backend.settings import Settings
+from reference_backend.tiers.clickhouse import INSERT_SQL, ClickHouseTier, event_row
+from reference_backend.tiers.postgres import PostgresTier
 
 log = logging.getLogger(__name__)
 

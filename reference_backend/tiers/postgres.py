@@ -1,4 +1,4 @@
-"""PostgreSQL tier (asyncpg pool): threads, messages, runs and the thread-history query of ``target.schema``.
+"""PostgreSQL tier (asyncpg pool): threads, messages, runs and the thread-history query of ``reference_backend.schema``.
 
 Every message-level call has one deadline (``timeout_ms``) covering pool acquire and all its statements; asyncpg
 cancels a statement server-side when its share of the deadline runs out.
@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from target.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name
-from target.tiers import TierError, TierTimeout, reraise_if_cancelled
+from reference_backend.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name
+from reference_backend.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)
 

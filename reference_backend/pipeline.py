@@ -18,14 +18,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from target.auth import Principal
-from target.fault_injection import FaultManager
-from target.protocol import UserMessage, agent_error_frame, agent_event, error_frame
-from target.settings import Settings
-from target.tiers import TierError, TierTimeout
-from target.tiers.clickhouse import ClickHouseTier, event_row
-from target.tiers.postgres import PostgresTier, ThreadOwnershipError
-from target.tiers.redis import RedisTier
+from reference_backend.auth import Principal
+from reference_backend.fault_injection import FaultManager
+from reference_backend.protocol import UserMessage, agent_error_frame, agent_event, error_frame
+from reference_backend.settings import Settings
+from reference_backend.tiers import TierError, TierTimeout
+from reference_backend.tiers.clickhouse import ClickHouseTier, event_row
+from reference_backend.tiers.postgres import PostgresTier, ThreadOwnershipError
+from reference_backend.tiers.redis import RedisTier
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Storage schema and the message-flow queries of the reference backend.
 
-Shared contract: the backend (``target/``) runs these statements, and the infrastructure probes (``users/``) run the
+Shared contract: the backend (``reference_backend/``) runs these statements, and the infrastructure probes (``users/``) run the
 very same ones so that a probe's ``PG thread history`` sample measures what a chat message pays. SQL here must work on
 PostgreSQL >= 12 and on ClickHouse 18.16 (Debian's) as well as current ClickHouse.
 

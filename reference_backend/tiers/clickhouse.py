@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import orjson
 
-from target.schema import CH_COLUMNS, CH_DATABASE, CH_SCHEMA, CH_TABLE
-from target.tiers import TierError, TierTimeout
+from reference_backend.schema import CH_COLUMNS, CH_DATABASE, CH_SCHEMA, CH_TABLE
+from reference_backend.tiers import TierError, TierTimeout
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m target``: run the reference backend on uvicorn (one worker, uvloop + httptools)."""
+"""``python -m reference_backend``: run the reference backend on uvicorn (one worker, uvloop + httptools)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 
 import uvicorn
 
-from target.app import create_app
-from target.logs import setup_logging
-from target.settings import SettingsError, exit_on_error, settings_from_args
+from reference_backend.app import create_app
+from reference_backend.logs import setup_logging
+from reference_backend.settings import SettingsError, exit_on_error, settings_from_args
 
-log = logging.getLogger("target")
+log = logging.getLogger("reference_backend")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,15 +1,15 @@
 """Fault-injection client and CLI (stdlib only: usable from pytest, gevent/Locust and the shell).
 
-The faults themselves run inside the backend (``target.fault_injection``) and are driven over its token-protected
+The faults themselves run inside the backend (``reference_backend.fault_injection``) and are driven over its token-protected
 ``/admin/faults`` HTTP API::
 
-    from target.faults import FaultsClient
+    from reference_backend.faults import FaultsClient
     faults = FaultsClient("http://127.0.0.1:8765", admin_token)
     faults.apply("redis-pause", ms=3000, for_s=5)
     faults.list()
     faults.clear()
 
-CLI: ``python -m target.faults apply KIND [--ms N] [--for SECONDS] [--param key=value ...]``, ``list``, ``clear``;
+CLI: ``python -m reference_backend.faults apply KIND [--ms N] [--for SECONDS] [--param key=value ...]``, ``list``, ``clear``;
 URL from ``--url`` / ``TARGET_URL`` (default http://127.0.0.1:8765), token from ``TARGET_ADMIN_TOKEN``.
 """
 
@@ -102,7 +102,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m target.faults", description="Inject faults into the reference backend.")
+    p = argparse.ArgumentParser(prog="python -m reference_backend.faults", description="Inject faults into the reference backend.")
     p.add_argument("--url", default=os.environ.get("TARGET_URL", "http://127.0.0.1:8765"),
                    help="backend base URL (env TARGET_URL)")
     p.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in s")
@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     token = os.environ.get("TARGET_ADMIN_TOKEN", "")
     if not token:
-        sys.stderr.write("target.faults: error: set TARGET_ADMIN_TOKEN to the backend's admin token\n")
+        sys.stderr.write("reference_backend.faults: error: set TARGET_ADMIN_TOKEN to the backend's admin token\n")
         return 2
     client = FaultsClient(args.url, token, timeout=args.timeout)
     try:
         if args.cmd == "apply":
             if args.kind not in FAULT_KINDS:
-                sys.stderr.write(f"target.faults: error: unknown fault kind {args.kind!r}; "
+                sys.stderr.write(f"reference_backend.faults: error: unknown fault kind {args.kind!r}; "
                                  f"use one of {', '.join(FAULT_KINDS)}\n")
                 return 2
             params = dict(args.param)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             client.clear()
             print("cleared")
     except FaultsError as e:
-        sys.stderr.write(f"target.faults: error: {e}\n")
+        sys.stderr.write(f"reference_backend.faults: error: {e}\n")
         return 2 if e.status in (400, 401, 403, 404) else 1
     return 0
 

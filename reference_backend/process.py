@@ -1,4 +1,4 @@
-"""Start and stop ``python -m target`` as a subprocess (used by tests/conftest.py and bench/target_capacity.py).
+"""Start and stop ``python -m reference_backend`` as a subprocess (used by tests/conftest.py and bench/backend_capacity.py).
 
 Usage::
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from target.faults import FaultsClient
+from reference_backend.faults import FaultsClient
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ class BackendProcess:
         penv.update(JWT_SECRET_KEY=jwt_secret, TARGET_ADMIN_TOKEN=admin_token, JWT_ISSUER=issuer,
                     TARGET_SEED_PASSWORD=seed_password, TARGET_PORT_FILE=str(port_file), PYTHONUNBUFFERED="1")
         penv.update(env or {})
-        argv = [sys.executable, "-m", "target", "--host", host, "--port", str(port)]
+        argv = [sys.executable, "-m", "reference_backend", "--host", host, "--port", str(port)]
         for k, v in options.items():
             argv += [f"--{k.replace('_', '-')}", str(v)]
         with open(log_path, "ab") as logf:

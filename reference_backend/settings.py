@@ -63,7 +63,7 @@ def _env(name: str, default: object) -> object:
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     p = argparse.ArgumentParser(
-        prog="python -m target",
+        prog="python -m reference_backend",
         description="Reference WebSocket agent-chat backend (Redis, PostgreSQL, ClickHouse) with fault injection.",
     )
     add = p.add_argument

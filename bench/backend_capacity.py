@@ -1,12 +1,12 @@
 """How many messages/s the reference backend sustains (each with its full event stream), and at what latency.
 
-Starts ``python -m target`` (one uvicorn worker = one core) unless ``--url`` points at a running one, opens
+Starts ``python -m reference_backend`` (one uvicorn worker = one core) unless ``--url`` points at a running one, opens
 ``--connections`` WebSockets (one seeded user each, rate limit off) and keeps ``--in-flight`` messages outstanding
 on each (closed loop). After ``--warmup`` seconds it counts, for ``--duration`` seconds, completed messages
 (``agent_completed`` received) and the latency send → ``agent_completed``; it also samples the backend's CPU.
 
-    .venv/bin/python bench/target_capacity.py                       # defaults: 60 connections x 4 in flight
-    .venv/bin/python bench/target_capacity.py --connections 80 --in-flight 5 --duration 20
+    .venv/bin/python bench/backend_capacity.py                       # defaults: 60 connections x 4 in flight
+    .venv/bin/python bench/backend_capacity.py --connections 80 --in-flight 5 --duration 20
 
 The load generator is asyncio + ``websockets`` (installed with uvicorn[standard]) in this process; on a shared
 2-core machine it competes with the backend and with everything else, so figures are noisy: run it twice.
@@ -32,7 +32,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 import websockets  # noqa: E402
 
-from target.process import BackendProcess  # noqa: E402
+from reference_backend.process import BackendProcess  # noqa: E402
 
 
 def login(http_url: str, i: int, password: str) -> str:

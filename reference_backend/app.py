@@ -23,10 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from target import auth
-from target.fault_injection import FaultManager, FaultRequestError
-from target.pipeline import Pipeline
-from target.protocol import (
+from reference_backend import auth
+from reference_backend.fault_injection import FaultManager, FaultRequestError
+from reference_backend.pipeline import Pipeline
+from reference_backend.protocol import (
     Ping,
     ProtocolError,
     UserMessage,
@@ -37,11 +37,11 @@ from target.protocol import (
     pong_frame,
     welcome_frame,
 )
-from target.settings import Settings
-from target.tiers import TierError, TierTimeout
-from target.tiers.clickhouse import ClickHouseTier
-from target.tiers.postgres import PostgresTier
-from target.tiers.redis import RedisTier
+from reference_backend.settings import Settings
+from reference_backend.tiers import TierError, TierTimeout
+from reference_backend.tiers.clickhouse import ClickHouseTier
+from reference_backend.tiers.postgres import PostgresTier
+from reference_backend.tiers.redis import RedisTier
 
 log = logging.getLogger(__name__)
 
