@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.durations import parse_duration
+from config.errors import UsageError
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.expressions import ExpressionError, parse_expression
 
@@ -72,7 +74,7 @@ _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", 
 
 def _known_metrics() -> dict[str, tuple[str, ...]]:
     try:
-        from reference_backend.schema import CH_QUERIES, PG_QUERIES
+        from contract.schema import CH_QUERIES, PG_QUERIES
 
         pg, ch = tuple(PG_QUERIES), tuple(CH_QUERIES)
     except ImportError:  # pragma: no cover - reference_backend/ ships with the suite
@@ -94,8 +96,9 @@ _REDIS_NAME = re.compile(r"^(connect|pool acquire|[A-Z][A-Z0-9_]*( [A-Z][A-Z0-9_
 _HTTP_NAME = re.compile(r"^(/\S*|ready:[a-z]+)$")
 
 
-class ConfigError(ValueError):
-    """A bad SLA profile; the message names file, key, bad value and what was expected."""
+class ConfigError(UsageError, ValueError):
+    """A bad SLA profile or SLA option; the message names the file or option, the key, the bad value and what was
+    expected (exit 2 at start)."""
 
 
 @dataclass
@@ -117,21 +120,6 @@ def profile_path(name: str, config_dir: Path | str = CONFIG_DIR) -> Path:
 
 def available_profiles(config_dir: Path | str = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in Path(config_dir).glob("*.toml"))
-
-
-def parse_duration(value: Any) -> float:
-    """``10`` / ``10.5`` (seconds), ``"10s"``, ``"500ms"``, ``"2m"``, ``"1h"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 10, '10s', '500ms' or '2m'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", value)
-        if m:
-            return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    raise ValueError("expected a duration such as 10, '10s', '500ms' or '2m'")
 
 
 def validate_metric(metric: str) -> str | None:

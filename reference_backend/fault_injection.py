@@ -33,9 +33,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from reference_backend.faults import FAULT_KINDS
+from contract.faults import FAULT_KINDS
+from contract.schema import CH_DATABASE, CH_TABLE
 from reference_backend.protocol import EVENT_TYPES
-from reference_backend.schema import CH_DATABASE, CH_TABLE
 from reference_backend.settings import Settings
 from reference_backend.tiers.clickhouse import INSERT_SQL, ClickHouseTier, event_row
 from reference_backend.tiers.postgres import PostgresTier

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reference_backend.faults import FaultsClient
+from contract.faults import FaultsClient
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,6 +11,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from contract.schema import CLICKHOUSE_URL, PG_DSN, REDIS_URL
+
 AUTH_REJECT_MODES = ("close1008", "http403")
 
 
@@ -28,11 +30,11 @@ class Settings:
     seed_users: int = 100
     seed_password: str = field(default="loadtest-password", repr=False)
     bcrypt_rounds: int = 6
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
+    redis_url: str = REDIS_URL
+    pg_dsn: str = PG_DSN
     pg_pool_size: int = 10
     redis_pool_size: int = 64
-    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_url: str = CLICKHOUSE_URL
     redis_timeout_ms: float = 1000.0
     pg_timeout_ms: float = 2000.0
     clickhouse_timeout_ms: float = 5000.0

@@ -1,4 +1,4 @@
-"""Fault pairing: apply a scenario's ``reference_backend.faults`` faults on its schedule, only against the bundled backend.
+"""Fault pairing: apply a scenario's ``contract.faults`` faults on its schedule, only against the bundled backend.
 
 * :func:`fault_timeline` (pure): when each fault starts and how long it lasts in wall seconds, for a time scale.
 * :func:`check_local_backend`: the target must be the reference backend on a loopback address (host resolves to
@@ -6,7 +6,7 @@
   the admin token must be accepted; anything else raises :class:`FaultTargetError` with a message saying why and
   what to do. Fault injection is refused against any other host.
 * :class:`FaultScheduler`: a greenlet (master or local runner only) that applies each fault at its time through a
-  :class:`reference_backend.faults.FaultsClient`; :meth:`FaultScheduler.stop` kills it and clears every fault (always called
+  :class:`contract.faults.FaultsClient`; :meth:`FaultScheduler.stop` kills it and clears every fault (always called
   at test stop and at quit). Each fault also expires on its own (``for_s``), so even a killed Locust leaves none
   behind for long.
 

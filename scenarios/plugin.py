@@ -304,7 +304,7 @@ def _wanted_faults(scenario: Scenario, options: Any) -> list[Any]:
 
 def _prepare_faults(environment: Any, state: ScenarioState) -> None:
     """Check the target and build the scheduler (raises FaultTargetError / ScenarioError)."""
-    from reference_backend.faults import FaultsClient
+    from contract.faults import FaultsClient
 
     scenario = state.scenario
     assert scenario is not None

@@ -113,7 +113,7 @@ class Threshold:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """A ``reference_backend.faults`` fault on the scenario's clock: applied at ``start_s``, expiring after ``for_s``.
+    """A ``contract.faults`` fault on the scenario's clock: applied at ``start_s``, expiring after ``for_s``.
 
     ``ms`` is the fault's intensity (pause length, added latency ...) and ``params`` its extra parameters
     (``drop-event``: ``(("event", "tool_completed"),)``).
@@ -127,7 +127,7 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"FaultSpec kind {self.kind!r} is not a reference_backend.faults kind; use one of {FAULT_KINDS}")
+            raise ValueError(f"FaultSpec kind {self.kind!r} is not a fault kind of contract.faults; use one of {FAULT_KINDS}")
         if self.start_s < 0 or self.for_s <= 0:
             raise ValueError(f"FaultSpec {self.kind}: start_s must be >= 0 and for_s > 0")
 

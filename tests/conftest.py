@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from reference_backend.faults import FaultsClient
+from contract.faults import FaultsClient
 from reference_backend.process import BackendProcess
 
 

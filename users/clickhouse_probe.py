@@ -1,7 +1,7 @@
 """ClickHouseProbeUser: batched agent-event inserts and the backend's analytics query, over ClickHouse's HTTP API.
 
 Samples (request_type ``CH``): ``insert`` (one batch of ``--clickhouse-batch-size`` agent-event rows, JSONEachRow)
-and ``query <name>`` for each query of ``reference_backend.schema.CH_QUERIES`` (today ``query agent stage summary``), against
+and ``query <name>`` for each query of ``contract.schema.CH_QUERIES`` (today ``query agent stage summary``), against
 ``--clickhouse-database``. ``--probe-read-only``: the queries only. A missing database or table is created only when
 ``--probe-create-schema`` allows it (``auto``: the URL is on loopback); otherwise the first user of the process logs one
 error naming it, fires one failed ``CH schema`` sample with that text, and inserts and queries do not run (their
@@ -29,7 +29,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from reference_backend.schema import CH_TABLE, ch_queries, ch_schema
+from contract.schema import CH_TABLE, ch_queries, ch_schema
 from users.probe_base import SchemaGate, TypedRequestEvent, skip_write_task
 from users.probe_options import ProbeConfig, clickhouse_request, probe_config, schema_missing_message
 

@@ -2,7 +2,7 @@
 
 Samples (request_type ``PG``): ``connect`` (a fresh connection), ``pool acquire`` (wait for a connection of the
 process's bounded pool; fails with "no connection free within N s" instead of hanging), the named queries of
-``reference_backend/schema.py`` (``thread upsert``, ``message insert``, ``thread history``, ``thread update``, ``run insert``,
+``contract/schema.py`` (``thread upsert``, ``message insert``, ``thread history``, ``thread update``, ``run insert``,
 ``run complete``), ``commit`` (COMMIT of a transaction that updates rows shared by every probe user) and
 ``lock stats``; ``schema`` only once, as a failure, when tables it needs are missing (see below). Gauges: ``pg:lock_waiters`` and ``pg:lock_wait_max_ms`` (sessions waiting for a lock, from
 ``pg_locks``/``pg_stat_activity``), ``pg_probe:pool_in_use``, ``pg_probe:pool_size``.
@@ -38,7 +38,7 @@ import psycopg
 import psycopg.waiting
 from locust import User, between, task
 
-from reference_backend.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
+from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
 from sla_checks.gauges import record_gauge
 from users.probe_base import ProbeFailure, SchemaGate, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config, schema_missing_message

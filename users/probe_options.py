@@ -34,8 +34,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
 from config.validate import bounded
-from reference_backend.schema import CH_DATABASE
-from reference_backend.settings import Settings as _BackendSettings
+from contract.schema import CH_DATABASE, CLICKHOUSE_URL, PG_DSN, REDIS_URL
 from users.probe_base import ProbeFailure, redact_url
 
 logger = logging.getLogger(__name__)
@@ -77,8 +76,6 @@ _COUNT_LIMITS: dict[str, tuple[int, int, str]] = {
     "redis_connect_weight": (0, 1000, "0 = no fresh-connection task"),
 }
 """Whole-number probe options: (lowest, highest, what to say beside the range)."""
-# the tiers are probed where the reference backend keeps its data by default
-_BACKEND = _BackendSettings()
 
 
 class ProbeConfigError(ValueError):
@@ -174,20 +171,20 @@ class ProbeConfig:
     """Validated probe settings (from Locust's parsed options, or built directly in tests)."""
 
     probes: frozenset[str] = frozenset(TIERS)
-    redis_url: str = _BACKEND.redis_url
+    redis_url: str = REDIS_URL  # where the reference backend keeps its data by default
     redis_pool_size: int = 4
     redis_pool_timeout: float = 5.0
     redis_timeout: float = 10.0
     redis_large_value_kb: int = 256
     redis_probe_users: int = 1
     redis_connect_weight: int = 1
-    pg_dsn: str = _BACKEND.pg_dsn
+    pg_dsn: str = PG_DSN
     pg_pool_size: int = 2
     pg_pool_timeout: float = 5.0
     pg_connect_timeout: float = 5.0
     pg_statement_timeout: float = 15.0
     pg_probe_users: int = 1
-    clickhouse_url: str = _BACKEND.clickhouse_url
+    clickhouse_url: str = CLICKHOUSE_URL
     clickhouse_database: str = CH_DATABASE
     clickhouse_batch_size: int = 100
     clickhouse_timeout: float = 15.0

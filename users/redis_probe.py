@@ -36,7 +36,7 @@ from redis.connection import parse_url
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
-from reference_backend.schema import REDIS_SESSION_KEY
+from contract.schema import REDIS_SESSION_KEY
 from sla_checks.gauges import record_gauge
 from users.probe_base import ProbeFailure, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config

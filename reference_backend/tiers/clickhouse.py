@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
-from reference_backend.schema import CH_COLUMNS, CH_DATABASE, CH_SCHEMA, CH_TABLE
+from contract.schema import CH_COLUMNS, CH_DATABASE, CH_SCHEMA, CH_TABLE
 from reference_backend.tiers import TierError, TierTimeout
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""PostgreSQL tier (asyncpg pool): threads, messages, runs and the thread-history query of ``reference_backend.schema``.
+"""PostgreSQL tier (asyncpg pool): threads, messages, runs and the thread-history query of ``contract.schema``.
 
 Every message-level call has one deadline (``timeout_ms``) covering pool acquire and all its statements; asyncpg
 cancels a statement server-side when its share of the deadline runs out.
@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from reference_backend.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name
+from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name
 from reference_backend.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from reference_backend.schema import REDIS_AGENT_STATE_KEY, REDIS_RATE_KEY, REDIS_SESSION_KEY
+from contract.schema import REDIS_AGENT_STATE_KEY, REDIS_RATE_KEY, REDIS_SESSION_KEY
 from reference_backend.tiers import TierError, TierTimeout, reraise_if_cancelled
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
 from locust.env import Environment
 
-from reference_backend.faults import FaultsError
-from reference_backend.schema import CH_DATABASE, CH_TABLE
+from contract.faults import FaultsError
+from contract.schema import CH_DATABASE, CH_TABLE
 from users.clickhouse_probe import ClickHouseProbeUser
 from users.probe_options import ProbeConfig, clickhouse_request
 

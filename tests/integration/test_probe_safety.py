@@ -23,7 +23,7 @@ import redis
 from locust.env import Environment
 from locust.exception import RescheduleTaskImmediately
 
-from reference_backend.schema import CH_TABLE, PG_SCHEMA, ch_schema
+from contract.schema import CH_TABLE, PG_SCHEMA, ch_schema
 from users import clickhouse_probe, postgres_probe
 from users.clickhouse_probe import ClickHouseProbeUser
 from users.postgres_probe import PostgresProbeUser, connect_pg

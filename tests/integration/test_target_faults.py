@@ -19,7 +19,7 @@ import pytest
 import redis
 import websocket
 
-from reference_backend.schema import CH_DATABASE, CH_TABLE, PG_QUERIES, to_pyformat
+from contract.schema import CH_DATABASE, CH_TABLE, PG_QUERIES, to_pyformat
 from tests.integration.test_target_pipeline import connect, recv_until_final, send_message
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -124,7 +124,7 @@ def test_corrupt_session_cache_entry_still_completes_the_message(backend, corrup
     import jwt
     import redis
 
-    from reference_backend.schema import REDIS_SESSION_KEY
+    from contract.schema import REDIS_SESSION_KEY
 
     token = backend.login(7)
     user_id = jwt.decode(token, options={"verify_signature": False})["sub"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
 
-from reference_backend.schema import CH_COLUMNS
+from contract.schema import CH_COLUMNS
 from users.clickhouse_probe import agent_event_rows, error_text
 from users.health import tier_readings
 

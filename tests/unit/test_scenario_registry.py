@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.loader import validate_metric
-from reference_backend.faults import FAULT_KINDS
+from contract.faults import FAULT_KINDS
 from scenarios.faults import (
     FaultScheduler,
     FaultTargetError,

@@ -1,8 +1,9 @@
-"""Storage schema and the message-flow queries of the reference backend.
+"""Storage schema, message-flow queries, Redis key shapes and the services' default addresses.
 
-Shared contract: the backend (``reference_backend/``) runs these statements, and the infrastructure probes (``users/``) run the
-very same ones so that a probe's ``PG thread history`` sample measures what a chat message pays. SQL here must work on
-PostgreSQL >= 12 and on ClickHouse 18.16 (Debian's) as well as current ClickHouse.
+Shared contract: the reference backend (``reference_backend/``) runs these statements, and the infrastructure probes
+(``users/``) run the very same ones so that a probe's ``PG thread history`` sample measures what a chat message pays;
+the metric name of each named query is ``PG <key>`` / ``CH query <key>`` (:data:`PG_QUERIES`, :func:`ch_queries`).
+SQL here must work on PostgreSQL >= 12 and on ClickHouse 18.16 (Debian's) as well as current ClickHouse.
 
 PostgreSQL statements use asyncpg's ``$n`` placeholders, numbered in order of appearance; ``to_pyformat`` turns them
 into psycopg's ``%s``.
@@ -11,6 +12,11 @@ into psycopg's ``%s``.
 from __future__ import annotations
 
 import re
+
+# Where the backend keeps its data by default, and so where the probes look for it by default.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+CLICKHOUSE_URL = "http://127.0.0.1:8123"
 
 PG_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS threads (
