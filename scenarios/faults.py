@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
+from config.errors import UsageError
 from scenarios.registry import FaultSpec
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class FaultTargetError(Exception):
+class FaultTargetError(UsageError):
     """Fault injection cannot or must not be used against this target; the message says why and the fix."""
 
 

@@ -20,6 +20,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Literal
 
+from config.errors import UsageError
 from scenarios.shapes import Ramp, ShapeSpec, Soak, Spike, Steady, Step, Stepped
 from sla_checks.attribution import tier_of
 
@@ -77,7 +78,7 @@ ATTRIBUTED_TYPES = ("WS", "FLOW")
 """Request types whose failing thresholds the SLA engine attributes to a tier (sla_checks.report)."""
 
 
-class UnknownScenarioError(KeyError):
+class UnknownScenarioError(UsageError, KeyError):
     """A scenario name that is not in the catalogue."""
 
     def __str__(self) -> str:

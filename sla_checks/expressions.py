@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from config.errors import UsageError
+
 __all__ = ["Expression", "ExpressionError", "parse_expression", "STATISTICS", "OPERATORS"]
 
 STATISTICS = ("p(N)", "within(MS)", "avg", "med", "min", "max", "count", "fail_ratio", "rps")
@@ -41,7 +43,7 @@ _EXPECTED_STAT = "a statistic: p(95), p(99.9), avg, med, min, max, count, fail_r
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
-class ExpressionError(ValueError):
+class ExpressionError(UsageError, ValueError):
     """A threshold expression that cannot be parsed; the message names the text and what was expected."""
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from config.errors import UsageError
+
 MAX_RATE = 10_000.0
 """Messages/s above which a schedule is refused: one Locust process keeps about that pace; at a higher one its
 generator is still handing out due messages long after ``-t`` has ended the run."""
@@ -31,7 +33,7 @@ MAX_RAMP_S = 7 * 86400.0
 """The latest ramp point, in seconds since the start."""
 
 
-class ScheduleError(ValueError):
+class ScheduleError(UsageError, ValueError):
     """A rate/ramp text is malformed; the message says how to write it."""
 
 

@@ -32,9 +32,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from config.errors import UsageError
+
 __all__ = [
     "ProtocolConfig",
     "ConfigError",
+    "ProtocolConfigError",
     "TimelineState",
     "OutcomeKind",
     "Outcome",
@@ -49,8 +52,13 @@ __all__ = [
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
 
-class ConfigError(ValueError):
-    """A protocol mapping has a bad key or value; the text names both and the fix."""
+class ProtocolConfigError(UsageError, ValueError):
+    """A protocol mapping (``--ws-protocol`` file, ``--ws-event-names``) has a bad key or value; the text names both
+    and the fix."""
+
+
+ConfigError = ProtocolConfigError
+"""The same class under its former name."""
 
 
 class LocalProtocolError(RuntimeError):
@@ -106,28 +114,28 @@ class ProtocolConfig:
 
     def __post_init__(self) -> None:
         if len(self.events) < 2:
-            raise ConfigError(
+            raise ProtocolConfigError(
                 f"Protocol option 'events' has value {list(self.events)!r}: it needs at least two event names "
                 "(the first starts a reply, the last completes it), e.g. "
                 f"{','.join(DEFAULT_EVENTS)}."
             )
         if len(set(self.events)) != len(self.events):
-            raise ConfigError(f"Protocol option 'events' has value {list(self.events)!r}: names must be unique.")
+            raise ProtocolConfigError(f"Protocol option 'events' has value {list(self.events)!r}: names must be unique.")
         known = set(self.events)
         for name in self.required or ():
             if name not in known:
-                raise ConfigError(
+                raise ProtocolConfigError(
                     f"Protocol option 'required' names {name!r}, which is not in 'events' {list(self.events)!r}."
                 )
         for pair in self.pairs:
             if len(pair) != 2 or pair[0] not in known or pair[1] not in known:
-                raise ConfigError(
+                raise ProtocolConfigError(
                     f"Protocol option 'pairs' has entry {list(pair)!r}: each must be [opener, closer], both in "
                     f"'events' {list(self.events)!r} (use pairs = [] when the backend has no tool events)."
                 )
         for name in self.error_types:
             if name in known:
-                raise ConfigError(f"Protocol option 'error_types' entry {name!r} is also an agent event name.")
+                raise ProtocolConfigError(f"Protocol option 'error_types' entry {name!r} is also an agent event name.")
 
     @property
     def started(self) -> str:
@@ -156,7 +164,7 @@ class ProtocolConfig:
                 kwargs["pairs"] = tuple(p for p in default_pairs if p[0] in given and p[1] in given)
         for key, value in mapping.items():
             if key not in names:
-                raise ConfigError(
+                raise ProtocolConfigError(
                     f"{source}: unknown key {key!r}. Known keys: {', '.join(sorted(names))}."
                 )
             if key in ("events", "required", "error_types"):
@@ -164,19 +172,19 @@ class ProtocolConfig:
                     kwargs[key] = None
                     continue
                 if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-                    raise ConfigError(f"{source}: key {key!r} has value {value!r}. Not a list of names.")
+                    raise ProtocolConfigError(f"{source}: key {key!r} has value {value!r}. Not a list of names.")
                 kwargs[key] = tuple(value)
             elif key == "pairs":
                 if not isinstance(value, list | tuple) or not all(
                     isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in value
                 ):
-                    raise ConfigError(
+                    raise ProtocolConfigError(
                         f"{source}: key 'pairs' has value {value!r}. Not a list of [opener, closer] name pairs."
                     )
                 kwargs[key] = tuple((p[0], p[1]) for p in value)
             else:
                 if not isinstance(value, str) or not value:
-                    raise ConfigError(f"{source}: key {key!r} has value {value!r}. Not a non-empty string.")
+                    raise ProtocolConfigError(f"{source}: key {key!r} has value {value!r}. Not a non-empty string.")
                 kwargs[key] = value
         return cls(**kwargs)
 
@@ -190,13 +198,13 @@ class ProtocolConfig:
             with open(path, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
-            raise ConfigError(f"Protocol file {path!r} cannot be read ({exc.strerror}). Check --ws-protocol.") from None
+            raise ProtocolConfigError(f"Protocol file {path!r} cannot be read ({exc.strerror}). Check --ws-protocol.") from None
         try:
             data = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode())
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"Protocol file {path!r} is not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
+            raise ProtocolConfigError(f"Protocol file {path!r} is not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"Protocol file {path!r} must hold a table/object of keys, not {type(data).__name__}.")
+            raise ProtocolConfigError(f"Protocol file {path!r} must hold a table/object of keys, not {type(data).__name__}.")
         return cls.from_mapping(data, source=f"Protocol file {path!r}")
 
 

@@ -36,12 +36,14 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from config.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PERMISSIONS = ("chat:read", "chat:write")
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(UsageError, ValueError):
     """Bad auth option (names the option, the bad value, never a secret, and the fix)."""
 
 
