@@ -1,7 +1,12 @@
-"""SLA threshold profiles (``config/<name>.toml``) and their loader/validator (pure)."""
+"""The suite's configuration: SLA threshold profiles (``config/<name>.toml``, loaded by :mod:`sla_checks.profiles`), the option
+layer (:mod:`config.options`, :mod:`config.durations`, :mod:`config.validate`) and the error root
+(:mod:`config.errors`). Pure: nothing here imports Locust.
 
-from __future__ import annotations
+The package itself imports nothing, so any module may import ``config.errors`` without loading the profile loader; it
+imports no other package of the suite (``config`` is the bottom layer).
+"""
 
-from config.loader import ConfigError, Profile, available_profiles, load_profile
+from pathlib import Path
 
-__all__ = ["ConfigError", "Profile", "available_profiles", "load_profile"]
+CONFIG_DIR = Path(__file__).resolve().parent
+"""The folder of the bundled profiles."""

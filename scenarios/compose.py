@@ -1,6 +1,6 @@
 """The one composition rule of a scenario and an SLA profile (pure: no Locust, no I/O).
 
-``compose(scenario, profile, user_classes)`` returns the :class:`~config.loader.Profile` a scenario run is judged
+``compose(scenario, profile, user_classes)`` returns the :class:`~sla_checks.profiles.Profile` a scenario run is judged
 with, and the notes (one line each) on what the rule left out and why. The rule:
 
 * **The scenario says what is measured and its limits.** Each of its thresholds is judged, and is ``required`` (no
@@ -42,12 +42,12 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from config.loader import Profile
 from scenarios.registry import Scenario, Threshold
 from scenarios.shapes import Stepped
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.expressions import parse_expression
 from sla_checks.offered_load import CHAT_METRIC, OfferedLoad, rps_cap
+from sla_checks.profiles import Profile
 
 __all__ = ["PRODUCES", "Composition", "compose", "is_required", "mean_chat_load", "producible"]
 

@@ -357,7 +357,7 @@ def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) 
     The base is ``--sla-config`` when given, else ``--sla-profile``, except that a scenario with a profile of its own
     (soak) uses that one instead of the default ``local``. The offered load comes from the chat options
     (``--ws-think-time``, ``--ws-inflight``, ``--ws-arrival-rate``) and ``--scenario-scale`` when present."""
-    from config.loader import ConfigError, load_profile
+    from sla_checks.profiles import ConfigError, load_profile
 
     user_config = getattr(options, "sla_config", "") or ""
     profile_name = getattr(options, "sla_profile", "") or ""

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from config.loader import REQUEST_TYPES, Profile
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, ThresholdResult, ThresholdSpec, matching_metrics
+from sla_checks.profiles import REQUEST_TYPES, Profile
 from sla_checks.report import build_report
 
 __all__ = ["PerformanceTracker"]

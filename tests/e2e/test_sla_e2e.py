@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from config.loader import validate_metric
+from sla_checks.profiles import validate_metric
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

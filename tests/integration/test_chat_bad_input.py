@@ -19,9 +19,9 @@ from locust.env import Environment
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
-from config.loader import Profile
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import SlaPlugin
+from sla_checks.profiles import Profile
 from tasks.timeline import OutcomeKind
 from users.chat import ChatUser
 from users.ws_client import ChatClient

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from config.loader import ConfigError, load_profile
 from config.validate import bounded
+from sla_checks.profiles import ConfigError, load_profile
 from tasks.arrival import MAX_RATE, ArrivalSchedule, ScheduleError
 from users.auth import AuthConfigError, read_token_file, read_users_file
 from users.probe_options import ProbeConfig, ProbeConfigError

@@ -8,12 +8,12 @@ import fnmatch
 
 import pytest
 
-from config.loader import Profile, available_profiles, load_profile
 from scenarios.compose import PRODUCES, compose, is_required, mean_chat_load, producible
 from scenarios.registry import SCENARIOS, Scenario, Threshold, UserMix
 from scenarios.shapes import Steady
 from sla_checks.engine import Engine
 from sla_checks.evaluate import ThresholdSpec
+from sla_checks.profiles import Profile, available_profiles, load_profile
 from sla_checks.report import build_report
 
 PROFILES = available_profiles()

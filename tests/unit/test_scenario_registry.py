@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from config.loader import validate_metric
 from contract.faults import FAULT_KINDS
 from scenarios.faults import (
     FaultScheduler,
@@ -34,6 +33,7 @@ from scenarios.registry import (
 from scenarios.shapes import Ramp, Soak, Spike, Steady, Step, Stepped, build_shape
 from sla_checks.attribution import tier_of
 from sla_checks.expressions import parse_expression
+from sla_checks.profiles import validate_metric
 
 SEED_PLAN = Path("/work/shared/seed-test-plan.md")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import ConfigError, available_profiles, load_profile, parse_duration, validate_metric
+from sla_checks.profiles import ConfigError, available_profiles, load_profile, parse_duration, validate_metric
 
 pytestmark = pytest.mark.timeout(10)
 

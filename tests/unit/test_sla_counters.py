@@ -13,11 +13,11 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from config.loader import Profile
 from sla_checks.counters import ABANDONED_AT_STOP, ANOMALY_PREFIX, CHAT_SENT, count, in_flight_at_stop
 from sla_checks.engine import Collector, Engine
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import SlaPlugin
+from sla_checks.profiles import Profile
 from sla_checks.report import build_report, render_junit, render_terminal
 from sla_checks.report_html import render
 from sla_checks.webui import threshold_rows

@@ -12,10 +12,10 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from config.loader import load_profile
 from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT
 from sla_checks.engine import Collector, Engine, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, PASS, ThresholdSpec
+from sla_checks.profiles import load_profile
 from sla_checks.report import build_report, chat_messages
 from tasks.timeline import (
     BINARY_FRAME,

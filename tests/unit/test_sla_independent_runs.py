@@ -12,10 +12,10 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from config.loader import Profile
 from sla_checks.counters import ANOMALY_PREFIX, count
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import SlaPlugin
+from sla_checks.profiles import Profile
 from sla_checks.webui import _await_final_judgement
 
 pytestmark = pytest.mark.timeout(20)

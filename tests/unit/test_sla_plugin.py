@@ -10,10 +10,10 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from config.loader import Profile
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.gauges import record_gauge
 from sla_checks.plugin import SlaPlugin, _serialize_stops
+from sla_checks.profiles import Profile
 
 pytestmark = pytest.mark.timeout(20)
 

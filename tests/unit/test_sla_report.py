@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import load_profile
 from sla_checks.engine import Engine
+from sla_checks.profiles import load_profile
 from sla_checks.report import SCHEMA, build_report, render_junit, render_terminal, write_reports
 
 pytestmark = pytest.mark.timeout(20)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from config.loader import load_profile
+from sla_checks.profiles import load_profile
 from sla_checks.tracker import PerformanceTracker
 
 pytestmark = pytest.mark.timeout(10)

@@ -15,7 +15,6 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from config.loader import ConfigError, Profile
 from sla_checks.engine import Engine
 from sla_checks.evaluate import (
     FAIL,
@@ -29,6 +28,7 @@ from sla_checks.evaluate import (
     has_evidence,
 )
 from sla_checks.plugin import SlaPlugin, _check_users, _inconclusive_exit_code
+from sla_checks.profiles import ConfigError, Profile
 from sla_checks.report import build_report, render_junit, render_terminal, verdict_exit_code
 from sla_checks.report_html import render
 from sla_checks.webui import threshold_rows, verdict_text

@@ -7,10 +7,10 @@ import argparse
 
 import pytest
 
-from config.loader import ConfigError, load_profile
 from sla_checks.engine import Engine
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import _load_from_options
+from sla_checks.profiles import ConfigError, load_profile
 from sla_checks.report import build_report, render_terminal
 
 pytestmark = pytest.mark.timeout(20)
@@ -121,8 +121,8 @@ def test_scenario_reconfigure_takes_the_profiles_warmup_unless_the_option_is_set
     from locust.env import Environment
     from locust.event import Events
 
-    from config.loader import Profile
     from sla_checks.plugin import SlaPlugin
+    from sla_checks.profiles import Profile
 
     env = Environment(events=Events())
     env.create_local_runner()
@@ -143,9 +143,9 @@ def test_scenario_reconfigure_takes_the_profiles_warmup_unless_the_option_is_set
 
 
 def test_scenario_profile_carries_the_base_warmup():
-    from config.loader import Profile
     from scenarios.compose import compose
     from scenarios.registry import get_scenario
+    from sla_checks.profiles import Profile
 
     base = Profile(name="b", path="b.toml", warmup_s=20.0, thresholds=[])
     assert compose(get_scenario("smoke"), base).profile.warmup_s == 20.0

@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config import CONFIG_DIR
 from config.durations import parse_duration
 from config.errors import UsageError
+from contract.schema import CH_QUERIES, PG_QUERIES
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.expressions import ExpressionError, parse_expression
 
@@ -52,8 +54,6 @@ __all__ = [
     "parse_duration",
     "KNOWN_METRICS",
 ]
-
-CONFIG_DIR = Path(__file__).resolve().parent
 
 REQUEST_TYPES = ("WS", "FLOW", "REDIS", "PG", "CH", "HTTP")
 _WS_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -73,12 +73,7 @@ _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", 
 
 
 def _known_metrics() -> dict[str, tuple[str, ...]]:
-    try:
-        from contract.schema import CH_QUERIES, PG_QUERIES
-
-        pg, ch = tuple(PG_QUERIES), tuple(CH_QUERIES)
-    except ImportError:  # pragma: no cover - reference_backend/ ships with the suite
-        pg, ch = (), ()
+    pg, ch = tuple(PG_QUERIES), tuple(CH_QUERIES)
     return {
         "WS": _WS_NAMES,
         "FLOW": ("login→send→receive",),
