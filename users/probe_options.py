@@ -10,9 +10,9 @@ local):
    hidden) and the option to fix, and exits with code 2 (Locust's usage-error convention) before the test starts.
    The check only reads (``PING``, ``SELECT 1``): tables are the probe users' business (``--probe-create-schema``).
 
-Two options are read again when the probe users start, so they are offered in the web UI and an edit there applies:
-``--probe-read-only`` (reads only) and ``--probe-create-schema`` (``auto``: create missing tables only on a loopback
-tier, i.e. the bundled backend's services; ``on``; ``off``).
+Two options are read again when the probe users start, so an edit between web-UI runs applies: ``--probe-read-only``
+(reads only; a field of the web UI's start form) and ``--probe-create-schema`` (``auto``: create missing tables only on
+a loopback tier, i.e. the bundled backend's services; ``on``; ``off``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import ipaddress
 import logging
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.errors import UsageError, exit_usage
+from config.options import add_option
 from config.validate import bounded
 from contract.schema import CH_DATABASE, CLICKHOUSE_URL, PG_DSN, REDIS_URL
 from users.probe_base import ProbeFailure, redact_url
@@ -78,7 +79,7 @@ _COUNT_LIMITS: dict[str, tuple[int, int, str]] = {
 """Whole-number probe options: (lowest, highest, what to say beside the range)."""
 
 
-class ProbeConfigError(ValueError):
+class ProbeConfigError(UsageError, ValueError):
     """A probe option has a bad value; the text names the option, the value (password hidden) and the fix."""
 
 
@@ -295,82 +296,67 @@ def probe_config(environment: Any) -> ProbeConfig:
     return cfg
 
 
+_DEFAULTS = ProbeConfig
+"""The probe options' defaults: the fields of :class:`ProbeConfig` (the one place they live)."""
+
+
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     # Read once at init (start-up connectivity check, user counts): not offered in the web UI, where an edit would
     # silently not apply. Passwords in URLs are marked secret all the same.
+    def add(name: str, **kwargs: Any) -> None:
+        add_option(parser, name, group="Infrastructure probes", **kwargs)
 
-    def add(*args: Any, **kwargs: Any) -> None:
-        parser.add_argument(*args, include_in_web_ui=False, **kwargs)
-
-    add("--probes", type=str, default="redis,pg,clickhouse,health", env_var="LOCUST_PROBES",
+    add("--probes", type=str, default=",".join(TIERS),
         help="Tiers probed when their probe user is selected: comma-separated redis, pg, clickhouse, "
-            "health, or 'all'/'none' (default: all)")
-    add("--redis-url", type=str, default=ProbeConfig.redis_url, env_var="LOCUST_REDIS_URL",
-        is_secret=True,
+             "health, or 'all'/'none' (default: all)")
+    add("--redis-url", type=str, default=_DEFAULTS.redis_url, secret=True,
         help="Redis probed by RedisProbeUser, e.g. redis://:PASSWORD@host:6379/0")
-    add("--redis-pool-size", type=int, default=ProbeConfig.redis_pool_size,
-        env_var="LOCUST_REDIS_POOL_SIZE", help="Connections in the Redis probes' shared pool")
-    add("--redis-pool-timeout", type=float, default=ProbeConfig.redis_pool_timeout,
-        env_var="LOCUST_REDIS_POOL_TIMEOUT", help="Seconds to wait for a free pooled Redis connection")
-    add("--redis-timeout", type=float, default=ProbeConfig.redis_timeout,
-        env_var="LOCUST_REDIS_TIMEOUT", help="Socket (connect and command) timeout in seconds")
-    add("--redis-large-value-kb", type=int, default=ProbeConfig.redis_large_value_kb,
-        env_var="LOCUST_REDIS_LARGE_VALUE_KB", help="Size of the large-value writes (KiB)")
-    add("--redis-probe-users", type=int, default=ProbeConfig.redis_probe_users,
-        env_var="LOCUST_REDIS_PROBE_USERS",
+    add("--redis-pool-size", type=int, default=_DEFAULTS.redis_pool_size,
+        help="Connections in the Redis probes' shared pool")
+    add("--redis-pool-timeout", type=float, default=_DEFAULTS.redis_pool_timeout,
+        help="Seconds to wait for a free pooled Redis connection")
+    add("--redis-timeout", type=float, default=_DEFAULTS.redis_timeout,
+        help="Socket (connect and command) timeout in seconds")
+    add("--redis-large-value-kb", type=int, default=_DEFAULTS.redis_large_value_kb,
+        help="Size of the large-value writes (KiB)")
+    add("--redis-probe-users", type=int, default=_DEFAULTS.redis_probe_users,
         help="RedisProbeUser instances (fixed count; 0 = off)")
-    add("--redis-connect-weight", type=int, default=ProbeConfig.redis_connect_weight,
-        env_var="LOCUST_REDIS_CONNECT_WEIGHT",
+    add("--redis-connect-weight", type=int, default=_DEFAULTS.redis_connect_weight,
         help="Weight of RedisProbeUser's fresh-connection task (REDIS connect) next to its commands (SET 3, GET 4, "
              "MGET 2, large write 1); raise it to study connection latency (scenario redis-connect-latency: 10)")
-    add("--pg-dsn", type=str, default=ProbeConfig.pg_dsn, env_var="LOCUST_PG_DSN",
-        is_secret=True,
+    add("--pg-dsn", type=str, default=_DEFAULTS.pg_dsn, secret=True,
         help="PostgreSQL probed by PostgresProbeUser (URL or key=value conninfo)")
-    add("--pg-pool-size", type=int, default=ProbeConfig.pg_pool_size, env_var="LOCUST_PG_POOL_SIZE",
-        help="Connections in the PG probes' bounded pool")
-    add("--pg-pool-timeout", type=float, default=ProbeConfig.pg_pool_timeout,
-        env_var="LOCUST_PG_POOL_TIMEOUT",
+    add("--pg-pool-size", type=int, default=_DEFAULTS.pg_pool_size, help="Connections in the PG probes' bounded pool")
+    add("--pg-pool-timeout", type=float, default=_DEFAULTS.pg_pool_timeout,
         help="Seconds to wait for a pooled PG connection before 'PG pool acquire' fails")
-    add("--pg-connect-timeout", type=float, default=ProbeConfig.pg_connect_timeout,
-        env_var="LOCUST_PG_CONNECT_TIMEOUT", help="PG connect timeout in seconds")
-    add("--pg-statement-timeout", type=float, default=ProbeConfig.pg_statement_timeout,
-        env_var="LOCUST_PG_STATEMENT_TIMEOUT",
+    add("--pg-connect-timeout", type=float, default=_DEFAULTS.pg_connect_timeout,
+        help="PG connect timeout in seconds")
+    add("--pg-statement-timeout", type=float, default=_DEFAULTS.pg_statement_timeout,
         help="PG statement_timeout and lock_timeout of probe sessions, seconds")
-    add("--pg-probe-users", type=int, default=ProbeConfig.pg_probe_users,
-        env_var="LOCUST_PG_PROBE_USERS",
+    add("--pg-probe-users", type=int, default=_DEFAULTS.pg_probe_users,
         help="PostgresProbeUser instances (fixed count; 0 = off)")
-    add("--clickhouse-url", type=str, default=ProbeConfig.clickhouse_url,
-        env_var="LOCUST_CLICKHOUSE_URL", is_secret=True,
+    add("--clickhouse-url", type=str, default=_DEFAULTS.clickhouse_url, secret=True,
         help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
-    add("--clickhouse-database", type=str, default=ProbeConfig.clickhouse_database,
-        env_var="LOCUST_CLICKHOUSE_DATABASE",
+    add("--clickhouse-database", type=str, default=_DEFAULTS.clickhouse_database,
         help="ClickHouse database holding the agent-event table (agent_state_history)")
-    add("--clickhouse-batch-size", type=int, default=ProbeConfig.clickhouse_batch_size,
-        env_var="LOCUST_CLICKHOUSE_BATCH_SIZE", help="Agent-event rows per 'CH insert'")
-    add("--clickhouse-timeout", type=float, default=ProbeConfig.clickhouse_timeout,
-        env_var="LOCUST_CLICKHOUSE_TIMEOUT", help="ClickHouse HTTP timeout in seconds")
-    add("--clickhouse-probe-users", type=int, default=ProbeConfig.clickhouse_probe_users,
-        env_var="LOCUST_CLICKHOUSE_PROBE_USERS",
+    add("--clickhouse-batch-size", type=int, default=_DEFAULTS.clickhouse_batch_size,
+        help="Agent-event rows per 'CH insert'")
+    add("--clickhouse-timeout", type=float, default=_DEFAULTS.clickhouse_timeout,
+        help="ClickHouse HTTP timeout in seconds")
+    add("--clickhouse-probe-users", type=int, default=_DEFAULTS.clickhouse_probe_users,
         help="ClickHouseProbeUser instances (fixed count; 0 = off)")
-    add("--health-url", type=str, default="", env_var="LOCUST_HEALTH_URL",
-        help="Target's HTTP base URL for /health (default: --host with ws→http, else "
-            f"{DEFAULT_HEALTH_URL})")
-    add("--health-timeout", type=float, default=ProbeConfig.health_timeout,
-        env_var="LOCUST_HEALTH_TIMEOUT", help="Health check HTTP timeout in seconds")
-    add("--health-probe-users", type=int, default=ProbeConfig.health_probe_users,
-        env_var="LOCUST_HEALTH_PROBE_USERS",
+    add("--health-url", type=str, default="",
+        help=f"Target's HTTP base URL for /health (default: --host with ws→http, else {DEFAULT_HEALTH_URL})")
+    add("--health-timeout", type=float, default=_DEFAULTS.health_timeout,
+        help="Health check HTTP timeout in seconds")
+    add("--health-probe-users", type=int, default=_DEFAULTS.health_probe_users,
         help="HealthCheckUser instances (fixed count; 0 = off)")
-
-    # Read again when the probe users start, so offered in the web UI (an edit applies to the next start).
-    parser.add_argument(
-        "--probe-read-only", action="store_true", default=False, env_var="LOCUST_PROBE_READ_ONLY",
-        include_in_web_ui=True,
+    # Read again when the probe users start (LIVE_FIELDS): --probe-read-only is in the start form, a per-run choice.
+    add("--probe-read-only", action="store_true", default=_DEFAULTS.probe_read_only, web_ui=True,
         help="Probes only read: Redis GET/MGET/INFO, PG SELECTs in read-only sessions, ClickHouse SELECTs; no "
              "INSERT/UPDATE/SET/DEL and no DDL (their thresholds report 'no data')")
-    parser.add_argument(
-        "--probe-create-schema", type=str, choices=CREATE_SCHEMA_CHOICES, default=ProbeConfig.probe_create_schema,
-        env_var="LOCUST_PROBE_CREATE_SCHEMA", include_in_web_ui=True,
+    add("--probe-create-schema", type=str, choices=CREATE_SCHEMA_CHOICES, default=_DEFAULTS.probe_create_schema,
         help="Create the backend's tables (PG) / database and table (ClickHouse) when missing: auto = only when "
              "that tier is on loopback (the bundled backend), on, off. Without it a missing table stops the "
              "operations that need it, with one 'PG schema' / 'CH schema' failure naming it")
@@ -498,12 +484,6 @@ def apply_user_counts(environment: Any, cfg: ProbeConfig) -> None:
     classes[:] = keep
 
 
-def _fail_start(message: str) -> None:
-    logger.error(message)
-    sys.stderr.flush()
-    sys.exit(2)
-
-
 @events.init.add_listener
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     options = getattr(environment, "parsed_options", None)
@@ -512,19 +492,16 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     try:
         cfg = ProbeConfig.from_options(options)
     except ProbeConfigError as exc:
-        _fail_start(f"Bad probe option: {exc}")
-        return
+        exit_usage(exc, prefix="Bad probe option", logger=logger)
     environment.probe_config = cfg
     tiers = selected_probe_tiers(environment, cfg)
     try:
         apply_user_counts(environment, cfg)
     except ProbeConfigError as exc:
-        _fail_start(f"Bad probe option: {exc}")
-        return
+        exit_usage(exc, prefix="Bad probe option", logger=logger)
     errors = check_tiers(cfg, tiers)
     if errors:
-        _fail_start("Probe start-up check failed:\n  " + "\n  ".join(errors))
-        return
+        exit_usage("Probe start-up check failed:\n  " + "\n  ".join(errors), logger=logger)
     if cfg.probe_read_only and cfg.probe_create_schema == "on" and tiers:
         logger.warning("--probe-read-only is on, so --probe-create-schema on is ignored: read-only probes run no DDL")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,10 +20,12 @@ from urllib.parse import urlsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.errors import UsageError, exit_usage
+from config.options import add_option
 from config.validate import bounded
 from tasks.arrival import ArrivalSchedule, ScheduleError
 from tasks.corpus import DEFAULT_MESSAGES, load_messages
-from tasks.timeline import ConfigError, ProtocolConfig
+from tasks.timeline import ProtocolConfig, ProtocolConfigError
 from users.auth import (
     AuthConfigError,
     FileTokens,
@@ -41,7 +42,7 @@ from users.ws_session import AUTH_MODES, split_ws_url
 logger = logging.getLogger(__name__)
 
 
-class ChatConfigError(ValueError):
+class ChatConfigError(UsageError, ValueError):
     """A chat option has a bad value; the text names the option, the value (never a secret) and the fix."""
 
 
@@ -111,35 +112,55 @@ def ws_url(host: str | None, path: str) -> str:
     return host
 
 
+_CHAT = ChatSettings()
+"""The chat options' defaults (the one place they live: :class:`ChatSettings`)."""
+
+
+@dataclass(frozen=True)
+class JwtDefaults:
+    """Defaults of the options that mint tokens (``--jwt-*``)."""
+
+    issuer: str = "agent-chat-backend"
+    user_pattern: str = "user-{n:04d}"
+    email_pattern: str = "loadtest{n}@example.com"
+    users: int = 100
+    ttl: float = 3600.0
+
+
+_JWT = JwtDefaults()
+DEFAULT_LOGIN_PASSWORD = "loadtest-password"
+"""Password of the reference backend's seeded users (``--ws-login-password``, env ``TARGET_SEED_PASSWORD``)."""
+
+
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    # Shown in the web UI: in web-UI mode the settings are re-read from the form at each test start.
+    # Web-UI runs re-read the settings from the options at each test start, so the form's edits apply.
     def add(name: str, **kwargs: Any) -> None:
-        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
-        kwargs.setdefault("include_in_web_ui", True)
-        parser.add_argument(name, env_var=env, **kwargs)
+        add_option(parser, name, group="Chat users", **kwargs)
 
-    add("--ws-path", default="/ws", help="WebSocket path appended to --host when it has none (default /ws)")
-    add("--ws-auth", default="subprotocol+header", choices=AUTH_MODES,
+    add("--ws-path", default=_CHAT.path, help="WebSocket path appended to --host when it has none (default {default})")
+    add("--ws-auth", default=_CHAT.auth_mode, choices=AUTH_MODES,
         help="where the JWT goes: subprotocol jwt-auth.<jwt> plus Authorization header (default), header, "
              "subprotocol or query (?token=)")
-    add("--ws-insecure", action="store_true", default=False,
+    add("--ws-insecure", action="store_true", default=_CHAT.insecure,
         help="do not verify the TLS certificate of wss:// hosts (test systems only; logs a warning)")
-    add("--ws-connect-timeout", type=float, default=10.0,
-        help="seconds for TCP + TLS + upgrade + connection_established (default 10)")
-    add("--ws-reply-timeout", type=float, default=30.0,
-        help="seconds until a message without agent_completed fails as 'timeout' (default 30)")
-    add("--ws-hang-after", type=float, default=10.0,
-        help="seconds without any frame for a message until it fails as 'hang' (default 10)")
-    add("--ws-inflight", type=int, default=1, help="messages in flight per chat user (default 1)")
-    add("--ws-heartbeat-interval", type=float, default=15.0,
-        help="seconds between heartbeat pings per connection; 0 = off (default 15)")
-    add("--ws-heartbeat-timeout", type=float, default=5.0, help="seconds to wait for a pong (default 5)")
-    add("--ws-heartbeat-misses", type=int, default=2,
-        help="missed pongs in a row after which the connection counts as dead and is reopened (default 2)")
-    add("--ws-think-time", type=float, default=1.0,
-        help="seconds a chat user waits between replies in the closed model (default 1; 0 = none)")
-    add("--ws-arrival-rate", default="",
+    add("--ws-connect-timeout", type=float, default=_CHAT.connect_timeout,
+        help="seconds for TCP + TLS + upgrade + connection_established (default {default})")
+    add("--ws-reply-timeout", type=float, default=_CHAT.reply_timeout,
+        help="seconds until a message without agent_completed fails as 'timeout' (default {default})")
+    add("--ws-hang-after", type=float, default=_CHAT.hang_after,
+        help="seconds without any frame for a message until it fails as 'hang' (default {default})")
+    add("--ws-inflight", type=int, default=_CHAT.inflight, web_ui=True,
+        help="messages in flight per chat user (default {default})")
+    add("--ws-heartbeat-interval", type=float, default=_CHAT.heartbeat_interval,
+        help="seconds between heartbeat pings per connection; 0 = off (default {default})")
+    add("--ws-heartbeat-timeout", type=float, default=_CHAT.heartbeat_timeout,
+        help="seconds to wait for a pong (default {default})")
+    add("--ws-heartbeat-misses", type=int, default=_CHAT.heartbeat_misses,
+        help="missed pongs in a row after which the connection counts as dead and is reopened (default {default})")
+    add("--ws-think-time", type=float, default=_CHAT.think_time, web_ui=True,
+        help="seconds a chat user waits between replies in the closed model (default {default}; 0 = none)")
+    add("--ws-arrival-rate", default="", web_ui=True,
         help="open model: total user messages per second over all connected chat users, sent on schedule "
              "without waiting for replies; a number, or a ramp 't:rate,...' (e.g. '0:5,60:50'); empty = closed "
              "model (default)")
@@ -150,28 +171,30 @@ def _add_options(parser: Any) -> None:
         help="comma-separated agent event types in order, first starts and last completes a reply "
              "(default agent_started,agent_thinking,tool_executing,tool_completed,agent_completed)")
     add("--ws-envelope", default="", help="key of the server events' details: data (default) or payload")
-    add("--ws-max-frame-bytes", type=int, default=1 << 20,
-        help="larger incoming messages are skipped and counted as 'oversize frame' (default 1 MiB)")
-    add("--ws-reconnect-max-backoff", type=float, default=10.0,
-        help="upper bound in seconds of the reconnect backoff after a drop (default 10)")
+    add("--ws-max-frame-bytes", type=int, default=_CHAT.max_frame,
+        help="larger incoming messages are skipped and counted as 'oversize frame' (default {default}: 1 MiB)")
+    add("--ws-reconnect-max-backoff", type=float, default=_CHAT.reconnect_max_backoff,
+        help="upper bound in seconds of the reconnect backoff after a drop (default {default})")
     add("--ws-login-url", default="",
         help="HTTP base URL of POST /auth/login (default: derived from --host, ws→http)")
-    add("--ws-login-path", default="/auth/login", help="login path (default /auth/login)")
-    # secrets stay out of the web UI: Locust puts a web-UI option's value into the page (is_secret only masks it)
-    add("--ws-login-password", default=None, is_secret=True, include_in_web_ui=False,
+    add("--ws-login-path", default=_CHAT.login_path, help="login path (default {default})")
+    add("--ws-login-password", default=None, secret=True,
         help="password of the seeded users loadtest{n}@example.com when no --users-file is given "
-             "(default: env TARGET_SEED_PASSWORD, else loadtest-password)")
-    add("--jwt-secret", default=None, is_secret=True, include_in_web_ui=False,
+             f"(default: env TARGET_SEED_PASSWORD, else {DEFAULT_LOGIN_PASSWORD})")
+    add("--jwt-secret", default=None, secret=True,
         help="HS256 secret to mint tokens with (default: env JWT_SECRET_KEY)")
-    add("--jwt-issuer", default=None, help="iss claim (default: env JWT_ISSUER, else agent-chat-backend)")
-    add("--jwt-user-pattern", default="user-{n:04d}", help="sub claim pattern over n (default user-{n:04d})")
-    add("--jwt-email-pattern", default="loadtest{n}@example.com", help="email claim pattern over n")
-    add("--jwt-users", type=int, default=100, help="distinct user ids minted, n = user number mod this (default 100)")
-    add("--jwt-ttl", type=float, default=3600.0, help="token lifetime in seconds (default 3600); refreshed before expiry")
+    add("--jwt-issuer", default=None, help=f"iss claim (default: env JWT_ISSUER, else {_JWT.issuer})")
+    add("--jwt-user-pattern", default=_JWT.user_pattern, help="sub claim pattern over n (default {default})")
+    add("--jwt-email-pattern", default=_JWT.email_pattern, help="email claim pattern over n")
+    add("--jwt-users", type=int, default=_JWT.users,
+        help="distinct user ids minted, n = user number mod this (default {default})")
+    add("--jwt-ttl", type=float, default=_JWT.ttl,
+        help="token lifetime in seconds (default {default}); refreshed before expiry")
     add("--jwt-claims", default="", help='extra claims as a JSON object, e.g. \'{"permissions": ["chat:write"]}\'')
-    add("--token-file", default="", help="file of JWTs, one per line, used round-robin instead of minting; re-read when it changes")
+    add("--token-file", default="",
+        help="file of JWTs, one per line, used round-robin instead of minting; re-read when it changes")
     add("--users-file", default="", help="CSV of email,password: chat users log in with POST /auth/login")
-    add("--ws-skip-start-check", action="store_true", default=False, include_in_web_ui=False,
+    add("--ws-skip-start-check", action="store_true", default=False,
         help="headless runs: do not open one test connection at start (host reachable, credentials accepted)")
 
 
@@ -182,20 +205,20 @@ def _opt(options: Any, name: str, default: Any) -> Any:
 
 # option → (low, high, low_open, default, what the low end means): every numeric chat option's accepted range
 _LIMITS: dict[str, tuple[float, float, bool, float, str]] = {
-    "--ws-connect-timeout": (0, 600, True, 10.0, ""),
-    "--ws-reply-timeout": (0, 3600, True, 30.0, ""),
-    "--ws-hang-after": (0, 3600, True, 10.0, ""),
-    "--ws-heartbeat-interval": (0, 3600, False, 15.0, "0 switches the heartbeat off"),
-    "--ws-heartbeat-timeout": (0, 600, True, 5.0, ""),
-    "--ws-think-time": (0, 3600, False, 1.0, "0 = no think time"),
-    "--ws-reconnect-max-backoff": (0, 3600, True, 10.0, ""),
-    "--jwt-ttl": (1, 366 * 86400, False, 3600.0, ""),
+    "--ws-connect-timeout": (0, 600, True, _CHAT.connect_timeout, ""),
+    "--ws-reply-timeout": (0, 3600, True, _CHAT.reply_timeout, ""),
+    "--ws-hang-after": (0, 3600, True, _CHAT.hang_after, ""),
+    "--ws-heartbeat-interval": (0, 3600, False, _CHAT.heartbeat_interval, "0 switches the heartbeat off"),
+    "--ws-heartbeat-timeout": (0, 600, True, _CHAT.heartbeat_timeout, ""),
+    "--ws-think-time": (0, 3600, False, _CHAT.think_time, "0 = no think time"),
+    "--ws-reconnect-max-backoff": (0, 3600, True, _CHAT.reconnect_max_backoff, ""),
+    "--jwt-ttl": (1, 366 * 86400, False, _JWT.ttl, ""),
 }
 _INT_LIMITS: dict[str, tuple[int, int, int]] = {
-    "--ws-inflight": (1, 1000, 1),
-    "--ws-heartbeat-misses": (1, 100, 2),
-    "--ws-max-frame-bytes": (1024, 1 << 30, 1 << 20),
-    "--jwt-users": (1, 10_000_000, 100),
+    "--ws-inflight": (1, 1000, _CHAT.inflight),
+    "--ws-heartbeat-misses": (1, 100, _CHAT.heartbeat_misses),
+    "--ws-max-frame-bytes": (1024, 1 << 30, _CHAT.max_frame),
+    "--jwt-users": (1, 10_000_000, _JWT.users),
 }
 
 
@@ -223,7 +246,7 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
     s.auth_mode = _opt(options, "ws_auth", s.auth_mode)
     if s.auth_mode not in AUTH_MODES:
         raise ChatConfigError(f"--ws-auth has value {s.auth_mode!r}; use one of {', '.join(AUTH_MODES)}")
-    s.insecure = bool(_opt(options, "ws_insecure", False))
+    s.insecure = bool(_opt(options, "ws_insecure", s.insecure))
     s.connect_timeout = _seconds(options, "--ws-connect-timeout")
     s.reply_timeout = _seconds(options, "--ws-reply-timeout")
     s.hang_after = _seconds(options, "--ws-hang-after")
@@ -258,7 +281,7 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
         if envelope:
             changes["envelope"] = envelope
         s.protocol = replace(protocol, **changes) if changes else protocol
-    except ConfigError as exc:
+    except ProtocolConfigError as exc:
         raise ChatConfigError(f"{exc} (options --ws-protocol / --ws-event-names / --ws-envelope)") from None
     messages_file = _opt(options, "ws_messages", "")
     if messages_file:
@@ -272,7 +295,7 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
         raise ChatConfigError(f"--ws-login-url has value {login_url!r}; it must be an http:// or https:// URL, "
                               "e.g. http://127.0.0.1:8765 (default: derived from --host)")
     s.login_url = login_url or http_base_from_ws(url)
-    s.login_path = _opt(options, "ws_login_path", "/auth/login")
+    s.login_path = _opt(options, "ws_login_path", s.login_path)
     s.tokens, s.login_users = _token_source(options, s)
     if s.insecure and url.startswith("wss://"):
         logger.warning("--ws-insecure: TLS certificates of %s are NOT verified (use only on test systems)",
@@ -283,7 +306,8 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
 def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, list[Any]]:
     token_file = _opt(options, "token_file", "")
     users_file = _opt(options, "users_file", "")
-    password = _opt(options, "ws_login_password", None) or os.environ.get("TARGET_SEED_PASSWORD") or "loadtest-password"
+    password = (_opt(options, "ws_login_password", None) or os.environ.get("TARGET_SEED_PASSWORD")
+                or DEFAULT_LOGIN_PASSWORD)
     try:
         login_users = read_users_file(users_file) if users_file else seeded_users(100, password)
         if token_file:
@@ -299,11 +323,11 @@ def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, li
         return (
             MintedTokens(
                 secret,
-                issuer=_opt(options, "jwt_issuer", None) or os.environ.get("JWT_ISSUER") or "agent-chat-backend",
-                user_pattern=_opt(options, "jwt_user_pattern", "user-{n:04d}"),
-                email_pattern=_opt(options, "jwt_email_pattern", "loadtest{n}@example.com"),
-                ttl=float(_opt(options, "jwt_ttl", 3600.0)),
-                users=int(_opt(options, "jwt_users", 100)),
+                issuer=_opt(options, "jwt_issuer", None) or os.environ.get("JWT_ISSUER") or _JWT.issuer,
+                user_pattern=_opt(options, "jwt_user_pattern", _JWT.user_pattern),
+                email_pattern=_opt(options, "jwt_email_pattern", _JWT.email_pattern),
+                ttl=float(_opt(options, "jwt_ttl", _JWT.ttl)),
+                users=int(_opt(options, "jwt_users", _JWT.users)),
                 claims=parse_claims(_opt(options, "jwt_claims", "")),
             ),
             login_users,
@@ -436,9 +460,7 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
             start_check(environment.chat_settings, ws_url(host, environment.chat_settings.path),
                         login=_uses_flow(environment))
     except ChatConfigError as exc:
-        logger.error("Bad chat option: %s", exc)
-        sys.stderr.flush()
-        sys.exit(2)
+        exit_usage(exc, prefix="Bad chat option", logger=logger)
 
 
 __all__ = ["ChatSettings", "ChatConfigError", "chat_settings", "settings_from_options", "start_check", "ws_url"]
