@@ -45,11 +45,11 @@ from sla_checks.evaluate import (
     MetricData,
     ThresholdResult,
     ThresholdSpec,
-    format_value,
     matching_metrics,
     statistic,
 )
 from sla_checks.expressions import Expression, parse_expression
+from sla_checks.formatting import format_ms, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import FLOW_METRIC, LAG_METRIC, OfferedLoad, RpsCap, rps_cap
 
@@ -76,13 +76,15 @@ as rising too: a Redis refusing writes (OOM) fails chat messages fast without an
 
 
 def tier_of(metric: str) -> str | None:
-    """``"PG thread history"`` -> ``"postgres"``; ``"HTTP ready:redis"`` -> ``"redis"``; others None."""
-    rtype, _, name = metric.partition(" ")
+    """The tier a metric measures: ``REDIS *`` -> redis, ``PG *`` -> postgres, ``CH *`` -> clickhouse,
+    ``HTTP ready:<tier>`` -> that tier (``pg`` / ``ch`` spelled out); None for everything else (WS, FLOW, other HTTP
+    paths)."""
+    rtype, _, name = str(metric).partition(" ")
     if rtype in _TYPE_TIER:
         return _TYPE_TIER[rtype]
     if rtype == "HTTP" and name.startswith("ready:"):
-        tier = name[len("ready:") :]
-        return {"pg": "postgres", "ch": "clickhouse"}.get(tier, tier)
+        tier = name[len("ready:") :].strip()
+        return {"pg": "postgres", "ch": "clickhouse"}.get(tier, tier) or None
     return None
 
 
@@ -247,10 +249,6 @@ def _bucket_breaks(expr: Expression, d: MetricData) -> bool:
     return v is not None and not expr.holds(v)
 
 
-def _fmt_ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.0f} ms"
-
-
 def _rel(value: float, limit: float) -> str:
     return ">" if value > limit else ("<" if value < limit else "=")
 
@@ -390,9 +388,9 @@ def attribute(
         or (not e["within_sla"] and (e["rise_ms"] > 0 or e["fail_ratio"] > e["baseline_fail_ratio"]))
     ]
     value = failing.value
-    head = f"{target} {expr.lhs} {_fmt_value(value, expr.unit)}"
+    head = f"{target} {expr.lhs} {format_value(value, expr.unit, missing='no data')}"
     if value is not None:
-        head += f" {_rel(value, expr.limit)} {_fmt_value(expr.limit, expr.unit)}"
+        head += f" {_rel(value, expr.limit)} {format_value(expr.limit, expr.unit)}"
     cap = _rps_cap(expr, target, [b for _, b in buckets], load)
     clauses = []
     if cap is not None and cap.caps(expr.limit, value):
@@ -454,7 +452,7 @@ def _tier_clause(coinciding: Sequence[dict[str, Any]], per_tier: Mapping[str, An
             thr = ""
             if e["threshold"]:
                 thr = f" (threshold {_fmt_num(_tier_limit(e['threshold']))})"
-            what = f"p95 {_fmt_ms(e['p95'])}{thr}"
+            what = f"p95 {format_ms(e['p95'], missing='n/a')}{thr}"
             if e["fail_ratio"] >= FAILING_RATIO and e["fail_ratio"] > e["baseline_fail_ratio"]:
                 what = (
                     f"failing {100 * e['fail_ratio']:.0f}% of calls (baseline {100 * e['baseline_fail_ratio']:.0f}%), "
@@ -501,7 +499,3 @@ def _tier_limit(expression_text: str) -> float:
 
 def _fmt_num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
-def _fmt_value(v: float | None, unit: str) -> str:
-    return format_value(v, unit)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sla_checks.expressions import Expression, parse_expression
+from sla_checks.formatting import format_value
 from sla_checks.histogram import Histogram
 
 __all__ = [
@@ -142,20 +143,6 @@ class ThresholdResult:
         if self.value is None:
             return f"{self.name}: no data{' (required: the metric got no samples)' if self.spec.required else ''}"
         return f"{self.name} was {format_value(self.value, self.spec.expression.unit)}"
-
-
-def format_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "no data"
-    if unit == "ms":
-        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
-    if unit == "%":
-        return f"{value:.1f}%"
-    if unit == "ratio":
-        return f"{value:.4f}"
-    if unit == "rps":
-        return f"{value:.2f} rps"
-    return f"{value:.0f}"
 
 
 def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> float | None:

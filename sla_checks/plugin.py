@@ -58,7 +58,8 @@ from locust.runners import (
 
 from config.validate import bounded
 from sla_checks.engine import Engine
-from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult, format_value
+from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
+from sla_checks.formatting import format_value
 from sla_checks.load_watch import LoadWatch
 from sla_checks.profiles import ConfigError, Profile, load_profile, parse_duration
 from sla_checks.report import build_report, render_terminal, write_reports

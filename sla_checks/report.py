@@ -120,7 +120,8 @@ from typing import Any
 from sla_checks.attribution import attribute
 from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
-from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult, format_value
+from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult
+from sla_checks.formatting import format_count, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import OfferedLoad
 
@@ -464,7 +465,7 @@ def render_terminal(report: dict[str, Any]) -> str:
     """Plain-text table: each threshold, its value, pass/fail; then failing windows, attribution and verdict."""
     rows = [("status", "metric", "threshold", "value", "samples")]
     for t in report["thresholds"]:
-        val = format_value(t["value"], t["unit"])
+        val = format_value(t["value"], t["unit"], missing="no data")
         flags = " (required)" if t["required"] and t["status"] != PASS else ""
         rows.append(
             (
@@ -472,7 +473,7 @@ def render_terminal(report: dict[str, Any]) -> str:
                 t["metric"],
                 t["expression"] + flags,
                 val,
-                str(t["samples"]),
+                format_count(t["samples"]),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
@@ -494,7 +495,7 @@ def render_terminal(report: dict[str, Any]) -> str:
         for metric, d in report.get("drift", {}).items():
             if metric.split(" ", 1)[0] not in ("WS", "FLOW") or metric not in judged:
                 continue
-            pts = ", ".join(f"{i}:{format_value(v, 'ms')}" for i, v in d["p95"])
+            pts = ", ".join(f"{i}:{format_value(v, 'ms', missing='no data')}" for i, v in d["p95"])
             change = "" if d["change_pct"] is None else f" (first -> last {d['change_pct']:+.0f}%)"
             lines.append(f"  {metric} p95 per window: {pts}{change}")
         for w in failed_windows:
@@ -536,7 +537,7 @@ def render_junit(report: dict[str, Any]) -> str:
 
     for t in report["thresholds"]:
         c = case(f"sla.{t['metric'].split(' ', 1)[0]}", f"{t['metric']} {t['expression']}")
-        value = format_value(t["value"], t["unit"])
+        value = format_value(t["value"], t["unit"], missing="no data")
         if t["status"] == FAIL:
             failures += 1
             msg = (
@@ -556,7 +557,7 @@ def render_junit(report: dict[str, Any]) -> str:
         elif t["status"] == NO_DATA:
             skipped += 1
             ET.SubElement(c, "skipped", message="no data: the metric got no samples in this run")
-        ET.SubElement(c, "system-out").text = f"value: {value}; samples: {t['samples']}; {t['description']}"
+        ET.SubElement(c, "system-out").text = f"value: {value}; samples: {format_count(t['samples'])}; {t['description']}"
     for w in report["windows"]:
         for name in w["failed"]:
             c = case("sla.window", f"{name} [window {w['index']} {w['start']} .. {w['end']}]")

@@ -42,6 +42,7 @@ from flask import Blueprint, Response, make_response, request
 from locust import events
 from locust.runners import WorkerRunner
 
+from sla_checks.formatting import format_count, format_ms, format_value
 from sla_checks.report_html import render
 
 logger = logging.getLogger(__name__)
@@ -138,22 +139,6 @@ def live_snapshot(environment: Any) -> dict[str, Any]:
     return dict(data)
 
 
-def _fmt(value: Any, unit: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return "–"
-    if unit == "ms":
-        return f"{value:,.0f} ms" if abs(value) >= 100 else f"{value:.1f} ms"
-    if unit == "%":
-        return f"{value:.2f} %"
-    if unit == "rps":
-        return f"{value:,.2f} rps"
-    if unit == "ratio":
-        return f"{value:.4f}"
-    if unit == "count":
-        return f"{value:,.0f}"
-    return f"{value:,.4g}" + (f" {unit}" if unit else "")
-
-
 def verdict_text(snapshot: Mapping[str, Any]) -> str:
     """The verdict row's status: PASS / FAIL / INCONCLUSIVE; while the run goes on, an inconclusive verdict (no
     evidence yet) reads NO DATA YET."""
@@ -228,10 +213,8 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
                 + (" ✘ in windows" if status != "fail" and _failing(item) else ""),
                 "metric": str(item.get("metric") or ""),
                 "expression": str(item.get("expression") or ""),
-                "value": _fmt(item.get("value"), item.get("unit")),
-                "samples": f"{samples:,}"
-                if isinstance(samples, int) and not isinstance(samples, bool)
-                else "–",
+                "value": format_value(item.get("value"), item.get("unit")),
+                "samples": format_count(samples),
                 "description": str(item.get("description") or ""),
                 "flags": ", ".join(flags),
                 "windows": ", ".join(f"W{w}" for w in windows) if isinstance(windows, list) else "",
@@ -252,7 +235,7 @@ def attribution_rows(snapshot: Mapping[str, Any]) -> list[dict[str, str]]:
                 continue
             state = {True: "within SLA", False: "OVER SLA"}.get(tier.get("within_sla"), "?")  # type: ignore[arg-type]
             tiers.append(
-                f"{tier.get('tier')}: {tier.get('metric')} p95 {_fmt(tier.get('p95'), 'ms')} ({state})"
+                f"{tier.get('tier')}: {tier.get('metric')} p95 {format_ms(tier.get('p95'))} ({state})"
             )
         rows.append(
             {

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import websocket
 
-from sla_checks.report_html import tier_of, write_html_report
+from sla_checks.attribution import tier_of
+from sla_checks.report_html import write_html_report
 from tests.helpers import free_port
 from tests.unit.test_sla_html import FIXTURE, example_report
 

@@ -70,7 +70,7 @@ def test_stalled_tier_is_ranked_first_and_named_in_summary(culprit, metric, labe
     assert all(t["score"] < 0.25 and t["within_sla"] for t in a["tiers"][1:])
     assert f"coincides with {label} p95" in a["summary"]
     assert a["summary"].startswith("WS agent_completed p(95) ")
-    assert "> 2000 ms" in a["summary"]
+    assert "> 2,000 ms" in a["summary"]
     assert a["slowest_stage"] == "agent_started→agent_thinking"
 
 

@@ -113,7 +113,7 @@ def test_glob_judges_each_metric_and_exact_threshold_overrides_same_statistic():
 def test_describe_gives_log_line_value_with_unit():
     m = {"WS agent_completed": data([3120.0] * 10)}
     (r,) = evaluate([ThresholdSpec.of("WS agent_completed", "p(95) < 2000")], m, 1)
-    assert r.describe() == "WS agent_completed p(95) < 2000 was 3120 ms"
+    assert r.describe() == "WS agent_completed p(95) < 2000 was 3,120 ms"
 
 
 def test_metric_data_round_trip_and_merge():

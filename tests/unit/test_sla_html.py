@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from sla_checks.report_html import main, render, tier_of, write_html_report
+from sla_checks.attribution import tier_of
+from sla_checks.report_html import main, render, write_html_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sla_report_example.json"
 STAGES = (

@@ -61,7 +61,7 @@ def test_breach_sets_exit_code_and_writes_reports(tmp_path, caplog):
     with caplog.at_level("ERROR"):
         env.events.quitting.fire(environment=env)
     assert env.process_exit_code == 3
-    assert "SLA FAILED: WS agent_completed p(95) < 2000 was 3120 ms" in caplog.text
+    assert "SLA FAILED: WS agent_completed p(95) < 2000 was 3,120 ms" in caplog.text
     rep = json.loads((tmp_path / "r.json").read_text())
     assert (rep["verdict"], rep["exit_code"], rep["state"]) == ("fail", 3, "finished")
     assert rep["stages"]["agent_started→agent_thinking"]["count"] == 20

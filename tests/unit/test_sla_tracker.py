@@ -64,7 +64,7 @@ def test_evaluate_uses_the_engine_percentiles_and_assert_sla_lists_problems():
     assert tr.percentile("WS agent_completed", 95) == 3000.0
     results = {r.name: r for r in tr.evaluate()}
     assert results["WS agent_completed p(95) < 2000"].status == "fail"
-    with pytest.raises(AssertionError, match="SLA FAILED: WS agent_completed p\\(95\\) < 2000 was 3000 ms"):
+    with pytest.raises(AssertionError, match="SLA FAILED: WS agent_completed p\\(95\\) < 2000 was 3,000 ms"):
         tr.assert_sla()
     rep = tr.report()
     assert rep["schema"] == "ws-agent-loadtest/sla-report/1"

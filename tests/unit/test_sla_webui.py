@@ -108,7 +108,7 @@ def test_threshold_rows_verdict_first_then_report_order() -> None:
         (12.34, "ms", "12.3 ms"),
         (96.123, "%", "96.12 %"),
         (12.5, "rps", "12.50 rps"),
-        (0.0123, "ratio", "0.0123"),
+        (0.0123, "ratio", "0.0123 (1.23 %)"),
         (42, "count", "42"),
         (None, "ms", "–"),
         (math.nan, "ms", "–"),
@@ -137,7 +137,7 @@ def test_attribution_rows_name_tiers_and_stage() -> None:
     assert len(rows) == 1
     assert rows[0]["metric"] == "WS agent_completed p(95) < 2000"
     assert "postgres: PG thread history p95 2,900 ms (OVER SLA)" in rows[0]["tiers"]
-    assert "redis: REDIS GET p95 1.4 ms (within SLA)" in rows[0]["tiers"]
+    assert "redis: REDIS GET p95 1.40 ms (within SLA)" in rows[0]["tiers"]
     assert rows[0]["stage"] == "agent_started→agent_thinking"
     assert "No attribution yet" in attribution_rows({"attribution": []})[0]["summary"]
 
