@@ -32,6 +32,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
 from config.errors import UsageError
 from scenarios.registry import FaultSpec
+from users.probe_options import is_loopback_host
 
 __all__ = [
     "FaultScheduler",
@@ -40,8 +41,8 @@ __all__ = [
     "admin_base_url",
     "check_local_backend",
     "fault_timeline",
-    "is_loopback_host",
     "looks_like_reference_health",
+    "resolves_to_loopback",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,11 +94,18 @@ def admin_base_url(url: str) -> str:
     return f"{scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
 
 
-def is_loopback_host(host: str, resolve: Callable[[str], list[str]] | None = None) -> bool:
-    """True when ``host`` is, or resolves only to, loopback addresses."""
+def resolves_to_loopback(host: str, resolve: Callable[[str], list[str]] | None = None) -> bool:
+    """True when ``host`` names this machine: a loopback address or ``localhost``
+    (:func:`users.probe_options.is_loopback_host`, no lookup), or a name that ``resolve`` (default: the system
+    resolver) maps to loopback addresses only. An empty host is not this machine: there is nothing to resolve."""
+    if not host:
+        return False
+    if is_loopback_host(host):
+        return True
     host = host.strip("[]")
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ipaddress.ip_address(host)
+        return False  # an address, and not a loopback one
     except ValueError:
         pass
     if resolve is None:
@@ -135,7 +143,7 @@ def check_local_backend(base_url: str, client: FaultsApi | None, timeout: float 
         "Fault injection (--inject-faults) only runs against the bundled reference backend on this machine; "
         "it is refused against {what}. Drop --inject-faults for a staging/production target."
     )
-    if not is_loopback_host(host):
+    if not resolves_to_loopback(host):
         raise FaultTargetError(refuse.format(what=f"{base_url} (host {host!r} is not a loopback address)"))
     try:
         body = _get_json(base_url + "/health", timeout)

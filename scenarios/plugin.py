@@ -524,7 +524,7 @@ def staging_problems(scenario: Scenario, options: Any, host: str | None, env: di
     Staging takes the target URL, the token file and every probed tier's URL from the command line, ``LOCUST_*``
     env vars or ``locust.conf``; a tier left at its local default (loopback) would silently probe this machine.
     """
-    from scenarios.faults import is_loopback_host
+    from scenarios.faults import resolves_to_loopback
 
     def no_dns(name: str) -> list[str]:
         return ["127.0.0.1"] if name.lower() in ("localhost", "localhost.localdomain") else []
@@ -534,7 +534,7 @@ def staging_problems(scenario: Scenario, options: Any, host: str | None, env: di
     if classes & set(_CHAT_CLASSES) or "HealthCheckUser" in classes:
         if not host:
             problems.append("no target: set host = wss://... in locust.conf, LOCUST_HOST or --host")
-        elif is_loopback_host(urllib.parse.urlsplit(host).hostname or "", resolve=no_dns):
+        elif resolves_to_loopback(urllib.parse.urlsplit(host).hostname or "", resolve=no_dns):
             problems.append(f"--host {host} is this machine, not staging: set host in locust.conf / LOCUST_HOST")
     if classes & set(_CHAT_CLASSES):
         sources = [getattr(options, k, None) for k in ("token_file", "users_file", "jwt_secret")]
@@ -548,7 +548,7 @@ def staging_problems(scenario: Scenario, options: Any, host: str | None, env: di
             continue  # the health probe defaults to the target's own address
         url = getattr(options, dest, "") or ""
         hostname = urllib.parse.urlsplit(url).hostname or ""
-        if not url or is_loopback_host(hostname, resolve=no_dns):
+        if not url or resolves_to_loopback(hostname, resolve=no_dns):
             problems.append(
                 f"{cls} would probe this machine ({option} is {'unset' if not url else 'a loopback address'}): "
                 f"set {option.lstrip('-')} in locust.conf or {env_var}"

@@ -15,8 +15,8 @@ from scenarios.faults import (
     admin_base_url,
     check_local_backend,
     fault_timeline,
-    is_loopback_host,
     looks_like_reference_health,
+    resolves_to_loopback,
 )
 from scenarios.plugin import parse_seconds
 from scenarios.registry import (
@@ -340,10 +340,11 @@ def test_admin_base_url_rejects_other_schemes() -> None:
     "host, addresses, loopback",
     [("127.0.0.1", None, True), ("::1", None, True), ("[::1]", None, True), ("10.0.0.5", None, False),
      ("localhost", ["127.0.0.1", "::1"], True), ("staging.example", ["10.2.3.4"], False),
-     ("mixed.example", ["127.0.0.1", "10.2.3.4"], False)],
+     ("mixed.example", ["127.0.0.1", "10.2.3.4"], False), ("box", ["127.0.1.1"], True),
+     ("app.localhost", None, True), ("10.0.0.5", ["127.0.0.1"], False), ("", ["127.0.0.1"], False)],
 )
-def test_is_loopback_host(host: str, addresses: list[str] | None, loopback: bool) -> None:
-    assert is_loopback_host(host, resolve=lambda _name: addresses or []) is loopback
+def test_resolves_to_loopback(host: str, addresses: list[str] | None, loopback: bool) -> None:
+    assert resolves_to_loopback(host, resolve=lambda _name: addresses or []) is loopback
 
 
 @pytest.mark.parametrize(
