@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from typing import Any
 
@@ -56,6 +55,8 @@ from locust.runners import (
     WorkerRunner,
 )
 
+from config.errors import exit_usage
+from config.options import add_option
 from config.validate import bounded
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
@@ -71,7 +72,7 @@ console = logging.getLogger("locust.stats_logger")  # Locust's plain console log
 
 DEFAULT_EXIT_CODE = 3
 DEFAULT_INCONCLUSIVE_EXIT_CODE = 4
-DEFAULT_EVAL_INTERVAL_S = 5.0
+DEFAULT_EVAL_INTERVAL_S = Profile.eval_interval_s
 FINAL_REPORT_GRACE_S = 5.0
 """How long past ``--stop-timeout`` the master waits for a quitting worker's final report (and a worker's second
 ``stop()`` for the one under way)."""
@@ -79,115 +80,76 @@ FINAL_REPORT_GRACE_S = 5.0
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    parser.add_argument(
-        "--sla-profile",
-        default="local",
-        env_var="LOCUST_SLA_PROFILE",
-        include_in_web_ui=True,
-        help="SLA threshold profile: config/<name>.toml (local, ci, staging, soak). Default: local.",
-    )
-    parser.add_argument(
-        "--sla-config",
-        default="",
-        env_var="LOCUST_SLA_CONFIG",
-        include_in_web_ui=True,
-        help="Threshold file (TOML) to use instead of a profile from config/.",
-    )
-    parser.add_argument(
-        "--sla-exit-code",
-        type=int,
-        default=DEFAULT_EXIT_CODE,
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_EXIT_CODE",
-        help="Process exit code when an SLA threshold fails (default 3).",
-    )
-    parser.add_argument(
-        "--sla-inconclusive-exit-code",
-        type=int,
-        default=DEFAULT_INCONCLUSIVE_EXIT_CODE,
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_INCONCLUSIVE_EXIT_CODE",
+    def add(name: str, **kwargs: Any) -> None:
+        add_option(parser, name, group="SLA verdict and reports", **kwargs)
+
+    add("--sla-profile", default="local", web_ui=True,
+        help="SLA threshold profile: config/<name>.toml (local, ci, staging, soak). Default: {default}.")
+    add("--sla-config", default="", web_ui=True,
+        help="Threshold file (TOML) to use instead of a profile from config/.")
+    add("--sla-exit-code", type=int, default=DEFAULT_EXIT_CODE,
+        help="Process exit code when an SLA threshold fails (default {default}, 1..255).")
+    add("--sla-inconclusive-exit-code", type=int, default=DEFAULT_INCONCLUSIVE_EXIT_CODE,
         help="Process exit code when nothing failed but nothing was measured: no user ran, or no threshold was "
-        "judged on a metric with samples (default 4, 1..255).",
-    )
-    parser.add_argument(
-        "--sla-window",
-        type=float,
-        default=0.0,
-        env_var="LOCUST_SLA_WINDOW",
-        include_in_web_ui=True,
-        help="Also judge every threshold per window of this many seconds (soak; 0 = the profile's window_s).",
-    )
-    parser.add_argument(
-        "--sla-warmup",
-        default="",
-        env_var="LOCUST_SLA_WARMUP",
-        include_in_web_ui=True,
+             "judged on a metric with samples (default {default}, 1..255).")
+    add("--sla-window", default="", web_ui=True,
+        help="Also judge every threshold per window of this many seconds (soak). Empty (default): the profile's "
+             "window_s; 0: no windows, whatever the profile says.")
+    add("--sla-warmup", default="", web_ui=True,
         help="Keep the samples of the run's first seconds out of the verdict (e.g. 30s: connection set-up and "
-        "spawn spikes); they still show in the stats and the report. Empty = the profile's warmup_s (none).",
-    )
-    parser.add_argument(
-        "--sla-eval-interval",
-        type=float,
-        default=0.0,
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_EVAL_INTERVAL",
-        help="Live evaluation period in seconds (abort_on_fail, web UI); 0 = the profile's (default 5).",
-    )
-    parser.add_argument(
-        "--sla-report-json",
-        default="",
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_REPORT_JSON",
-        help="Write the SLA report as JSON to this path at the end.",
-    )
-    parser.add_argument(
-        "--sla-report-junit",
-        default="",
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_REPORT_JUNIT",
-        help="Write the SLA verdict as JUnit XML (one testcase per threshold and failing window).",
-    )
-    parser.add_argument(
-        "--sla-report-html",
-        default="",
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_REPORT_HTML",
-        help="Write the SLA report as one self-contained HTML file.",
-    )
-    parser.add_argument(
-        "--sla-off",
-        action="store_true",
-        default=False,
-        include_in_web_ui=False,
-        env_var="LOCUST_SLA_OFF",
-        help="Disable SLA evaluation (no verdict, no SLA exit code, no SLA reports).",
-    )
-
-
-def _usage_error(msg: str) -> None:
-    logger.error("%s", msg)
-    sys.exit(2)
+             "spawn spikes); they still show in the stats and the report. Empty = the profile's warmup_s (none).")
+    add("--sla-eval-interval", default="",
+        help="Live evaluation period in seconds (abort_on_fail, web UI), more than 0. Empty (default): the "
+             f"profile's eval_interval_s ({DEFAULT_EVAL_INTERVAL_S:g} unless it sets one).")
+    add("--sla-report-json", default="", help="Write the SLA report as JSON to this path at the end.")
+    add("--sla-report-junit", default="",
+        help="Write the SLA verdict as JUnit XML (one testcase per threshold and failing window).")
+    add("--sla-report-html", default="", help="Write the SLA report as one self-contained HTML file.")
+    add("--sla-off", action="store_true", default=False,
+        help="Disable SLA evaluation (no verdict, no SLA exit code, no SLA reports).")
 
 
 def _opt(options: Any, name: str, default: Any) -> Any:
     return getattr(options, name, default) if options is not None else default
 
 
+def _unset(value: Any) -> bool:
+    """An option left empty: the profile's value applies."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _window_option(options: Any) -> float | None:
+    """--sla-window: None when empty (the profile's window_s), else whole seconds (0: no windows); ConfigError."""
+    value = _opt(options, "sla_window", None)
+    if _unset(value):
+        return None
+    return bounded("--sla-window", value, low=0, high=7 * 86400, integer=True, unit="seconds",
+                   hint="e.g. 300; 0 = no windows; empty = the profile's window_s", error=ConfigError)
+
+
+def _eval_interval_option(options: Any) -> float | None:
+    """--sla-eval-interval: None when empty (the profile's), else seconds > 0; ConfigError."""
+    value = _opt(options, "sla_eval_interval", None)
+    if _unset(value):
+        return None
+    return bounded("--sla-eval-interval", value, low=0, high=3600, low_open=True, unit="seconds",
+                   hint=f"empty = the profile's eval_interval_s (default {DEFAULT_EVAL_INTERVAL_S:g})",
+                   error=ConfigError)
+
+
 def _load_from_options(options: Any) -> tuple[Profile, float, float, int, float]:
-    """(profile, window_s, eval_interval_s, exit_code, warmup_s) from the parsed options; ConfigError on bad input."""
+    """(profile, window_s, eval_interval_s, exit_code, warmup_s) from the parsed options; ConfigError on bad input.
+    An empty --sla-window / --sla-eval-interval / --sla-warmup takes the profile's value."""
     cfg = _opt(options, "sla_config", "")
     name = _opt(options, "sla_profile", "local")
     profile = load_profile(name=None if cfg else name, path=cfg or None)
-    window = bounded("--sla-window", _opt(options, "sla_window", 0.0) or 0.0, low=0, high=7 * 86400, integer=True,
-                     unit="seconds", hint="e.g. 300; 0 = the profile's window", error=ConfigError)
-    window = window or profile.window_s
-    interval = bounded("--sla-eval-interval", _opt(options, "sla_eval_interval", 0.0) or 0.0, low=0, high=3600,
-                       unit="seconds", hint="0 = the profile's (default 5)", error=ConfigError)
-    interval = interval or profile.eval_interval_s or DEFAULT_EVAL_INTERVAL_S
+    window = _window_option(options)
+    interval = _eval_interval_option(options)
     code = int(bounded("--sla-exit-code", _opt(options, "sla_exit_code", DEFAULT_EXIT_CODE), low=1, high=255,
-                       integer=True, hint="default 3; 0 would make a failing run pass", error=ConfigError))
-    return profile, window, interval, code, _warmup_s(options, profile)
+                       integer=True, hint=f"default {DEFAULT_EXIT_CODE}; 0 would make a failing run pass",
+                       error=ConfigError))
+    return (profile, profile.window_s if window is None else window,
+            interval or profile.eval_interval_s or DEFAULT_EVAL_INTERVAL_S, code, _warmup_s(options, profile))
 
 
 REPORT_OPTIONS = ("--sla-report-json", "--sla-report-junit", "--sla-report-html")
@@ -339,8 +301,12 @@ class SlaPlugin:
         profile, window_s = self._pinned
         options = self.environment.parsed_options
         self.profile = profile
-        option_window = _opt(options, "sla_window", 0.0)
-        self.window_s = float(option_window or window_s or profile.window_s or 0.0)
+        try:
+            option_window = _window_option(options)
+        except ConfigError as e:  # checked at start already; a bad value from the web UI's form keeps the profile's
+            logger.error("SLA: %s", e)
+            option_window = None
+        self.window_s = float(option_window if option_window is not None else window_s or profile.window_s or 0.0)
         try:
             self.warmup_s = _warmup_s(options, profile)
         except ConfigError as e:  # checked at start already; keep the warm-up judged so far
@@ -710,7 +676,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     try:
         warning = _check_users(environment)
     except ConfigError as e:
-        _usage_error(str(e))
+        exit_usage(e, logger=logger)
     if _opt(options, "sla_off", False):
         logger.info("SLA evaluation is off (--sla-off)")
         return
@@ -730,7 +696,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         _check_report_paths(options)
     except ConfigError as e:
         if not is_worker:
-            _usage_error(f"SLA configuration error: {e}")
+            exit_usage(e, prefix="SLA configuration error", logger=logger)
         # a worker only collects; the master judges and has already reported the error
     plugin = SlaPlugin.register(
         environment,

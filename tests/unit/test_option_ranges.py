@@ -109,7 +109,7 @@ def test_token_with_control_characters_is_refused_without_echoing_it(tmp_path: P
 
 
 def _sla_opts(**kw):
-    base = {"sla_profile": "local", "sla_config": "", "sla_window": 0.0, "sla_eval_interval": 0.0,
+    base = {"sla_profile": "local", "sla_config": "", "sla_window": "", "sla_eval_interval": "",
             "sla_exit_code": 3, "sla_warmup": ""}
     return SimpleNamespace(**(base | kw))
 
@@ -122,6 +122,11 @@ def _sla_opts(**kw):
     ({"sla_window": 2.5}, "--sla-window has value 2.5: expected a whole number"),
     ({"sla_eval_interval": math.nan}, "--sla-eval-interval has value nan"),
     ({"sla_eval_interval": -1.0}, "--sla-eval-interval has value -1"),
+    ({"sla_eval_interval": 0.0}, "--sla-eval-interval has value 0: expected a finite number > 0 and <= 3600 seconds; "
+                                 "empty = the profile's"),
+    ({"sla_eval_interval": "soon"}, "--sla-eval-interval has value 'soon'"),
+    ({"sla_window": "-1"}, "--sla-window has value '-1': expected a whole number 0 to 604800 seconds; e.g. 300; "
+                           "0 = no windows; empty = the profile's window_s"),
 ])
 def test_sla_numeric_options_are_range_checked(kw: dict, fragment: str) -> None:
     from sla_checks.plugin import _load_from_options
@@ -129,6 +134,23 @@ def test_sla_numeric_options_are_range_checked(kw: dict, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         _load_from_options(_sla_opts(**kw))
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(("window", "eval_interval", "expected"), [
+    ("", "", (300.0, 15.0)),  # unset: the soak profile's window_s and eval_interval_s
+    (None, None, (300.0, 15.0)),
+    ("0", "", (0.0, 15.0)),  # 0: no windows, even with the soak profile
+    (0.0, 2.0, (0.0, 2.0)),
+    ("60", "0.5", (60.0, 0.5)),
+])
+def test_sla_window_and_eval_interval_unset_take_the_profiles_and_window_0_means_none(
+        window: object, eval_interval: object, expected: tuple[float, float]) -> None:
+    from sla_checks.plugin import _load_from_options
+
+    profile, window_s, interval_s, _code, _warmup = _load_from_options(
+        _sla_opts(sla_profile="soak", sla_window=window, sla_eval_interval=eval_interval))
+    assert (profile.window_s, profile.eval_interval_s) == (300.0, 15.0), "the soak profile's own values"
+    assert (window_s, interval_s) == expected
 
 
 def test_report_paths_are_checked_before_the_run(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ SCENARIO = Profile(name="local × scenario smoke", path="local.toml",
 def new_env() -> Environment:
     env = Environment(events=Events())
     env.create_local_runner()
-    env.parsed_options = argparse.Namespace(sla_profile="local", sla_config="", sla_window=0.0, sla_warmup="",
+    env.parsed_options = argparse.Namespace(sla_profile="local", sla_config="", sla_window="", sla_warmup="",
                                             sla_eval_interval=60.0, sla_exit_code=3)
     return env
 
@@ -82,7 +82,7 @@ def test_the_scenario_profile_survives_the_forms_sla_options_until_released() ->
     plugin.on_test_start(env)
     assert plugin.engine.window_s == 30.0
     plugin.on_test_stop(env)
-    env.parsed_options.sla_window = 0.0
+    env.parsed_options.sla_window = ""
     plugin.reconfigure(None)  # back to a plain run: the options decide again
     plugin.on_test_start(env)
     assert plugin.engine.profile == "local" and "WS agent_completed" in {s.metric for s in plugin.engine.specs}

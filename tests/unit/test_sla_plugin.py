@@ -142,7 +142,7 @@ def test_web_ui_option_change_reloads_profile_at_next_test_start(tmp_path):
     second.write_text('[thresholds]\n"WS agent_completed" = "p(95) < 1000"\n', encoding="utf-8")
     env = new_env()
     env.parsed_options = argparse.Namespace(
-        sla_profile="local", sla_config=str(first), sla_window=0.0, sla_eval_interval=60.0, sla_exit_code=3
+        sla_profile="local", sla_config=str(first), sla_window="", sla_eval_interval=60.0, sla_exit_code=3
     )
     plugin = SlaPlugin.register(env, None, eval_interval_s=60)
     plugin.options_key = ("stale",)
