@@ -1,4 +1,4 @@
-"""A minimal, fast WebSocket server speaking just enough of DESIGN.md §1 for the benchmarks.
+"""A minimal, fast WebSocket server speaking just enough of docs/protocol.md for the benchmarks.
 
 It is hand-rolled on ``asyncio.Protocol`` (uvloop when installed): no WebSocket library sits between the socket and
 the reply, so the server costs a small fraction of what the load generator costs per round trip and is never the

@@ -1,6 +1,6 @@
 """The agent pipeline run per ``user_message``: Supervisor → Triage → Data → Optimizer.
 
-Events per message (DESIGN.md §1): ``agent_started``, then per stage ``agent_thinking`` and (for stages with a tool)
+Events per message (docs/protocol.md): ``agent_started``, then per stage ``agent_thinking`` and (for stages with a tool)
 ``tool_executing`` → ``tool_completed``, and ``agent_completed`` last. Every message touches the three tiers:
 Redis (rate counter + session read in one round trip, session + ``agent_state:{run_id}`` writes), PostgreSQL (thread
 upsert with ownership check, history, message and run rows), ClickHouse (one analytics row per event, batched by the

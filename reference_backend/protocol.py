@@ -1,4 +1,4 @@
-"""Wire protocol of DESIGN.md §1: parsing client frames and building server frames. Pure (no I/O, clock injected).
+"""Wire protocol of docs/protocol.md: parsing client frames and building server frames. Pure (no I/O, clock injected).
 
 ``parse_frame(text, max_bytes)`` returns one of ``UserMessage``, ``Ping``, ``Unknown`` or raises ``ProtocolError``
 with the error code the server answers with (``JSON_PARSE_ERROR`` or ``BAD_REQUEST``).

@@ -1,7 +1,7 @@
 """The scenario catalogue: every scenario of the seed test plan as a named, runnable load scenario.
 
 A :class:`Scenario` bundles which users run (class names with weights or fixed counts), a load shape
-(:mod:`scenarios.shapes`), a default duration, its thresholds (SLA expressions of DESIGN.md §3, on top of or instead
+(:mod:`scenarios.shapes`), a default duration, its thresholds (SLA expressions of docs/sla.md, on top of or instead
 of the SLA profile's) and the reference backend faults that reproduce the degradation it is about, with their
 schedule (after warm-up, for a set time, then cleared). Everything here is pure data: frozen dataclasses and
 lookups, no I/O; :mod:`scenarios.plugin` turns a scenario into a Locust run.
@@ -102,7 +102,7 @@ class UserMix:
 
 @dataclass(frozen=True)
 class Threshold:
-    """One SLA threshold: ``metric`` is ``"TYPE name"`` (``*`` glob allowed), ``expr`` a DESIGN.md §3 expression."""
+    """One SLA threshold: ``metric`` is ``"TYPE name"`` (``*`` glob allowed), ``expr`` a docs/sla.md threshold expression."""
 
     metric: str
     expr: str
@@ -688,4 +688,4 @@ SEED_TESTS: tuple[str, ...] = (
     "test_staging_infrastructure_resource_monitoring",
     "test_staging_complete_user_workflow_performance",
 )
-"""The seed plan's test names (/work/shared/seed-test-plan.md; the plan counts 19 scenarios, it lists these 20)."""
+"""The seed plan's test names (the seed test plan, docs/scenarios.md; the plan counts 19 scenarios, it lists these 20)."""

@@ -68,7 +68,7 @@ _T_CRITICAL = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8
                12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
 """Two-sided 95 % critical values of Student's t by degrees of freedom (beyond 30: 1.96)."""
 DESIGN_LIMIT_MS = {"PG": 200.0, "REDIS": 50.0, "CH": 1000.0, "HTTP": 1000.0}
-"""DESIGN.md's per-tier SLAs (p95, ms), the yardstick for a tier metric that has neither a threshold in the profile
+"""The seed plan's per-tier SLAs (p95, ms; docs/sla.md, attribution), the yardstick for a tier metric that has neither a threshold in the profile
 nor samples outside the bad buckets (a probe that started late, a run that was slow from the start)."""
 FAILING_RATIO = 0.2
 """A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts

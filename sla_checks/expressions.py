@@ -1,4 +1,4 @@
-"""Parser for the k6-style SLA threshold expressions of DESIGN.md §3 (pure).
+"""Parser for the k6-style SLA threshold expressions of docs/sla.md (pure).
 
 Grammar (whitespace free between tokens)::
 

@@ -21,7 +21,7 @@ A profile is one TOML file, ``config/<name>.toml``::
     "REDIS *" = ["p(95) < 50"] # short form: a list of expressions
 
 Metric names are ``"TYPE name"``, as the SLA collector keys Locust's samples (``f"{request_type} {name}"``): the
-suite's own (DESIGN.md §2, checked against their known names) or any other a run emits (``GET /api/x`` from
+suite's own (docs/protocol.md, checked against their known names) or any other a run emits (``GET /api/x`` from
 Locust's HttpUser, a custom event); a glob ``*``/``?`` is allowed. Every error is a
 :class:`ConfigError` naming the file, the key, the bad value and what was expected.
 """
@@ -122,7 +122,7 @@ def validate_metric(metric: str) -> str | None:
 
     Any request type a run can emit is accepted (Locust's HttpUser: ``GET /api/x``; a custom event:
     ``MyType my_name``). The suite's own types are checked precisely, to catch typos: WS, FLOW, PG and CH names come
-    from closed sets (DESIGN.md §2), REDIS names are command names, HTTP names are paths; a type that differs from
+    from closed sets (docs/protocol.md), REDIS names are command names, HTTP names are paths; a type that differs from
     one of them only in case (``ws connect``), or an HTTP method in lower case (``get /x``), is refused too."""
     example = "e.g. 'WS agent_completed', 'GET /api/items' or 'MyEvent my_name'"
     if not isinstance(metric, str) or not metric.strip():

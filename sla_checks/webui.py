@@ -9,7 +9,7 @@ attribution** tab update live. The page stops polling when a test stops: its las
 The rows are plain text (the bundle renders them as React text nodes, never as HTML).
 
 The data comes from the SLA engine's live state on the environment: ``environment.sla.snapshot()`` returns a dict
-in the JSON report schema (see the README). Without the engine the tab says so instead of failing.
+in the JSON report schema (docs/report-schema.md). Without the engine the tab says so instead of failing.
 
 Routes (under ``--web-base-path`` when set, behind ``--web-login`` when enabled):
 
@@ -123,7 +123,7 @@ def live_snapshot(environment: Any) -> dict[str, Any]:
         return {
             "verdict": "inactive",
             "thresholds": [],
-            "note": "SLA engine not loaded: import the SLA plugin in the locustfile (see README).",
+            "note": "SLA engine not loaded: import the SLA plugin in the locustfile (see docs/sla.md).",
         }
     try:
         data = snapshot()

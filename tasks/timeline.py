@@ -6,7 +6,7 @@ decided here, so every path is unit-testable with an injected clock (``tests/uni
 
 Usage::
 
-    config = ProtocolConfig()                          # DESIGN.md §1 names; see ProtocolConfig for other backends
+    config = ProtocolConfig()                          # docs/protocol.md names; see ProtocolConfig for other backends
     dispatcher = Dispatcher(config)
     timeline = MessageTimeline(config, thread_id="t1", correlation_id="c1", sent_at=now,
                                reply_timeout=30.0, hang_after=10.0)
@@ -67,7 +67,7 @@ class LocalProtocolError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ProtocolConfig:
-    """Names the timeline and dispatcher look for in frames. Defaults follow DESIGN.md §1.
+    """Names the timeline and dispatcher look for in frames. Defaults follow docs/protocol.md.
 
     Override any of them for a backend with other names (``--ws-protocol FILE`` with a TOML/JSON table of these
     keys, or ``--ws-event-names``).
@@ -271,7 +271,7 @@ class Outcome:
 
     @property
     def events_missing(self) -> bool:
-        """No agent event at all arrived (DESIGN.md §2 ``WS events missing``)."""
+        """No agent event at all arrived (docs/protocol.md's ``WS events missing``)."""
         return not self.first_ms
 
     def context(self) -> dict[str, Any]:

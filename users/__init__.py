@@ -1,5 +1,5 @@
 
-"""Locust User classes of the suite (see DESIGN.md §4)."""
+"""Locust User classes of the suite (layout: docs/development.md)."""
 
 from __future__ import annotations
 

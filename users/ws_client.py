@@ -1,6 +1,6 @@
 """The chat client of one Locust user: a :class:`users.ws_session.ChatSession` plus samples, heartbeat and reconnect.
 
-Samples (DESIGN.md §2), all through the injected ``environment.events.request``:
+Samples (metric names of docs/protocol.md), all through the injected ``environment.events.request``:
 
 ============  =========================  ==================================================================
 type          name                       measured as / failure text
@@ -82,7 +82,7 @@ class ChatClient:
         self.sent = 0
         self.ended = 0
         self._fire: Callable[..., None] = environment.events.request.fire
-        # Samples and their stage gaps carry DESIGN.md §2's metric names whatever the backend calls its events
+        # Samples and their stage gaps carry docs/protocol.md's metric names whatever the backend calls its events
         # (``--ws-protocol``), so SLA thresholds, reports and attribution keep working: the configured events map,
         # in order, onto the canonical five.
         self._metric = metric_names(settings.protocol.events)
@@ -264,7 +264,7 @@ class ChatClient:
 
 
 def metric_names(events: tuple[str, ...]) -> dict[str, str]:
-    """Wire event type -> metric name: a backend's own five event names, in pipeline order, map onto DESIGN.md §2's
+    """Wire event type -> metric name: a backend's own five event names, in pipeline order, map onto docs/protocol.md's
     (``WS agent_started`` ... ``WS agent_completed``); the last configured event is always ``agent_completed``.
     Events beyond those keep their own names."""
     if tuple(events) == DEFAULT_EVENTS or not events:

@@ -1,6 +1,6 @@
 """Self-contained HTML SLA report: one file, opens offline, no scripts, charts drawn as inline SVG in Python.
 
-Input is the JSON report dict (schema ``ws-agent-loadtest/sla-report/1``, see the README); every field is optional,
+Input is the JSON report dict (schema ``ws-agent-loadtest/sla-report/1``, docs/report-schema.md); every field is optional,
 so a chat-only run (no tier metrics), a one-window run or an aborted run still renders. Every string that comes from
 the report (metric names, expressions, descriptions, config paths) is HTML-escaped; the page also carries a
 Content-Security-Policy that forbids scripts and any network fetch, so it stays inert even if opened from a mail.

@@ -1,5 +1,5 @@
 """``locust --headless -f locustfile.py`` with the chat users for ~20 s against the reference backend: every chat
-metric of DESIGN.md §2 is in the ``--csv`` stats with plausible values and no failures; bad start-up options exit 2."""
+metric of docs/protocol.md is in the ``--csv`` stats with plausible values and no failures; bad start-up options exit 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A backend whose agent events have other names (``--ws-protocol``): the samples keep DESIGN.md §2's metric names,
+"""A backend whose agent events have other names (``--ws-protocol``): the samples keep docs/protocol.md's metric names,
 so the SLA thresholds (``WS agent_completed`` ...) and the stage breakdown judge it unchanged."""
 
 from __future__ import annotations

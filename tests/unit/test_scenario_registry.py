@@ -413,9 +413,9 @@ def test_staging_chat_may_mint_tokens_from_the_jwt_secret_env() -> None:
     assert staging_problems(SCENARIOS["ws-reply-2s"], options, "wss://c.example/ws", {"JWT_SECRET_KEY": "s"}) == []
 
 
-def test_readme_table_maps_every_seed_test_to_its_scenario() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Scenarios", 1)[1].split("\n## ", 1)[0]
+def test_scenarios_page_table_maps_every_seed_test_to_its_scenario() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    section = page.split("## The seed tests and their scenarios", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[2].strip(" `"): line.split("|")[3].strip(" `") for line in section.splitlines()
             if line.startswith("| ") and "`test_" in line}
     assert rows == seed_test_index()
