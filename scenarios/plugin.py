@@ -342,7 +342,7 @@ def _arrival_rate(options: Any, wall_s: float) -> float | None:
     text = str(getattr(options, "ws_arrival_rate", "") or "").strip()
     if not text:
         return None
-    from tasks.arrival import ArrivalSchedule, ScheduleError
+    from config.arrival import ArrivalSchedule, ScheduleError
 
     try:
         schedule = ArrivalSchedule.parse(text)

@@ -30,6 +30,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust.env import Environment
 from locust.runners import MasterRunner
 
+from config.arrival import ArrivalSchedule, ScheduleError
 from sla_checks.engine import Engine
 from sla_checks.offered_load import OfferedLoad, time_average
 
@@ -130,9 +131,7 @@ class LoadWatch:
         if schedule is None:
             return None
         if isinstance(schedule, str):
-            from tasks.arrival import ArrivalSchedule, ScheduleError  # the options' text: a web-UI master
-
-            try:
+            try:  # the options' text: a web-UI master
                 schedule = ArrivalSchedule.parse(schedule)
             except ScheduleError:
                 return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -27,15 +26,13 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, task
 from locust.exception import StopUser
 
-from sla_checks.counters import in_flight_at_stop
-from tasks.chat import OpenModelDriver, converse, login_send_receive
+from users.chat_tasks import OpenModelDriver, abandoned_at_stop, converse, count_abandoned, login_send_receive
 from users.ws_client import ChatClient
 from users.ws_options import ChatConfigError, ChatSettings, chat_settings, ws_url
 
 logger = logging.getLogger(__name__)
 
 _user_numbers = itertools.count()
-_abandoned = {"count": 0}
 
 
 class ChatUserBase(User):
@@ -118,20 +115,6 @@ class ChatFlowUser(ChatUserBase):
     def login_send_receive(self) -> None:
         assert self.client is not None
         login_send_receive(self.client)
-
-
-def abandoned_at_stop() -> int:
-    """Messages still in flight when their users were stopped in this process (no sample of their own here)."""
-    return _abandoned["count"]
-
-
-def count_abandoned(in_flight: Sequence[tuple[float, float]], environment: Any = None) -> None:
-    """Messages cut off by a user's stop, each ``(age_ms, deadline_ms)`` (:meth:`ChatClient.close
-    <users.ws_client.ChatClient.close>`): added to :func:`abandoned_at_stop` and, given the user's ``environment``,
-    handed to the SLA verdict, which fails the ones that already waited past their limit (merged over workers)."""
-    _abandoned["count"] += len(in_flight)
-    if environment is not None:
-        in_flight_at_stop(environment, in_flight)
 
 
 __all__ = ["ChatUserBase", "ChatUser", "ChatFlowUser", "abandoned_at_stop", "count_abandoned"]

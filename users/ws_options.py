@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.arrival import ArrivalSchedule, ScheduleError
 from config.errors import UsageError, exit_usage
 from config.options import add_option
 from config.validate import bounded
-from tasks.arrival import ArrivalSchedule, ScheduleError
 from tasks.corpus import DEFAULT_MESSAGES, load_messages
 from tasks.timeline import ProtocolConfig, ProtocolConfigError
 from users.auth import (
@@ -387,16 +387,19 @@ def chat_settings(environment: Any) -> ChatSettings:
     return settings
 
 
-def _uses_flow(environment: Any) -> bool:
-    from users.chat import ChatFlowUser  # late: users.chat imports this module
+def _runs_subclass_of(environment: Any, base_name: str) -> bool:
+    """A user class of the run derives from :mod:`users.chat`'s class ``base_name``, told by the class names in its
+    MRO: users.chat imports this module, never the other way round."""
+    return any(isinstance(c, type) and any(k.__name__ == base_name for k in c.__mro__)
+               for c in environment.user_classes or [])
 
-    return any(isinstance(c, type) and issubclass(c, ChatFlowUser) for c in environment.user_classes or [])
+
+def _uses_flow(environment: Any) -> bool:
+    return _runs_subclass_of(environment, "ChatFlowUser")
 
 
 def _uses_chat(environment: Any) -> bool:
-    from users.chat import ChatUserBase  # late: users.chat imports this module
-
-    return any(isinstance(c, type) and issubclass(c, ChatUserBase) for c in environment.user_classes or [])
+    return _runs_subclass_of(environment, "ChatUserBase")
 
 
 @events.test_start.add_listener

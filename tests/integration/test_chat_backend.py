@@ -12,10 +12,10 @@ import pytest
 import redis
 from locust.env import Environment
 
-from tasks.chat import converse, login_send_receive
 from tasks.timeline import OutcomeKind
 from users.auth import MintedTokens, seeded_users
 from users.chat import ChatUser
+from users.chat_tasks import converse, login_send_receive
 from users.ws_client import ChatClient
 from users.ws_options import ChatSettings
 

@@ -21,7 +21,7 @@ from locust import constant
 from locust.env import Environment
 
 from bench.common import BenchServer
-from tasks.arrival import ArrivalSchedule
+from config.arrival import ArrivalSchedule
 from users.auth import MintedTokens
 from users.chat import ChatUser
 from users.ws_options import ChatSettings
@@ -105,7 +105,7 @@ class _FakeClient:
 
 
 def _driver(rate: str, reply_timeout: float) -> tuple[Any, list[dict[str, Any]]]:
-    from tasks.chat import OpenModelDriver
+    from users.chat_tasks import OpenModelDriver
 
     env = Environment(user_classes=[_NoThinkChatUser])
     samples: list[dict[str, Any]] = []
@@ -154,7 +154,7 @@ def test_driver_warns_once_when_it_falls_behind_its_schedule(caplog):
     driver, samples = _driver("20", 5.0)
     late = _FakeClient(False)  # connects 0.4 s in: the messages due meanwhile go out 100+ ms late
     driver.register(late)
-    with caplog.at_level("WARNING", logger="tasks.chat"):
+    with caplog.at_level("WARNING", logger="users.chat_tasks"):
         gevent.sleep(0.4)
         late.connected = True
         gevent.sleep(0.6)

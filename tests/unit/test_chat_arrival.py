@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tasks.arrival import ArrivalSchedule, ArrivalScheduler, ScheduleError
+from config.arrival import ArrivalSchedule, ArrivalScheduler, ScheduleError
 from tasks.timeline import MessageTimeline, ProtocolConfig
 
 pytestmark = pytest.mark.timeout(30)

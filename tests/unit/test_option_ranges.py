@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from config.arrival import MAX_RATE, ArrivalSchedule, ScheduleError
 from config.validate import bounded
 from sla_checks.profiles import ConfigError, load_profile
-from tasks.arrival import MAX_RATE, ArrivalSchedule, ScheduleError
 from users.auth import AuthConfigError, read_token_file, read_users_file
 from users.probe_options import ProbeConfig, ProbeConfigError
 from users.ws_options import ChatConfigError, settings_from_options

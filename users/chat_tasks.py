@@ -1,11 +1,12 @@
-"""Reusable chat task logic (thin I/O over :class:`users.ws_client.ChatClient`).
+"""Reusable chat task logic (thin I/O over :class:`users.ws_client.ChatClient`), and the messages cut off by a stop.
 
 - :func:`converse`: the closed-model task: (re)connect if needed, send ``--ws-inflight`` messages, await them all.
 - :func:`login_send_receive`: the FLOW workflow: ``POST /auth/login`` → connect → send → ``agent_completed``, as one
   ``FLOW login→send→receive`` sample (plus the usual ``WS`` samples of its parts and an ``HTTP /auth/login`` one).
 - :class:`OpenModelDriver`: the open model (``--ws-arrival-rate``): one greenlet per Locust process sends on the
-  :class:`tasks.arrival.ArrivalScheduler`'s schedule, round-robin over the connected chat clients, never waiting for
+  :class:`config.arrival.ArrivalScheduler`'s schedule, round-robin over the connected chat clients, never waiting for
   replies; records ``WS generator lag`` and the intended-time latency.
+- :func:`count_abandoned` / :func:`abandoned_at_stop`: the messages still in flight when their users were stopped.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ import logging
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
-from sla_checks.counters import CHAT_NOT_SENT, count
-from tasks.arrival import ArrivalSchedule, ArrivalScheduler
+from config.arrival import ArrivalSchedule, ArrivalScheduler
+from sla_checks.counters import CHAT_NOT_SENT, count, in_flight_at_stop
 from tasks.timeline import Outcome
-
-if TYPE_CHECKING:
-    from users.ws_client import ChatClient
-    from users.ws_options import ChatSettings
+from users.auth import LoginError, login
+from users.ws_client import ChatClient
+from users.ws_options import ChatSettings
+from users.ws_session import ChatFailure
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,22 @@ LAG_WARNING_MS = 100.0
 LAG_WARNING_EVERY_S = 30.0
 FLOW_NAME = "login→send→receive"
 LOGIN_NAME = "/auth/login"
+
+_abandoned = {"count": 0}
+
+
+def abandoned_at_stop() -> int:
+    """Messages still in flight when their users were stopped in this process (no sample of their own here)."""
+    return _abandoned["count"]
+
+
+def count_abandoned(in_flight: Sequence[tuple[float, float]], environment: Any = None) -> None:
+    """Messages cut off by a user's stop, each ``(age_ms, deadline_ms)`` (:meth:`ChatClient.close
+    <users.ws_client.ChatClient.close>`): added to :func:`abandoned_at_stop` and, given the user's ``environment``,
+    handed to the SLA verdict, which fails the ones that already waited past their limit (merged over workers)."""
+    _abandoned["count"] += len(in_flight)
+    if environment is not None:
+        in_flight_at_stop(environment, in_flight)
 
 
 def pick_message(settings: ChatSettings) -> str:
@@ -56,8 +74,6 @@ class _FlowFailure(Exception):
 
 def login_send_receive(client: ChatClient) -> Outcome | None:
     """Login → connect → send → receive on a fresh connection, timed as one ``FLOW`` sample. Closes at the end."""
-    from users.auth import LoginError, login  # late: keeps this module importable without users/
-
     env = client.environment
     fire = env.events.request.fire
     s = client.settings
@@ -91,8 +107,6 @@ def login_send_receive(client: ChatClient) -> Outcome | None:
         # stopped mid-flow (GreenletExit): abandon quietly, the stop cut it off, not the server
         if client.session is not None:
             client.session.on_outcome = None
-            from users.chat import count_abandoned  # late: users.chat imports this module
-
             count_abandoned(client.session.dispatcher.in_flight_at(time.perf_counter()), client.environment)
         raise
     finally:
@@ -194,8 +208,6 @@ class OpenModelDriver:
                         backlog.popleft()
                         self.given_up += 1
                         count(self.environment, CHAT_NOT_SENT)
-                        from users.ws_session import ChatFailure
-
                         exc = ChatFailure(f"not sent: no connected chat user for {s.reply_timeout:g} s")
                         ms = (now - intended) * 1000.0
                         fire(request_type="WS", name=completed, response_time=ms, response_length=0,
