@@ -29,7 +29,6 @@ import argparse
 import logging
 import math
 import os
-import re
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
@@ -39,6 +38,9 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from config.durations import DURATION_FORMS, parse_duration
+from config.errors import UsageError, exit_usage
+from config.options import add_option
 from config.validate import bounded
 from scenarios.compose import Composition, compose
 from scenarios.faults import (
@@ -55,7 +57,6 @@ __all__ = ["ScenarioState", "activate", "composed_profile", "parse_seconds", "re
 
 logger = logging.getLogger(__name__)
 
-SCENARIO_EXIT_CODE_USAGE = 2
 INFLIGHT_MESSAGE = "scenario_inflight"
 
 
@@ -84,103 +85,35 @@ def register_options(parser: Any) -> None:
     if not _late_registered:
         events.init.add_listener(_on_init_late)
         _late_registered = True
-    arg_group = parser.add_argument_group(
-        "Scenarios", "Named load scenarios of the seed test plan (users, load shape, thresholds, paired faults)"
-    )
 
-    class _Group:
-        """An argument group that also takes Locust's web-UI keywords (only its parser's add_argument does)."""
+    def add(name: str, **kwargs: Any) -> None:
+        add_option(parser, name, group="Scenarios", **kwargs)
 
-        @staticmethod
-        def add_argument(*args: Any, include_in_web_ui: bool = True, is_secret: bool = False, **kwargs: Any) -> Any:
-            action = arg_group.add_argument(*args, **kwargs)
-            action.include_in_web_ui = include_in_web_ui
-            action.is_secret = is_secret
-            action.is_required = False
-            action.is_multiple = False
-            return action
-
-    group = _Group()
-    group.add_argument(
-        "--scenario",
-        default="",
-        choices=["", *SCENARIOS],
-        metavar="NAME",
-        env_var="LOCUST_SCENARIO",
-        include_in_web_ui=True,
+    add("--scenario", default="", choices=["", *SCENARIOS], metavar="NAME", web_ui=True,
         help="Run this named scenario: its users, load shape, duration and thresholds (see --list-scenarios). "
-        "Empty: a plain Locust run with -u/-r/-t.",
-    )
-    group.add_argument(
-        "--list-scenarios",
-        action=_ListScenariosAction,
-        include_in_web_ui=False,
-        help="Print every scenario with one line each and exit.",
-    )
-    group.add_argument(
-        "--scenario-duration",
-        default="",
-        metavar="SECONDS",
-        env_var="LOCUST_SCENARIO_DURATION",
-        include_in_web_ui=True,
-        help="Run the scenario in this wall time instead of its default (e.g. 10, 90s, 2m, 1h): every phase of the "
-        "load shape and of the fault schedule is rescaled together; thresholds and fault intensities are not.",
-    )
-    group.add_argument(
-        "--scenario-scale",
-        type=float,
-        default=1.0,
-        metavar="FACTOR",
-        env_var="LOCUST_SCENARIO_SCALE",
-        include_in_web_ui=True,
+             "Empty: a plain Locust run with -u/-r/-t.")
+    add("--list-scenarios", action=_ListScenariosAction, default=False, env=False,
+        help="Print every scenario with one line each and exit.")
+    add("--scenario-duration", default="", metavar="SECONDS", web_ui=True,
+        help="Run the scenario in this wall time instead of its default (e.g. 10, 90s, 2m, 1h30m): every phase of "
+             "the load shape and of the fault schedule is rescaled together; thresholds and fault intensities are "
+             "not.")
+    add("--scenario-scale", type=float, default=1.0, metavar="FACTOR", web_ui=True,
         help="Multiply the scenario's users and spawn rates by this (e.g. 10: ten times the users at every phase; "
-        "0.5: half); fixed-count users (one probe per tier) stay as they are. Default 1. -u/-r do not apply to a "
-        "scenario.",
-    )
-    group.add_argument(
-        "--inject-faults",
-        action="store_true",
-        default=False,
-        env_var="LOCUST_INJECT_FAULTS",
-        include_in_web_ui=True,
-        help="Apply the scenario's paired reference_backend.faults faults on its schedule (bundled local backend only; "
-        "refused against any other host). The scenario's thresholds must then fail (exit 3).",
-    )
-    group.add_argument(
-        "--inject-tolerated-faults",
-        action="store_true",
-        default=False,
-        env_var="LOCUST_INJECT_TOLERATED_FAULTS",
-        include_in_web_ui=True,
+             "0.5: half); fixed-count users (one probe per tier) stay as they are. Default {default}. -u/-r do not "
+             "apply to a scenario.")
+    add("--inject-faults", action="store_true", default=False, web_ui=True,
+        help="Apply the scenario's paired reference_backend.faults faults on its schedule (bundled local backend "
+             "only; refused against any other host). The scenario's thresholds must then fail (exit 3).")
+    add("--inject-tolerated-faults", action="store_true", default=False, web_ui=True,
         help="Apply the scenario's tolerated faults (legitimate delays it must survive, e.g. slow agent replies "
-        "for the heartbeat scenario): its thresholds must still pass.",
-    )
-    group.add_argument(
-        "--scenario-target-url",
-        default="",
-        metavar="URL",
-        env_var="LOCUST_SCENARIO_TARGET_URL",
-        include_in_web_ui=False,
-        help="HTTP base of the bundled backend for fault injection (default: derived from --host, ws→http).",
-    )
-    group.add_argument(
-        "--target-admin-token",
-        default="",
-        metavar="TOKEN",
-        env_var="LOCUST_TARGET_ADMIN_TOKEN",
-        # not in the web UI: Locust writes a web-UI option's value into the page (is_secret only masks the input)
-        include_in_web_ui=False,
-        is_secret=True,
-        help="Admin token of the bundled backend's /admin/faults API (default: the TARGET_ADMIN_TOKEN env var).",
-    )
-    group.add_argument(
-        "--scenario-curve-csv",
-        default="",
-        metavar="PATH",
-        env_var="LOCUST_SCENARIO_CURVE_CSV",
-        include_in_web_ui=False,
-        help="Stepped scenarios: write the per-step latency curve (users, in-flight, count, p50, p95, max) here.",
-    )
+             "for the heartbeat scenario): its thresholds must still pass.")
+    add("--scenario-target-url", default="", metavar="URL",
+        help="HTTP base of the bundled backend for fault injection (default: derived from --host, ws→http).")
+    add("--target-admin-token", default="", metavar="TOKEN", secret=True,
+        help="Admin token of the bundled backend's /admin/faults API (default: the TARGET_ADMIN_TOKEN env var).")
+    add("--scenario-curve-csv", default="", metavar="PATH",
+        help="Stepped scenarios: write the per-step latency curve (users, in-flight, count, p50, p95, max) here.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -188,16 +121,13 @@ def register_options(parser: Any) -> None:
 
 
 def parse_seconds(text: str) -> float:
-    """``"10"``, ``"10.5"``, ``"90s"``, ``"2m"``, ``"1h"``, ``"1h30m"`` → seconds (> 0); ValueError otherwise."""
-    s = str(text).strip().lower()
-    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
-        value = float(s)
-    else:
-        parts = re.fullmatch(r"(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+(?:\.[0-9]+)?)s)?", s)
-        if not s or parts is None:
-            raise ValueError(f"{text!r} is not a duration; use seconds (10, 10.5) or 90s, 2m, 1h, 1h30m")
-        h, m, sec = parts.groups()
-        value = int(h or 0) * 3600 + int(m or 0) * 60 + float(sec or 0)
+    """``"10"``, ``"10.5"``, ``"90s"``, ``"2m"``, ``"1h"``, ``"1h30m"``, ``"500ms"`` → seconds, more than 0
+    (:func:`config.durations.parse_duration` with this caller's rule: a scenario cannot run in 0 s); ValueError
+    otherwise."""
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration; use {DURATION_FORMS}") from None
     if value <= 0:
         raise ValueError(f"{text!r}: the duration must be more than 0 s")
     return value
@@ -244,7 +174,7 @@ class ScenarioState:
         return self.shape.spec.max_users + self.shape.fixed_users
 
 
-class ScenarioError(Exception):
+class ScenarioError(UsageError):
     """A user error activating a scenario (exit code 2 at start)."""
 
 
@@ -674,12 +604,6 @@ def _tell_sla(environment: Any, state: ScenarioState) -> None:
 # Listeners
 
 
-def _exit_usage(message: str) -> None:
-    logger.error("%s", message)
-    sys.stderr.flush()
-    sys.exit(SCENARIO_EXIT_CODE_USAGE)
-
-
 def _on_init_late(environment: Any, **_kwargs: Any) -> None:
     """Runs after every other plugin's ``init`` listener (registered when the parser is built, i.e. after all
     locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``, and
@@ -702,7 +626,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
         try:
             activate(environment, options.scenario)
         except ScenarioError as e:
-            _exit_usage(str(e))
+            exit_usage(e, logger=logger)
         if getattr(options, "num_users", None) or getattr(options, "spawn_rate", None):
             logger.warning("Scenario %s: its load shape sets the users; -u/--users and -r/--spawn-rate are ignored "
                            "(--scenario-scale multiplies the shape's users)", options.scenario)
@@ -710,7 +634,8 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs
             logger.warning("--class-picker: the web UI's user/shape picks replace those of scenario %s",
                            options.scenario)
     elif (options.inject_faults or options.inject_tolerated_faults) and options.headless:
-        _exit_usage("--inject-faults needs --scenario NAME (the faults belong to a scenario; see --list-scenarios)")
+        exit_usage(ScenarioError("--inject-faults needs --scenario NAME (the faults belong to a scenario; see "
+                                 "--list-scenarios)"), logger=logger)
     if isinstance(runner, WorkerRunner):
         runner.register_message(INFLIGHT_MESSAGE, _on_worker_inflight)
     if web_ui is not None:

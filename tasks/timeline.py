@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from config.errors import UsageError
+from config.errors import SuiteError, UsageError
 
 __all__ = [
     "ProtocolConfig",
@@ -61,7 +61,7 @@ ConfigError = ProtocolConfigError
 """The same class under its former name."""
 
 
-class LocalProtocolError(RuntimeError):
+class LocalProtocolError(SuiteError, RuntimeError):
     """The caller used a timeline in a way that cannot happen (e.g. feeding a frame with another message's id)."""
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from config.errors import UsageError
+from config.errors import SuiteError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class AuthConfigError(UsageError, ValueError):
     """Bad auth option (names the option, the bad value, never a secret, and the fix)."""
 
 
-class TokenError(Exception):
+class TokenError(SuiteError):
     """No usable token for a connect; the text names the source and the fix, never a token or a password."""
 
 

@@ -22,6 +22,7 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
 from config.arrival import ArrivalSchedule, ArrivalScheduler
+from config.errors import SuiteError
 from sla_checks.counters import CHAT_NOT_SENT, count, in_flight_at_stop
 from tasks.timeline import Outcome
 from users.auth import LoginError, login
@@ -67,7 +68,7 @@ def converse(client: ChatClient) -> list[Outcome]:
     return client.send_and_await([pick_message(s) for _ in range(s.inflight)])
 
 
-class _FlowFailure(Exception):
+class _FlowFailure(SuiteError):
     def __repr__(self) -> str:
         return str(self)
 

@@ -26,6 +26,8 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+from config.options import add_option
+
 logger = logging.getLogger(__name__)
 
 SETTLE_S = 5.0
@@ -75,8 +77,8 @@ class GcFreezer:
 
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
-    parser.add_argument(
-        "--gc-freeze", choices=["on", "off"], default="on", env_var="LOCUST_GC_FREEZE",
+    add_option(
+        parser, "--gc-freeze", group="Load generator", choices=["on", "off"], default="on",
         help=f"freeze the garbage collector's long-lived objects (open sessions) {SETTLE_S:g} s after spawning "
              "completes, so Python's full collections do not pause every user for hundreds of ms at thousands of "
              "sessions (default on)",

@@ -38,6 +38,7 @@ import psycopg
 import psycopg.waiting
 from locust import User, between, task
 
+from config.errors import SuiteError
 from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
 from sla_checks.gauges import record_gauge
 from users.probe_base import ProbeFailure, SchemaGate, skip_write_task, timed
@@ -77,7 +78,7 @@ _ensure_cooperative()
 C = TypeVar("C")
 
 
-class PoolTimeout(Exception):
+class PoolTimeout(SuiteError):
     """No pooled connection became free within the acquire timeout."""
 
 

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
 
+from config.errors import SuiteError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ProbeFailure", "SchemaGate", "TypedRequestEvent", "fire", "redact_url", "timed"]
@@ -50,7 +52,7 @@ def skip_write_task() -> None:
     raise RescheduleTaskImmediately()
 
 
-class ProbeFailure(Exception):
+class ProbeFailure(SuiteError):
     """A probe call that returned but did not do what it should (bad status, wrong reply); the text says which."""
 
 

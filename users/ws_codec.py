@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from config.errors import SuiteError
+
 __all__ = [
     "OP_CONT",
     "OP_TEXT",
@@ -65,7 +67,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER_BLOCK = 65536
 
 
-class HandshakeError(Exception):
+class HandshakeError(SuiteError):
     """The server did not switch protocols; ``status`` is the HTTP status (0 when the response was not HTTP)."""
 
     def __init__(self, message: str, status: int = 0) -> None:
@@ -73,7 +75,7 @@ class HandshakeError(Exception):
         self.status = status
 
 
-class FrameError(Exception):
+class FrameError(SuiteError):
     """The server broke the frame protocol; ``close_code`` is what the client should close with."""
 
     def __init__(self, message: str, close_code: int = 1002) -> None:

@@ -34,6 +34,7 @@ import orjson
 from gevent.event import Event
 from gevent.lock import Semaphore
 
+from config.errors import SuiteError
 from tasks.timeline import (
     BINARY_FRAME,
     OVERSIZE_FRAME,
@@ -79,7 +80,7 @@ CLOSE_REASONS = {
 }
 
 
-class ChatError(Exception):
+class ChatError(SuiteError):
     """Base of this module's errors; texts never contain tokens."""
 
     def __repr__(self) -> str:  # Locust's failure table shows repr(): keep it the plain text
