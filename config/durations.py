@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["DURATION_FORMS", "parse_duration"]
 
-DURATION_FORMS = "seconds (10, 10.5) or 500ms, 90s, 2m, 1h, 1h30m"
+DURATION_FORMS = "seconds (10, 10.5) or '500ms', '10s', '2m', '1h', '1h30m'"
 """The accepted forms, as error messages name them."""
 
 _NUMBER = r"[0-9]+(?:\.[0-9]+)?"

@@ -172,7 +172,7 @@ def _add_options(parser: Any) -> None:
              "(default agent_started,agent_thinking,tool_executing,tool_completed,agent_completed)")
     add("--ws-envelope", default="", help="key of the server events' details: data (default) or payload")
     add("--ws-max-frame-bytes", type=int, default=_CHAT.max_frame,
-        help="larger incoming messages are skipped and counted as 'oversize frame' (default {default}: 1 MiB)")
+        help="larger incoming messages are skipped and counted as 'oversize frame' (default {default} bytes, 1 MiB)")
     add("--ws-reconnect-max-backoff", type=float, default=_CHAT.reconnect_max_backoff,
         help="upper bound in seconds of the reconnect backoff after a drop (default {default})")
     add("--ws-login-url", default="",
