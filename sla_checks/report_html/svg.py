@@ -28,7 +28,7 @@ def _nice_log_bounds(values: Iterable[float]) -> tuple[float, float]:
 def _nice_linear_max(value: float) -> float:
     if value <= 0:
         return 1.0
-    magnitude = 10 ** math.floor(math.log10(value))
+    magnitude = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
