@@ -139,7 +139,7 @@ class ThresholdResult:
         return f"{self.metric} {self.spec.expression}"
 
     def describe(self) -> str:
-        """``WS agent_completed p(95) < 2000 was 3120 ms`` / ``... no data (required)``."""
+        """``WS agent_completed p(95) < 2000 was 3,120 ms`` / ``... no data (required)``."""
         if self.value is None:
             return f"{self.name}: no data{' (required: the metric got no samples)' if self.spec.required else ''}"
         return f"{self.name} was {format_value(self.value, self.spec.expression.unit)}"
