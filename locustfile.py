@@ -15,6 +15,7 @@ import scenarios.plugin  # noqa: F401  (scenarios: --scenario, --list-scenarios,
 import sla_checks.plugin  # noqa: F401  (SLA: --sla-* options, live evaluation, verdict, exit code, reports)
 import sla_checks.webui  # noqa: F401  (SLA tab + /sla/status, /sla/report in the web UI)
 import users.gc_freeze  # noqa: F401  (--gc-freeze: no long GC pauses at thousands of sessions)
+from config.options import add_option
 from config.options_reference import ListOptionsAction
 from users.chat import ChatFlowUser, ChatUser  # noqa: F401  (chat: --ws-*/--jwt-* options + users)
 from users.clickhouse_probe import ClickHouseProbeUser  # noqa: F401  (probes: options + users)
@@ -26,9 +27,5 @@ from users.resources import ResourceMonitor  # noqa: F401  (generator CPU/RSS ga
 
 @events.init_command_line_parser.add_listener
 def _add_list_options(parser: locust.argument_parser.LocustArgumentParser) -> None:
-    parser.add_argument(
-        "--list-options",
-        action=ListOptionsAction,
-        include_in_web_ui=False,
-        help="Print every option the suite adds (grouped, with env var, default and one line) and exit.",
-    )
+    add_option(parser, "--list-options", group="Load generator", action=ListOptionsAction, default=False, env=False,
+               help="Print every option the suite adds (grouped, with env var, default and one line) and exit.")

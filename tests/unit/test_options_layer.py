@@ -91,10 +91,8 @@ def test_every_suite_option_is_declared_one_way() -> None:
     assert len(suite) > 60
     for action in suite:
         name = action.option_strings[0]
-        if name == "--list-options":
-            continue  # an action that prints and exits at parse time
         assert getattr(action, "suite_group", None), f"{name} is not declared with config.options.add_option"
-        expected_env = None if name == "--list-scenarios" else env_var_of(name)  # that one only prints and exits
+        expected_env = None if name in ("--list-scenarios", "--list-options") else env_var_of(name)  # print, exit
         assert action.env_var == expected_env, name
         assert not (action.is_secret and action.include_in_web_ui), f"{name}: a secret in the web UI's page"
 
