@@ -182,3 +182,38 @@ def test_no_other_place_exits_with_2() -> None:
                         and "main" not in ast.unparse(node.args[0])):
                     sites.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert not sites, sites
+
+
+# --------------------------------------------------------------------------------------------- explicit "unset"
+
+
+def test_sla_window_0_means_no_windows_for_a_handed_over_profile_too(caplog: pytest.LogCaptureFixture) -> None:
+    import argparse
+
+    from locust.env import Environment
+    from locust.event import Events
+
+    from sla_checks.plugin import SlaPlugin
+    from sla_checks.profiles import load_profile
+
+    env = Environment(events=Events())
+    env.create_local_runner()
+    env.parsed_options = argparse.Namespace(sla_profile="local", sla_config="", sla_window="0", sla_warmup="",
+                                            sla_eval_interval="", sla_exit_code=3)
+    plugin = SlaPlugin.register(env, None, eval_interval_s=60)
+    soak = load_profile("soak")
+    plugin.reconfigure(soak)  # what a scenario hands over: a profile with 300 s windows
+    assert plugin.window_s == 0.0, "--sla-window 0: no windows, whatever the profile says"
+    env.parsed_options.sla_window = 0.0  # a number (LOCUST_SLA_WINDOW=0 through a type=float parser, a test)
+    plugin.reconfigure(soak)
+    assert plugin.window_s == 0.0
+    env.parsed_options.sla_window = ""
+    plugin.reconfigure(soak)
+    assert plugin.window_s == soak.window_s == 300.0, "unset: the profile's window_s"
+    env.parsed_options.sla_window = "60"
+    plugin.reconfigure(soak)
+    assert plugin.window_s == 60.0
+    env.parsed_options.sla_window = "soon"  # a bad value from the web UI's form: logged, the profile's applies
+    with caplog.at_level(logging.ERROR):
+        plugin.reconfigure(soak)
+    assert plugin.window_s == 300.0 and "--sla-window has value 'soon'" in caplog.text
