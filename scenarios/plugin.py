@@ -36,6 +36,7 @@ from typing import Any
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
+from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from config.durations import DURATION_FORMS, parse_duration
@@ -52,6 +53,7 @@ from scenarios.faults import (
 )
 from scenarios.registry import SCENARIOS, Scenario, get_scenario
 from scenarios.shapes import MAX_SCALE, ScenarioShape, Step, Stepped, build_shape
+from sla_checks.state import state_of
 
 __all__ = ["ScenarioState", "activate", "composed_profile", "parse_seconds", "register_options", "staging_problems"]
 
@@ -151,7 +153,7 @@ class CurvePoint:
 
 @dataclass
 class ScenarioState:
-    """What the plugin keeps on ``environment.scenario_state``."""
+    """What the plugin keeps in ``state_of(environment).scenario``."""
 
     scenario: Scenario | None = None
     time_scale: float = 1.0
@@ -178,12 +180,11 @@ class ScenarioError(UsageError):
     """A user error activating a scenario (exit code 2 at start)."""
 
 
-def _state(environment: Any) -> ScenarioState:
-    state = getattr(environment, "scenario_state", None)
-    if state is None:
-        state = ScenarioState()
-        environment.scenario_state = state
-    return state
+def _state(environment: Environment) -> ScenarioState:
+    suite = state_of(environment)
+    if not isinstance(suite.scenario, ScenarioState):
+        suite.scenario = ScenarioState()
+    return suite.scenario
 
 
 def _available_classes(environment: Any, state: ScenarioState) -> dict[str, type]:
@@ -334,19 +335,21 @@ def _sla_handoff(environment: Any, state: ScenarioState) -> None:
     _hand_to_sla(environment, state)
 
 
-def _hand_to_sla(environment: Any, state: ScenarioState) -> None:
-    sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "reconfigure") and state.composition is not None:
+def _hand_to_sla(environment: Environment, state: ScenarioState) -> None:
+    sla = state_of(environment).sla
+    if sla is not None and state.composition is not None:
         sla.reconfigure(state.composition.profile)
 
 
-def _set_inflight(environment: Any, inflight: int) -> None:
+def _set_inflight(environment: Environment, inflight: int) -> None:
     """Messages in flight per chat user from now on (the chat users read the shared settings every round)."""
+    from users.ws_options import ChatSettings  # late: a scenario without chat users does not load them
+
     options = environment.parsed_options
     if options is not None and hasattr(options, "ws_inflight"):
         options.ws_inflight = inflight
-    settings = getattr(environment, "chat_settings", None)
-    if settings is not None and hasattr(settings, "inflight"):
+    settings = state_of(environment).chat_settings
+    if isinstance(settings, ChatSettings):
         settings.inflight = inflight
 
 
@@ -359,8 +362,8 @@ def _sla_restore(environment: Any, state: ScenarioState) -> None:
     if state.composition is None:
         return
     state.composition = None
-    sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "reconfigure"):
+    sla = state_of(environment).sla
+    if sla is not None:
         sla.reconfigure(None)
 
 
@@ -593,10 +596,10 @@ def scenario_block(state: ScenarioState) -> dict[str, Any] | None:
     }
 
 
-def _tell_sla(environment: Any, state: ScenarioState) -> None:
+def _tell_sla(environment: Environment, state: ScenarioState) -> None:
     """Hand :func:`scenario_block` to the SLA engine (when it is set up: at init its own listener runs later)."""
-    sla = getattr(environment, "sla", None)
-    if sla is not None and hasattr(sla, "scenario"):
+    sla = state_of(environment).sla
+    if sla is not None:
         sla.scenario = sla.engine.scenario = scenario_block(state)
 
 

@@ -16,18 +16,23 @@ A message in flight at the stop is also handed over with its age: ``in_flight_at
 deadline_ms), ...])``. The master judges it at the final verdict (:meth:`sla_checks.engine.Engine.settle_in_flight`):
 one that has waited longer than the longest latency limit of ``WS agent_completed`` fails as a sample at its age.
 
-The SLA plugin (``environment.sla``) adds each count / in-flight message to its collector, which ships it to the
+The SLA plugin (``state_of(environment).sla``) adds each count / in-flight message to its collector, which ships it to the
 master with the worker report like the samples; the master sums every process's counts (:attr:`Store.counts
 <sla_checks.engine.Store.counts>`) and gathers the in-flight messages (:attr:`Store.in_flight
-<sla_checks.engine.Store.in_flight>`). Before the plugin is attached (or with ``--sla-off``) they wait on the
-environment (``sla_counts``, ``sla_in_flight``).
+<sla_checks.engine.Store.in_flight>`). Before the plugin is attached (or with ``--sla-off``) they wait in the
+environment's state (:class:`~sla_checks.state.SuiteState` ``pending_counts``, ``pending_in_flight``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sla_checks.state import state_of
+
+if TYPE_CHECKING:
+    from locust.env import Environment
 
 __all__ = [
     "count",
@@ -46,22 +51,18 @@ CHAT_SENT = "chat:sent"
 CHAT_NOT_SENT = "chat:not sent"
 
 
-def count(environment: Any, name: str, n: int = 1) -> None:
-    """Add ``n`` to the run-total count ``name`` on ``environment``."""
+def count(environment: Environment, name: str, n: int = 1) -> None:
+    """Add ``n`` to the run-total count ``name`` of ``environment``'s run."""
     if not n:
         return
-    plugin = getattr(environment, "sla", None)
-    if plugin is not None:
-        plugin.engine.collector.count(name, n)
+    state = state_of(environment)
+    if state.sla is not None:
+        state.sla.engine.collector.count(name, n)
         return
-    pending = getattr(environment, "sla_counts", None)
-    if pending is None:
-        pending = {}
-        environment.sla_counts = pending
-    pending[name] = pending.get(name, 0) + n
+    state.pending_counts[name] = state.pending_counts.get(name, 0) + n
 
 
-def in_flight_at_stop(environment: Any, messages: Iterable[tuple[float, float]], at: float | None = None) -> int:
+def in_flight_at_stop(environment: Environment, messages: Iterable[tuple[float, float]], at: float | None = None) -> int:
     """Hand over messages cut off by a user's stop at ``at`` (wall clock, default now), each as
     ``(age_ms, deadline_ms)``; also counts them as :data:`ABANDONED_AT_STOP`. Returns how many."""
     entries = [(float(age), float(deadline)) for age, deadline in messages]
@@ -69,15 +70,11 @@ def in_flight_at_stop(environment: Any, messages: Iterable[tuple[float, float]],
         return 0
     at = time.time() if at is None else at
     count(environment, ABANDONED_AT_STOP, len(entries))
-    plugin = getattr(environment, "sla", None)
-    if plugin is not None:
-        plugin.engine.collector.in_flight(entries, at)
+    state = state_of(environment)
+    if state.sla is not None:
+        state.sla.engine.collector.in_flight(entries, at)
         return len(entries)
-    pending = getattr(environment, "sla_in_flight", None)
-    if pending is None:
-        pending = []
-        environment.sla_in_flight = pending
-    pending.extend((at, age, deadline) for age, deadline in entries)
+    state.pending_in_flight.extend((at, age, deadline) for age, deadline in entries)
     return len(entries)
 
 

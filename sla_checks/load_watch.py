@@ -33,6 +33,7 @@ from locust.runners import MasterRunner
 from config.arrival import ArrivalSchedule, ScheduleError
 from sla_checks.engine import Engine
 from sla_checks.offered_load import OfferedLoad, time_average
+from sla_checks.state import state_of
 
 __all__ = ["LoadWatch"]
 
@@ -111,7 +112,7 @@ class LoadWatch:
         return self._kinds[class_name]
 
     def _setting(self, attr: str, option: str, default: Any) -> Any:
-        settings = getattr(self.environment, "chat_settings", None)
+        settings = state_of(self.environment).chat_settings
         if settings is not None and hasattr(settings, attr):
             return getattr(settings, attr)
         options = self.environment.parsed_options

@@ -21,8 +21,8 @@ Importing this module (``locustfile.py`` does) registers the ``--sla-*`` options
   samples of the last seconds and of the stop are judged. Locust's master alone judges first (the ``quitting``
   listeners run in reverse, the SLA's before the runner's) and waits only 0.5 s for the workers' last reports.
 
-Live state for the web UI: ``environment.sla`` is the :class:`SlaPlugin`; ``environment.sla.snapshot()`` returns the
-report dict (schema in :mod:`sla_checks.report`, ``"state": "running"``), ``environment.sla.final_report`` the one
+Live state for the web UI: :func:`sla_plugin` gives the environment's :class:`SlaPlugin`; its ``snapshot()`` returns the
+report dict (schema in :mod:`sla_checks.report`, ``"state": "running"``), its ``final_report`` the one
 written at the end.
 
 Usage (programmatic, e.g. a test with its own Environment)::
@@ -64,8 +64,9 @@ from sla_checks.formatting import format_value
 from sla_checks.load_watch import LoadWatch
 from sla_checks.profiles import ConfigError, Profile, load_profile, parse_duration
 from sla_checks.report import build_report, render_terminal, write_reports
+from sla_checks.state import state_of
 
-__all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE"]
+__all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE", "sla_plugin"]
 
 logger = logging.getLogger(__name__)
 console = logging.getLogger("locust.stats_logger")  # Locust's plain console logger (the stats table uses it)
@@ -222,7 +223,7 @@ def _warmup_s(options: Any, profile: Profile) -> float:
 
 
 class SlaPlugin:
-    """The SLA engine attached to one Locust environment (``environment.sla``)."""
+    """The SLA engine attached to one Locust environment (``state_of(environment).sla``)."""
 
     def __init__(
         self,
@@ -332,24 +333,19 @@ class SlaPlugin:
     def register(cls, environment: Environment, profile: Profile | None = None, **kw: Any) -> SlaPlugin:
         """Attach to ``environment``: listeners for samples and worker reports; evaluation unless on a worker."""
         plugin = cls(environment, profile, **kw)
-        environment.sla = plugin  # type: ignore[attr-defined]
+        state = state_of(environment)
+        state.sla = plugin
         ev = environment.events
         ev.request.add_listener(plugin.on_request)
-        pending = getattr(environment, "sla_gauges", None)
-        if pending:
-            for ts, name, value in pending:
-                plugin.engine.collector.record_gauge(name, value, ts)
-            pending.clear()
-        counts = getattr(environment, "sla_counts", None)
-        if counts:
-            for name, n in counts.items():
-                plugin.engine.collector.count(name, n)
-            counts.clear()
-        in_flight = getattr(environment, "sla_in_flight", None)
-        if in_flight:
-            for at, age, deadline in in_flight:
-                plugin.engine.collector.in_flight([(age, deadline)], at)
-            in_flight.clear()
+        for ts, name, value in state.pending_gauges:
+            plugin.engine.collector.record_gauge(name, value, ts)
+        state.pending_gauges.clear()
+        for name, n in state.pending_counts.items():
+            plugin.engine.collector.count(name, n)
+        state.pending_counts.clear()
+        for at, age, deadline in state.pending_in_flight:
+            plugin.engine.collector.in_flight([(age, deadline)], at)
+        state.pending_in_flight.clear()
         if plugin.is_worker:
             ev.report_to_master.add_listener(plugin.on_report_to_master)
             # added after WorkerRunner's own listener, so it runs before that one sends ``quit`` (reverse order)
@@ -649,6 +645,12 @@ class SlaPlugin:
         logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])
 
 
+def sla_plugin(environment: Environment) -> SlaPlugin | None:
+    """The SLA plugin attached to ``environment`` (None: not attached, ``--sla-off``, or another sink)."""
+    sla = state_of(environment).sla
+    return sla if isinstance(sla, SlaPlugin) else None
+
+
 def _serialize_stops(runner: WorkerRunner) -> None:
     """Let a second ``stop()`` on the worker wait until the one under way has ended, then return (state stopped).
 
@@ -682,7 +684,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         return
     if warning:
         logger.warning("%s", warning)
-    if getattr(environment, "sla", None) is not None:
+    if state_of(environment).sla is not None:
         return  # registered programmatically
     is_worker = isinstance(environment.runner, WorkerRunner)
     profile: Profile | None = None

@@ -8,7 +8,7 @@ attribution** tab update live. The page stops polling when a test stops: its las
 (bounded) until the SLA engine has judged the end of the run, so the tab shows the final verdict without a reload.
 The rows are plain text (the bundle renders them as React text nodes, never as HTML).
 
-The data comes from the SLA engine's live state on the environment: ``environment.sla.snapshot()`` returns a dict
+The data comes from the SLA engine's live state: ``state_of(environment).sla.snapshot()`` returns a dict
 in the JSON report schema (docs/report-schema.md). Without the engine the tab says so instead of failing.
 
 Routes (under ``--web-base-path`` when set, behind ``--web-login`` when enabled):
@@ -40,10 +40,12 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from flask import Blueprint, Response, make_response, request
 from locust import events
+from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from sla_checks.formatting import format_count, format_ms, format_value
 from sla_checks.report_html import render
+from sla_checks.state import state_of
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +117,9 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def live_snapshot(environment: Any) -> dict[str, Any]:
+def live_snapshot(environment: Environment) -> dict[str, Any]:
     """The SLA engine's live state (report schema), or a placeholder saying why there is none."""
-    sla = getattr(environment, "sla", None)
+    sla = state_of(environment).sla
     snapshot: Callable[[], Any] | None = getattr(sla, "snapshot", None)
     if not callable(snapshot):
         return {
@@ -128,7 +130,7 @@ def live_snapshot(environment: Any) -> dict[str, Any]:
     try:
         data = snapshot()
     except Exception as exc:  # the UI must keep working while the engine misbehaves
-        logger.exception("SLA web UI: environment.sla.snapshot() failed")
+        logger.exception("SLA web UI: the SLA plugin's snapshot() failed")
         return {"verdict": "error", "thresholds": [], "note": f"SLA snapshot failed: {type(exc).__name__}"}
     if not isinstance(data, Mapping):
         return {
@@ -269,16 +271,16 @@ def _extend_template_arg(args: dict[str, Any], camel: str, snake: str, items: li
     args[key] = current
 
 
-def _judging_the_end(environment: Any) -> bool:
+def _judging_the_end(environment: Environment) -> bool:
     """The test has stopped (or is stopping) and the SLA engine has not judged its end yet."""
-    runner = getattr(environment, "runner", None)
-    engine = getattr(getattr(environment, "sla", None), "engine", None)
+    runner = environment.runner
+    engine = getattr(state_of(environment).sla, "engine", None)  # any sink: the web UI keeps working
     if runner is None or engine is None or getattr(engine, "started_at", None) is None:
         return False
     return runner.state not in _POLLED_STATES and getattr(engine, "ended_at", None) is None
 
 
-def _await_final_judgement(environment: Any) -> bool:
+def _await_final_judgement(environment: Environment) -> bool:
     """Wait (gevent, at most ``--stop-timeout`` + a grace) until the SLA engine has judged the end of a stopping
     test; True when there was a wait.
 
@@ -295,7 +297,7 @@ def _await_final_judgement(environment: Any) -> bool:
     return True
 
 
-def register_web_ui(environment: Any) -> bool:
+def register_web_ui(environment: Environment) -> bool:
     """Add the SLA tabs, the ``/sla/*`` routes and the ``extended_stats`` hook to ``environment.web_ui``.
 
     Returns False (and does nothing) on a worker or without a web UI; idempotent.
@@ -381,5 +383,5 @@ def register_web_ui(environment: Any) -> bool:
 
 
 @events.init.add_listener
-def _register_on_init(environment: Any, **_kwargs: Any) -> None:
+def _register_on_init(environment: Environment, **_kwargs: Any) -> None:
     register_web_ui(environment)

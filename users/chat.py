@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
 
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, task
+from locust.env import Environment
 from locust.exception import StopUser
 
 from users.chat_tasks import OpenModelDriver, abandoned_at_stop, converse, count_abandoned, login_send_receive
@@ -42,7 +42,7 @@ class ChatUserBase(User):
     settings: ChatSettings | None = None
     """Settings for this class (default: the run's, from the command line / env)."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.user_number = next(_user_numbers)
         self.client: ChatClient | None = None  # type: ignore[assignment]
@@ -88,7 +88,7 @@ class ChatUser(ChatUserBase):
             OpenModelDriver.for_environment(self.environment, settings).register(self.client)
 
     def on_stop(self) -> None:
-        driver = getattr(self.environment, "chat_open_model", None)
+        driver = OpenModelDriver.of(self.environment)
         if driver is not None and self.client is not None:
             driver.unregister(self.client)
         super().on_stop()

@@ -16,14 +16,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust.env import Environment
 
 from config.arrival import ArrivalSchedule, ArrivalScheduler
 from config.errors import SuiteError
 from sla_checks.counters import CHAT_NOT_SENT, count, in_flight_at_stop
+from sla_checks.state import state_of
 from tasks.timeline import Outcome
 from users.auth import LoginError, login
 from users.ws_client import ChatClient
@@ -47,7 +48,7 @@ def abandoned_at_stop() -> int:
     return _abandoned["count"]
 
 
-def count_abandoned(in_flight: Sequence[tuple[float, float]], environment: Any = None) -> None:
+def count_abandoned(in_flight: Sequence[tuple[float, float]], environment: Environment | None = None) -> None:
     """Messages cut off by a user's stop, each ``(age_ms, deadline_ms)`` (:meth:`ChatClient.close
     <users.ws_client.ChatClient.close>`): added to :func:`abandoned_at_stop` and, given the user's ``environment``,
     handed to the SLA verdict, which fails the ones that already waited past their limit (merged over workers)."""
@@ -129,7 +130,7 @@ class OpenModelDriver:
     not get a reply in time, from the point of view of a user who wanted to send it.
     """
 
-    def __init__(self, environment: Any, settings: ChatSettings) -> None:
+    def __init__(self, environment: Environment, settings: ChatSettings) -> None:
         assert settings.arrival is not None
         self.environment = environment
         self.settings = settings
@@ -142,7 +143,7 @@ class OpenModelDriver:
         self.max_lag_ms = 0.0
         self._lag_warned_at = -LAG_WARNING_EVERY_S
         # This process's share of the total rate: 1 alone, 1/N on each of N workers (set by the master).
-        self.share = float(getattr(environment, "chat_arrival_share", 1.0))
+        self.share = state_of(environment).chat_arrival_share
 
     def _schedule(self) -> ArrivalSchedule:
         assert self.settings.arrival is not None
@@ -158,12 +159,18 @@ class OpenModelDriver:
             scheduler.sent = int(scheduler.schedule.count_until(max(0.0, time.perf_counter() - start)))
             self.scheduler = scheduler
 
+    @staticmethod
+    def of(environment: Environment) -> OpenModelDriver | None:
+        """``environment``'s driver, if a chat user of the open model has started in this process."""
+        driver = state_of(environment).chat_open_model
+        return driver if isinstance(driver, OpenModelDriver) else None
+
     @classmethod
-    def for_environment(cls, environment: Any, settings: ChatSettings) -> OpenModelDriver:
-        driver = getattr(environment, "chat_open_model", None)
+    def for_environment(cls, environment: Environment, settings: ChatSettings) -> OpenModelDriver:
+        driver = cls.of(environment)
         if driver is None:
             driver = cls(environment, settings)
-            environment.chat_open_model = driver
+            state_of(environment).chat_open_model = driver
         elif driver.settings is not settings and not driver.clients:
             # a new test (web UI) resolved the options again: send on its schedule, not the previous test's
             driver.settings = settings

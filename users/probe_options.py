@@ -31,11 +31,13 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
+from locust.env import Environment
 
 from config.errors import UsageError, exit_usage
 from config.options import add_option
 from config.validate import bounded
 from contract.schema import CH_DATABASE, CLICKHOUSE_URL, PG_DSN, REDIS_URL
+from sla_checks.state import state_of
 from users.probe_base import ProbeFailure, redact_url
 
 logger = logging.getLogger(__name__)
@@ -278,18 +280,20 @@ def schema_missing_message(cfg: ProbeConfig, tier: str, missing: list[str], stop
     )
 
 
-def probe_config(environment: Any) -> ProbeConfig:
-    """The run's probe settings: ``environment.probe_config`` if set, else from ``parsed_options``, else defaults."""
-    cfg = getattr(environment, "probe_config", None)
-    options = getattr(environment, "parsed_options", None)
-    if cfg is None:
+def probe_config(environment: Environment) -> ProbeConfig:
+    """The run's probe settings: ``state_of(environment).probe_config`` if set, else from ``parsed_options``, else
+    defaults."""
+    state = state_of(environment)
+    cfg = state.probe_config
+    options = environment.parsed_options
+    if not isinstance(cfg, ProbeConfig):
         cfg = ProbeConfig.from_options(options) if options is not None else ProbeConfig()
-        environment.probe_config = cfg
+        state.probe_config = cfg
     elif options is not None:  # the web UI may have changed the live options since init
         live = {f: getattr(options, f) for f in LIVE_FIELDS if getattr(options, f, None) not in (None, "")}
         if any(getattr(cfg, f) != v for f, v in live.items()):
             try:
-                cfg = environment.probe_config = replace(cfg, **live)
+                cfg = state.probe_config = replace(cfg, **live)
             except ProbeConfigError as exc:
                 logger.error("Bad probe option from the web UI, kept %s: %s",
                              ", ".join(f"{f}={getattr(cfg, f)!r}" for f in live), exc)
@@ -453,13 +457,13 @@ def check_tiers(cfg: ProbeConfig, tiers: list[str]) -> list[str]:
     return errors
 
 
-def selected_probe_tiers(environment: Any, cfg: ProbeConfig) -> list[str]:
+def selected_probe_tiers(environment: Environment, cfg: ProbeConfig) -> list[str]:
     """Tiers whose probe user is part of this run (selected user class and switched on)."""
     names = {cls.__name__ for cls in getattr(environment, "user_classes", [])}
     return [t for t in TIERS if TIER_USER_CLASS[t] in names and cfg.users_for(t) > 0]
 
 
-def apply_user_counts(environment: Any, cfg: ProbeConfig) -> None:
+def apply_user_counts(environment: Environment, cfg: ProbeConfig) -> None:
     """Set each probe class's ``fixed_count`` from the options; drop switched-off probe classes from the run."""
     classes = getattr(environment, "user_classes", None)
     if classes is None:
@@ -485,15 +489,15 @@ def apply_user_counts(environment: Any, cfg: ProbeConfig) -> None:
 
 
 @events.init.add_listener
-def _on_init(environment: Any, **_kwargs: Any) -> None:
-    options = getattr(environment, "parsed_options", None)
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
     if options is None:  # in-process use (tests): nothing to check at init
         return
     try:
         cfg = ProbeConfig.from_options(options)
     except ProbeConfigError as exc:
         exit_usage(exc, prefix="Bad probe option", logger=logger)
-    environment.probe_config = cfg
+    state_of(environment).probe_config = cfg
     tiers = selected_probe_tiers(environment, cfg)
     try:
         apply_user_counts(environment, cfg)

@@ -32,8 +32,10 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import psutil
 from locust import events
+from locust.env import Environment
 
 from sla_checks.gauges import record_gauge
+from sla_checks.state import state_of
 from users.probe_options import probe_config
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def local_target_pid(health_url: str, timeout: float = 2.0) -> int | None:
 class ResourceMonitor:
     """Samples CPU% and RSS of this process (and of ``target_pid``) into gauges every ``interval`` seconds."""
 
-    def __init__(self, environment: Any, interval: float = 2.0, cpu_warning: float = 90.0,
+    def __init__(self, environment: Environment, interval: float = 2.0, cpu_warning: float = 90.0,
                  target_pid: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.environment = environment
         self.interval = interval
@@ -167,11 +169,11 @@ class ResourceMonitor:
         ev.test_start.add_listener(on_test_start)
         ev.test_stop.add_listener(lambda **_kw: self.stop())
         ev.quitting.add_listener(lambda **_kw: self.stop())
-        self.environment.resource_monitor = self
+        state_of(self.environment).resource_monitor = self
         return self
 
 
 @events.init.add_listener
-def _on_init(environment: Any, **_kwargs: Any) -> None:
-    if getattr(environment, "resource_monitor", None) is None:
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    if state_of(environment).resource_monitor is None:
         ResourceMonitor(environment).register()

@@ -38,8 +38,10 @@ from typing import Any
 
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust.env import Environment
 
 from sla_checks.counters import ANOMALY_PREFIX, CHAT_SENT, count
+from sla_checks.state import state_of
 from tasks.timeline import (
     DEFAULT_EVENTS,
     DUPLICATE_EVENT,
@@ -71,7 +73,7 @@ _anomalies_logged: set[str] = set()
 class ChatClient:
     """One user's chat connection with measurement. Create per user; :meth:`close` in ``on_stop``."""
 
-    def __init__(self, environment: Any, settings: ChatSettings, url: str, user_number: int) -> None:
+    def __init__(self, environment: Environment, settings: ChatSettings, url: str, user_number: int) -> None:
         self.environment = environment
         self.settings = settings
         self.url = url
@@ -169,10 +171,7 @@ class ChatClient:
             _anomalies_logged.add(name)
             logger.warning("chat: first '%s' frame seen (counted per kind in the SLA report's anomalies; logged once)",
                            name)
-        counts = getattr(self.environment, "chat_anomalies", None)
-        if counts is None:
-            counts = {}
-            self.environment.chat_anomalies = counts
+        counts = state_of(self.environment).chat_anomalies
         counts[name] = counts.get(name, 0) + 1
         count(self.environment, ANOMALY_PREFIX + name)
         self._fire(request_type=WS, name=PROTOCOL_ANOMALY, response_time=0.0, response_length=0,

@@ -5,7 +5,7 @@ Every option also reads a ``LOCUST_*`` env var (``--ws-reply-timeout`` ↔ ``LOC
 ``locust.conf`` line. ``--jwt-secret`` defaults to the env var ``JWT_SECRET_KEY`` (the real system's), then
 ``LOCUST_JWT_SECRET``.
 
-In-process use (tests, benchmarks): ``ChatSettings(...)`` directly, or set ``environment.chat_settings``.
+In-process use (tests, benchmarks): ``ChatSettings(...)`` directly, or set ``state_of(environment).chat_settings``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
+from locust.env import Environment
 
 from config.arrival import ArrivalSchedule, ScheduleError
 from config.errors import UsageError, exit_usage
 from config.options import add_option
 from config.validate import bounded
+from sla_checks.state import state_of
 from tasks.corpus import DEFAULT_MESSAGES, load_messages
 from tasks.timeline import ProtocolConfig, ProtocolConfigError
 from users.auth import (
@@ -48,7 +50,7 @@ class ChatConfigError(UsageError, ValueError):
 
 @dataclass
 class ChatSettings:
-    """Resolved chat options shared by every chat user of a run (``environment.chat_settings``)."""
+    """Resolved chat options shared by every chat user of a run (``state_of(environment).chat_settings``)."""
 
     path: str = "/ws"
     auth_mode: str = "subprotocol+header"
@@ -377,44 +379,46 @@ def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
         session.close(reason="start-up check")
 
 
-def chat_settings(environment: Any) -> ChatSettings:
-    """The run's chat settings (``environment.chat_settings``), resolved from the options on first use."""
-    settings = getattr(environment, "chat_settings", None)
-    if settings is None:
-        settings = settings_from_options(getattr(environment, "parsed_options", None), environment.host)
-        environment.chat_settings = settings
-        environment.chat_settings_from_options = True
+def chat_settings(environment: Environment) -> ChatSettings:
+    """The run's chat settings (``state_of(environment).chat_settings``), resolved from the options on first use."""
+    state = state_of(environment)
+    settings = state.chat_settings
+    if not isinstance(settings, ChatSettings):
+        settings = settings_from_options(environment.parsed_options, environment.host)
+        state.chat_settings = settings
+        state.chat_settings_from_options = True
     return settings
 
 
-def _runs_subclass_of(environment: Any, base_name: str) -> bool:
+def _runs_subclass_of(environment: Environment, base_name: str) -> bool:
     """A user class of the run derives from :mod:`users.chat`'s class ``base_name``, told by the class names in its
     MRO: users.chat imports this module, never the other way round."""
     return any(isinstance(c, type) and any(k.__name__ == base_name for k in c.__mro__)
                for c in environment.user_classes or [])
 
 
-def _uses_flow(environment: Any) -> bool:
+def _uses_flow(environment: Environment) -> bool:
     return _runs_subclass_of(environment, "ChatFlowUser")
 
 
-def _uses_chat(environment: Any) -> bool:
+def _uses_chat(environment: Environment) -> bool:
     return _runs_subclass_of(environment, "ChatUserBase")
 
 
 @events.test_start.add_listener
-def _on_test_start(environment: Any, **_kwargs: Any) -> None:
-    options = getattr(environment, "parsed_options", None)
+def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
     if options is not None and not getattr(options, "headless", False) and not getattr(options, "worker", False):
         # web UI: options (and the host) may have been edited in the form since init; resolve again lazily
-        if getattr(environment, "chat_settings_from_options", False):
-            environment.chat_settings = None
+        state = state_of(environment)
+        if state.chat_settings_from_options:
+            state.chat_settings = None
 
 
 ARRIVAL_SHARE_MESSAGE = "chat_arrival_share"
 
 
-def _register_arrival_share(environment: Any) -> None:
+def _register_arrival_share(environment: Environment) -> None:
     """``--ws-arrival-rate`` is a total: the master tells each of its N workers to send 1/N of it."""
     from locust.runners import MasterRunner, WorkerRunner
 
@@ -422,8 +426,9 @@ def _register_arrival_share(environment: Any) -> None:
     if isinstance(runner, WorkerRunner):
         def on_share(msg: Any, **_kw: Any) -> None:
             share = float(msg.data["share"])
-            environment.chat_arrival_share = share
-            driver = getattr(environment, "chat_open_model", None)
+            state = state_of(environment)
+            state.chat_arrival_share = share
+            driver = state.chat_open_model
             if driver is not None:
                 driver.set_share(share)
 
@@ -440,12 +445,13 @@ def _register_arrival_share(environment: Any) -> None:
 
 
 @events.init.add_listener
-def _on_init(environment: Any, **_kwargs: Any) -> None:
-    options = getattr(environment, "parsed_options", None)
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
     if options is not None and environment.runner is not None and (
             getattr(options, "worker", False) or getattr(options, "ws_arrival_rate", "")):
         _register_arrival_share(environment)  # a worker learns the master's options only with its first spawn
-    if options is None or getattr(environment, "chat_settings", None) is not None:
+    state = state_of(environment)
+    if options is None or state.chat_settings is not None:
         return
     if not _uses_chat(environment):
         return
@@ -457,10 +463,10 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     if not host and not getattr(options, "headless", False) and not getattr(options, "worker", False):
         return  # web UI: the host may still be entered in the form; checked again when users start
     try:
-        environment.chat_settings = settings_from_options(options, host)
-        environment.chat_settings_from_options = True
+        settings = state.chat_settings = settings_from_options(options, host)
+        state.chat_settings_from_options = True
         if getattr(options, "headless", False) and not getattr(options, "ws_skip_start_check", False):
-            start_check(environment.chat_settings, ws_url(host, environment.chat_settings.path),
+            start_check(settings, ws_url(host, settings.path),
                         login=_uses_flow(environment))
     except ChatConfigError as exc:
         exit_usage(exc, prefix="Bad chat option", logger=logger)

@@ -22,6 +22,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Message, Request, 
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.plugin import SlaPlugin
 from sla_checks.profiles import Profile
+from sla_checks.state import state_of
 from tasks.timeline import OutcomeKind
 from users.chat import ChatUser
 from users.ws_client import ChatClient
@@ -131,7 +132,7 @@ class Run:
         return sum(1 for s in self.samples if s["name"] == name and s["exception"] is None)
 
     def anomalies(self) -> dict[str, int]:
-        return getattr(self.env, "chat_anomalies", {})
+        return state_of(self.env).chat_anomalies
 
 
 def test_malformed_json_is_counted_and_the_message_still_completes():

@@ -22,6 +22,7 @@ from locust.env import Environment
 
 from bench.common import BenchServer
 from config.arrival import ArrivalSchedule
+from sla_checks.state import state_of
 from users.auth import MintedTokens
 from users.chat import ChatUser
 from users.ws_options import ChatSettings
@@ -49,9 +50,9 @@ def drive(arrival: ArrivalSchedule | None) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {}
     with BenchServer(delay=DELAY_S, stall_at=STALL_AT_S, stall_for=STALL_S, max_seconds=60) as srv:
         env = Environment(user_classes=[_NoThinkChatUser], host=srv.url)
-        env.chat_settings = ChatSettings(tokens=MintedTokens("bench-only-secret-" + "x" * 30), think_time=0.0,
-                                         heartbeat_interval=0.0, arrival=arrival, reply_timeout=10.0,
-                                         hang_after=5.0)
+        state_of(env).chat_settings = ChatSettings(
+            tokens=MintedTokens("bench-only-secret-" + "x" * 30), think_time=0.0, heartbeat_interval=0.0,
+            arrival=arrival, reply_timeout=10.0, hang_after=5.0)
 
         def collect(name: str, response_time: float, exception: Any, **_kw: Any) -> None:
             samples.setdefault(name if exception is None else name + " failed", []).append(response_time)

@@ -11,6 +11,7 @@ from locust.env import Environment
 
 from contract.faults import FaultsError
 from contract.schema import CH_DATABASE, CH_TABLE
+from sla_checks.state import state_of
 from users.clickhouse_probe import ClickHouseProbeUser
 from users.probe_options import ProbeConfig, clickhouse_request
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _user(**cfg: object) -> tuple[ClickHouseProbeUser, list[dict]]:
     env = Environment(user_classes=[ClickHouseProbeUser], host="ws://127.0.0.1:1/ws")
-    env.probe_config = ProbeConfig(**cfg)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(**cfg)
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     user = ClickHouseProbeUser(env)

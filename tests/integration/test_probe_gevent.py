@@ -11,6 +11,7 @@ import psycopg.waiting
 import pytest
 from locust.env import Environment
 
+from sla_checks.state import state_of
 from users import postgres_probe, redis_probe
 from users.postgres_probe import PostgresProbeUser
 from users.probe_options import ProbeConfig
@@ -28,7 +29,7 @@ def test_pg_sleep_does_not_delay_concurrent_redis_probe() -> None:
     redis_probe.close_pools()
     postgres_probe.close_pools()
     env = Environment(user_classes=[RedisProbeUser, PostgresProbeUser])
-    env.probe_config = ProbeConfig()  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig()
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     redis_user, pg_user = RedisProbeUser(env), PostgresProbeUser(env)

@@ -12,6 +12,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
 from locust.env import Environment
 
+from sla_checks.state import state_of
 from users.health import HealthCheckUser
 from users.probe_options import ProbeConfig
 from users.resources import ResourceMonitor, local_target_pid
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _user(health_url: str) -> tuple[HealthCheckUser, list[dict]]:
     env = Environment(user_classes=[HealthCheckUser], host="ws://127.0.0.1:1/ws")
-    env.probe_config = ProbeConfig(health_url=health_url, health_timeout=5.0)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(health_url=health_url, health_timeout=5.0)
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     return HealthCheckUser(env), samples
@@ -97,20 +98,20 @@ def test_pg_pool_exhaustion_fault_shows_as_ready_postgres_timeout(backend, fault
 def test_resource_monitor_samples_generator_and_local_backend(backend, caplog: pytest.LogCaptureFixture) -> None:
     assert local_target_pid(backend.http_url) == backend.pid
     env = Environment()
-    env.probe_config = ProbeConfig(health_url=backend.http_url)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(health_url=backend.http_url)
     monitor = ResourceMonitor(env, interval=0.1, cpu_warning=-1.0).register()
     with caplog.at_level(logging.WARNING, logger="users.resources"):
         env.events.test_start.fire(environment=env)
         gevent.sleep(0.65)
         env.events.test_stop.fire(environment=env)
-    names = [name for _ts, name, _v in env.sla_gauges]  # type: ignore[attr-defined]
+    names = [name for _ts, name, _v in state_of(env).pending_gauges]
     for name in ("locust:cpu_percent", "locust:rss_mb", "target:cpu_percent", "target:rss_mb"):
         assert names.count(name) >= 3, (name, names)
-    rss = [v for _ts, n, v in env.sla_gauges if n == "locust:rss_mb"]  # type: ignore[attr-defined]
+    rss = [v for _ts, n, v in state_of(env).pending_gauges if n == "locust:rss_mb"]
     assert all(10 < v < 10_000 for v in rss)
     warnings = [r for r in caplog.records if "CPU at" in r.getMessage()]
     assert len(warnings) == 1, "warned once per episode, not per sample"
-    count = len(env.sla_gauges)  # type: ignore[attr-defined]
+    count = len(state_of(env).pending_gauges)
     gevent.sleep(0.3)
-    assert len(env.sla_gauges) == count, "stopped on test_stop"  # type: ignore[attr-defined]
+    assert len(state_of(env).pending_gauges) == count, "stopped on test_stop"
     assert monitor.target is not None and monitor.target.pid == backend.pid

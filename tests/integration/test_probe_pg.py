@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from locust.env import Environment
 
+from sla_checks.state import state_of
 from users.postgres_probe import PostgresProbeUser, close_pools, connect_pg
 from users.probe_options import ProbeConfig
 
@@ -21,7 +22,7 @@ DSN = ProbeConfig.pg_dsn
 
 def _user(**cfg: object) -> tuple[PostgresProbeUser, list[dict], Environment]:
     env = Environment(user_classes=[PostgresProbeUser])
-    env.probe_config = ProbeConfig(**cfg)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(**cfg)
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     return PostgresProbeUser(env), samples, env
@@ -52,7 +53,7 @@ def test_pg_probe_healthy_stack_records_every_metric() -> None:
         assert got, f"no PG {name} sample"
         assert all(s["exception"] is None for s in got), [s["exception"] for s in got]
         assert all(0 < s["response_time"] < 5000 for s in got), [s["response_time"] for s in got]
-    gauges = {name: value for _ts, name, value in env.sla_gauges}  # type: ignore[attr-defined]
+    gauges = {name: value for _ts, name, value in state_of(env).pending_gauges}
     assert gauges["pg:lock_waiters"] >= 0 and gauges["pg:lock_wait_max_ms"] >= 0
     assert gauges["pg_probe:pool_size"] == 2
     with psycopg.connect(DSN) as conn:
@@ -103,7 +104,7 @@ def test_pg_probe_concurrent_update_waits_and_lock_waits_are_recorded() -> None:
     update = _by_name(samples, "thread update")[-1]
     assert update["exception"] is None and update["response_time"] >= hold_s * 1000 - 100
     assert _by_name(samples, "commit") and _by_name(samples, "commit")[-1]["exception"] is None
-    gauges = [(n, v) for _ts, n, v in env.sla_gauges if n == "pg:lock_waiters"]  # type: ignore[attr-defined]
+    gauges = [(n, v) for _ts, n, v in state_of(env).pending_gauges if n == "pg:lock_waiters"]
     assert any(v >= 1 for _n, v in gauges)
 
 

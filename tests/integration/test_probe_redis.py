@@ -10,6 +10,7 @@ import pytest
 import redis
 from locust.env import Environment
 
+from sla_checks.state import state_of
 from users.probe_options import ProbeConfig
 from users.redis_probe import RedisProbeUser, close_pools
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _user(**cfg: object) -> tuple[RedisProbeUser, list[dict], Environment]:
     env = Environment(user_classes=[RedisProbeUser])
-    env.probe_config = ProbeConfig(**cfg)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(**cfg)
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     return RedisProbeUser(env), samples, env
@@ -49,7 +50,7 @@ def test_redis_probe_healthy_stack_records_every_metric() -> None:
         assert all(s["exception"] is None for s in got), [s["exception"] for s in got]
         assert all(0 < s["response_time"] < 2000 for s in got), [s["response_time"] for s in got]
     assert _by_name(samples, "SET large")[0]["response_length"] == 64 * 1024
-    gauges = {name: value for _ts, name, value in env.sla_gauges}  # type: ignore[attr-defined]
+    gauges = {name: value for _ts, name, value in state_of(env).pending_gauges}
     assert gauges["redis:used_memory_mb"] > 0
     assert gauges["redis:maxmemory_mb"] >= 0 and gauges["redis:evicted_keys"] >= 0
     assert gauges["redis_probe:pool_size"] == 4 and gauges["redis:connected_clients"] >= 1
@@ -112,12 +113,12 @@ def test_redis_pause_with_short_timeout_fails_once_without_retry(faults) -> None
 def test_redis_memory_pressure_fault_seen_in_info_gauges(faults) -> None:
     user, samples, env = _user(redis_large_value_kb=512)
     user.write_large()
-    before = {n: v for _ts, n, v in env.sla_gauges}  # type: ignore[attr-defined]
+    before = {n: v for _ts, n, v in state_of(env).pending_gauges}
     fault = faults.apply("redis-memory-pressure", for_s=3, headroom_mb=2)
     samples.clear()
     for _ in range(4):
         user.write_large()
-    during = [(n, v) for _ts, n, v in env.sla_gauges[-20:]]  # type: ignore[attr-defined]
+    during = [(n, v) for _ts, n, v in state_of(env).pending_gauges[-20:]]
     faults.clear()
     maxmem = [v for n, v in during if n == "redis:maxmemory_mb"]
     evicted = [v for n, v in during if n == "redis:evicted_keys"]

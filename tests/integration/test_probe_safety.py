@@ -24,6 +24,7 @@ from locust.env import Environment
 from locust.exception import RescheduleTaskImmediately
 
 from contract.schema import CH_TABLE, PG_SCHEMA, ch_schema
+from sla_checks.state import state_of
 from users import clickhouse_probe, postgres_probe
 from users.clickhouse_probe import ClickHouseProbeUser
 from users.postgres_probe import PostgresProbeUser, connect_pg
@@ -41,7 +42,7 @@ WRITES_PG = ("thread upsert", "message insert", "thread update", "run insert", "
 
 def _env(user_class: type, **cfg: object) -> tuple[Environment, list[dict]]:
     env = Environment(user_classes=[user_class], host="ws://127.0.0.1:1/ws")
-    env.probe_config = ProbeConfig(**cfg)  # type: ignore[attr-defined]
+    state_of(env).probe_config = ProbeConfig(**cfg)
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     return env, samples

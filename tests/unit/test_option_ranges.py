@@ -13,6 +13,7 @@ import pytest
 from config.arrival import MAX_RATE, ArrivalSchedule, ScheduleError
 from config.validate import bounded
 from sla_checks.profiles import ConfigError, load_profile
+from sla_checks.state import state_of
 from users.auth import AuthConfigError, read_token_file, read_users_file
 from users.probe_options import ProbeConfig, ProbeConfigError
 from users.ws_options import ChatConfigError, settings_from_options
@@ -166,15 +167,17 @@ def test_report_paths_are_checked_before_the_run(tmp_path: Path) -> None:
 
 
 def test_first_cpu_reading_waits_for_a_measurable_interval() -> None:
+    from locust.env import Environment
+
     from users.resources import ResourceMonitor
 
     now = [100.0]
-    env = SimpleNamespace()
-    monitor = ResourceMonitor(env, interval=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    env = Environment()
+    monitor = ResourceMonitor(env, interval=2.0, clock=lambda: now[0])
     now[0] += 0.002  # test_start follows the last init listener within milliseconds
     first = monitor.sample_once()
     assert "locust:cpu_percent" not in first and first["locust:rss_mb"] > 0
     now[0] += 2.0
     assert 0 <= monitor.sample_once()["locust:cpu_percent"] < 1000
-    names = [name for _ts, name, _v in env.sla_gauges]  # type: ignore[attr-defined]
+    names = [name for _ts, name, _v in state_of(env).pending_gauges]
     assert names.count("locust:cpu_percent") == 1

@@ -7,6 +7,7 @@ import argparse
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
 from locust import User
+from locust.env import Environment
 
 from users.probe_options import (
     DEFAULT_HEALTH_URL,
@@ -186,7 +187,7 @@ def test_probe_config_takes_web_ui_edits_of_the_live_options() -> None:
     from users.probe_options import probe_config
 
     options = argparse.Namespace(probe_read_only=False, probe_create_schema="auto", host=None)
-    env = argparse.Namespace(parsed_options=options, probe_config=None)
+    env = Environment(parsed_options=options)
     assert probe_config(env).probe_read_only is False
     options.probe_read_only, options.probe_create_schema = True, "off"  # what the web UI's start form does
     cfg = probe_config(env)

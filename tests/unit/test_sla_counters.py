@@ -20,6 +20,7 @@ from sla_checks.plugin import SlaPlugin
 from sla_checks.profiles import Profile
 from sla_checks.report import build_report, render_junit, render_terminal
 from sla_checks.report_html import render
+from sla_checks.state import state_of
 from sla_checks.webui import threshold_rows
 from users.chat import ChatUser, abandoned_at_stop
 
@@ -73,7 +74,8 @@ def engine_with_messages_in_flight() -> Engine:
     c.record("WS", "agent_completed", 500.0, False, T0 + 1)
     c.count(CHAT_SENT, 10)
     c.count(ANOMALY_PREFIX + "unknown id", 2)
-    env = SimpleNamespace(sla=SimpleNamespace(engine=SimpleNamespace(collector=c)))
+    env = Environment()
+    state_of(env).sla = SimpleNamespace(engine=SimpleNamespace(collector=c))
     in_flight_at_stop(env, [(2500.0, 30000.0)] * 4 + [(300.0, 30000.0)] * 5, at=T0 + 9.5)
     eng.store.absorb(json.loads(json.dumps(c.drain())), "w0")
     eng.stop(T0 + 10)
@@ -124,7 +126,7 @@ def new_env() -> Environment:
 def test_worker_counts_reach_the_master_through_the_worker_report():
     worker_env, master_env = new_env(), new_env()
     worker = SlaPlugin(worker_env, None)
-    worker_env.sla = worker
+    state_of(worker_env).sla = worker
     master = SlaPlugin.register(master_env, Profile(name="t", path="t.toml", thresholds=SPECS), eval_interval_s=60)
     master.on_test_start(master_env)
     count(worker_env, ABANDONED_AT_STOP, 2)
@@ -137,11 +139,12 @@ def test_worker_counts_reach_the_master_through_the_worker_report():
     assert (rep["abandoned_at_stop"], rep["anomalies"]) == (3, {"duplicate completed": 1})
 
 
-def test_count_without_a_plugin_waits_on_the_environment():
-    env = SimpleNamespace()
+def test_count_without_a_plugin_waits_in_the_environment_state():
+    env = Environment()
     count(env, ABANDONED_AT_STOP, 2)
     count(env, ABANDONED_AT_STOP, 0)
-    assert env.sla_counts == {ABANDONED_AT_STOP: 2}
+    assert state_of(env).pending_counts == {ABANDONED_AT_STOP: 2}
+    assert not hasattr(env, "sla_counts")
 
 
 def test_chat_user_stopped_mid_message_counts_it_in_the_sla_report():

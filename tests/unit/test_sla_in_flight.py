@@ -17,6 +17,7 @@ from sla_checks.engine import Collector, Engine, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, PASS, ThresholdSpec
 from sla_checks.profiles import load_profile
 from sla_checks.report import build_report, chat_messages
+from sla_checks.state import state_of
 from tasks.timeline import (
     BINARY_FRAME,
     INVALID_UTF8,
@@ -194,7 +195,7 @@ def test_an_anomaly_is_a_failed_protocol_anomaly_sample_naming_its_kind():
     (sample,) = fired
     assert (sample["request_type"], sample["name"], sample["response_time"]) == ("WS", "protocol anomaly", 0.0)
     assert str(sample["exception"]) == "protocol anomaly: binary frame"
-    assert client.environment.sla_counts == {"chat anomaly:binary frame": 1}
+    assert state_of(client.environment).pending_counts == {"chat anomaly:binary frame": 1}
 
 
 @pytest.mark.parametrize(("violations", "duplicates", "kinds"), [
@@ -217,4 +218,4 @@ def test_a_message_sent_is_counted():
     client.session = type("S", (), {"open": True, "send_message": lambda self, c, intended_at=None: None})()
     client.send("hello")
     client.send("again")
-    assert client.environment.sla_counts == {CHAT_SENT: 2}
+    assert state_of(client.environment).pending_counts == {CHAT_SENT: 2}

@@ -10,6 +10,7 @@ from locust import User
 from locust.env import Environment
 
 from sla_checks.load_watch import LoadWatch
+from sla_checks.state import state_of
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -32,7 +33,7 @@ class Other(User):
 
 def watch(options=None, settings=None) -> tuple[LoadWatch, SimpleNamespace]:
     env = Environment(user_classes=[MyChat, ChatFlowUser, Other], parsed_options=options)
-    env.chat_settings = settings  # type: ignore[attr-defined]
+    state_of(env).chat_settings = settings
     runner = SimpleNamespace(user_classes_count={})
     env.runner = runner  # type: ignore[assignment]
     return LoadWatch(env), runner

@@ -12,7 +12,7 @@ from locust.event import Events
 
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.gauges import record_gauge
-from sla_checks.plugin import SlaPlugin, _serialize_stops
+from sla_checks.plugin import SlaPlugin, _serialize_stops, sla_plugin
 from sla_checks.profiles import Profile
 
 pytestmark = pytest.mark.timeout(20)
@@ -50,12 +50,12 @@ def test_breach_sets_exit_code_and_writes_reports(tmp_path, caplog):
         report_junit=str(tmp_path / "r.xml"),
         eval_interval_s=60,
     )
-    assert env.sla is plugin
+    assert sla_plugin(env) is plugin and not hasattr(env, "sla")
     plugin.on_test_start(env)
     for i in range(20):
         fire(env, 3120.0 if i >= 10 else 100.0, stages={"agent_started→agent_thinking": 10.0})
     record_gauge(env, "locust:cpu_percent", 12.5)
-    snap = env.sla.snapshot()
+    snap = plugin.snapshot()
     assert (snap["state"], snap["verdict"]) == ("running", "fail")
     plugin.on_test_stop(env)
     with caplog.at_level("ERROR"):

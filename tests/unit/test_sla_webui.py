@@ -20,6 +20,7 @@ from locust import User, constant, task
 from locust.argument_parser import get_parser
 from locust.env import Environment
 
+from sla_checks.state import state_of
 from sla_checks.webui import (
     ATTRIBUTION_TAB_KEY,
     SLA_TAB_KEY,
@@ -152,12 +153,17 @@ def test_json_safe_replaces_non_finite_numbers() -> None:
 
 @pytest.mark.timeout(30)
 def test_live_snapshot_without_engine_or_with_failing_engine_says_why() -> None:
-    assert live_snapshot(SimpleNamespace())["verdict"] == "inactive"
-    broken = live_snapshot(SimpleNamespace(sla=_FakeEngine(error=RuntimeError("secret=hunter2"))))
+    def env_with(sla: Any) -> Environment:
+        env = Environment()
+        state_of(env).sla = sla
+        return env
+
+    assert live_snapshot(Environment())["verdict"] == "inactive"
+    broken = live_snapshot(env_with(_FakeEngine(error=RuntimeError("secret=hunter2"))))
     assert broken["verdict"] == "error" and "hunter2" not in json.dumps(
         broken
     )  # exception text may hold secrets
-    assert live_snapshot(SimpleNamespace(sla=SimpleNamespace(snapshot=lambda: [1])))["verdict"] == "error"
+    assert live_snapshot(env_with(SimpleNamespace(snapshot=lambda: [1])))["verdict"] == "error"
 
 
 @pytest.mark.timeout(30)
@@ -192,7 +198,7 @@ def test_register_skips_worker_and_headless() -> None:
 @pytest.mark.timeout(30)
 def test_stats_requests_carries_live_rows_and_keeps_other_extended_stats(env: Environment) -> None:
     engine = _FakeEngine()
-    env.sla = engine
+    state_of(env).sla = engine
     app = env.web_ui.app
     register_web_ui(env)
 
@@ -222,7 +228,7 @@ def test_stats_requests_carries_live_rows_and_keeps_other_extended_stats(env: En
 
 @pytest.mark.timeout(30)
 def test_stats_requests_survives_failing_engine(env: Environment) -> None:
-    env.sla = _FakeEngine(error=ValueError("boom"))
+    state_of(env).sla = _FakeEngine(error=ValueError("boom"))
     register_web_ui(env)
     response = env.web_ui.app.test_client().get("/stats/requests")
     assert response.status_code == 200
@@ -232,7 +238,7 @@ def test_stats_requests_survives_failing_engine(env: Environment) -> None:
 
 @pytest.mark.timeout(30)
 def test_sla_routes_serve_status_json_and_html_report(env: Environment) -> None:
-    env.sla = _FakeEngine()
+    state_of(env).sla = _FakeEngine()
     register_web_ui(env)
     client = env.web_ui.app.test_client()
     status = client.get("/sla/status")
@@ -247,7 +253,7 @@ def test_sla_routes_serve_status_json_and_html_report(env: Environment) -> None:
 @pytest.mark.timeout(30)
 def test_routes_follow_web_base_path() -> None:
     env = _environment(web_base_path="/locust")
-    env.sla = _FakeEngine()
+    state_of(env).sla = _FakeEngine()
     register_web_ui(env)
     client = env.web_ui.app.test_client()
     assert client.get("/locust/sla/status").status_code == 200
