@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["GROUP_TITLES", "WEB_UI_FORM", "add_option", "env_var_of", "suite_actions"]
 
@@ -115,14 +115,14 @@ def add_option(
     for key, value in (("type", type), ("action", action), ("choices", choices), ("metavar", metavar)):
         if value is not None:
             kwargs[key] = value
-    act = _group(parser, group).add_argument(name, **kwargs)
+    act: Any = _group(parser, group).add_argument(name, **kwargs)
     # Locust's own parser sets these in its add_argument only; an argument group needs them set here
     act.include_in_web_ui = web_ui
     act.is_secret = secret
     act.is_required = False
     act.is_multiple = False
     act.suite_group = group
-    return act
+    return cast(argparse.Action, act)
 
 
 def suite_actions(parser: Any) -> list[argparse.Action]:

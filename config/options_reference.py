@@ -291,7 +291,7 @@ def locust_own_options() -> set[str]:
     from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
 
     parser = get_empty_argument_parser(add_help=True, default_config_files=[])
-    setup_parser_arguments(parser)
+    setup_parser_arguments(parser)  # type: ignore[no-untyped-call]  # unannotated in Locust
     return {s for action in parser._actions for s in action.option_strings}
 
 

@@ -79,10 +79,12 @@ class FaultsClient:
         body: dict[str, Any] = {"kind": kind, "for_s": for_s, "params": params}
         if ms is not None:
             body["ms"] = ms
-        return self._call("POST", body)
+        fault: dict[str, Any] = self._call("POST", body)
+        return fault
 
     def list(self) -> list[dict[str, Any]]:
-        return self._call("GET")["faults"]
+        faults: list[dict[str, Any]] = self._call("GET")["faults"]
+        return faults
 
     def clear(self) -> None:
         self._call("DELETE")

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
 import bcrypt
@@ -113,7 +114,7 @@ def verify_token(token: str, secret: str, issuer: str, *, now: float | None = No
     alg = header.get("alg")
     if alg != ALGORITHM:
         raise AuthError(f"token algorithm {str(alg)[:16]!r} is not accepted (only {ALGORITHM})")
-    options = {"require": ["exp", "iat", "sub"]}
+    options: Any = {"require": ["exp", "iat", "sub"]}
     try:
         # Signature, issuer and required claims first, the time claims' types next, their values last: pyjwt
         # (2.15) checks a time claim only with int(claim), so it takes "exp": "9999999999" or "iat": true.

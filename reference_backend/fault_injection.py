@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -223,8 +223,8 @@ class FaultManager:
         original: dict[str, Any] = {}
         prefix = f"{FILL_PREFIX}{fault.id}:"
         try:
-            original = await r.config_get("maxmemory")
-            original.update(await r.config_get("maxmemory-policy"))
+            original = cast(dict[str, Any], await r.config_get("maxmemory"))  # redis-py decodes CONFIG GET
+            original.update(cast(dict[str, Any], await r.config_get("maxmemory-policy")))
             await r.set(MAXMEMORY_BACKUP_KEY, orjson.dumps({**original, "expires_at": fault.expires_at}), nx=True)
             used = int((await r.info("memory"))["used_memory"])
             limit = used + headroom

@@ -128,6 +128,11 @@ def _num(name: str, value: object, kind: type, minimum: float) -> float | int:
     return n
 
 
+def _int(name: str, value: object, minimum: float) -> int:
+    """:func:`_num` of a whole number."""
+    return int(_num(name, value, int, minimum))
+
+
 def settings_from_args(argv: list[str] | None = None) -> Settings:
     """Parse argv (+ environment) into Settings; raises SettingsError on a bad value."""
     a = build_parser().parse_args(argv)
@@ -151,29 +156,29 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
             )
     s = Settings(
         host=a.host,
-        port=_num("port", a.port, int, 0),
+        port=_int("port", a.port, 0),
         jwt_secret=a.jwt_secret,
         jwt_issuer=a.jwt_issuer,
-        jwt_ttl_s=_num("jwt-ttl-s", a.jwt_ttl_s, int, 1),
+        jwt_ttl_s=_int("jwt-ttl-s", a.jwt_ttl_s, 1),
         admin_token=a.admin_token,
         auth_reject_mode=a.auth_reject_mode,
-        seed_users=_num("seed-users", a.seed_users, int, 0),
+        seed_users=_int("seed-users", a.seed_users, 0),
         seed_password=a.seed_password,
-        bcrypt_rounds=_num("bcrypt-rounds", a.bcrypt_rounds, int, 4),
+        bcrypt_rounds=_int("bcrypt-rounds", a.bcrypt_rounds, 4),
         redis_url=a.redis_url,
         pg_dsn=a.pg_dsn,
-        pg_pool_size=_num("pg-pool-size", a.pg_pool_size, int, 1),
-        redis_pool_size=_num("redis-pool-size", a.redis_pool_size, int, 1),
+        pg_pool_size=_int("pg-pool-size", a.pg_pool_size, 1),
+        redis_pool_size=_int("redis-pool-size", a.redis_pool_size, 1),
         clickhouse_url=a.clickhouse_url.rstrip("/"),
         redis_timeout_ms=_num("redis-timeout-ms", a.redis_timeout_ms, float, 1),
         pg_timeout_ms=_num("pg-timeout-ms", a.pg_timeout_ms, float, 1),
         clickhouse_timeout_ms=_num("clickhouse-timeout-ms", a.clickhouse_timeout_ms, float, 1),
         think_min_ms=_num("think-min-ms", a.think_min_ms, float, 0),
         think_max_ms=_num("think-max-ms", a.think_max_ms, float, 0),
-        rate_limit_per_s=_num("rate-limit-per-s", a.rate_limit_per_s, int, 0),
-        max_in_flight=_num("max-in-flight", a.max_in_flight, int, 1),
-        max_connections=_num("max-connections", a.max_connections, int, 1),
-        history_limit=_num("history-limit", a.history_limit, int, 1),
+        rate_limit_per_s=_int("rate-limit-per-s", a.rate_limit_per_s, 0),
+        max_in_flight=_int("max-in-flight", a.max_in_flight, 1),
+        max_connections=_int("max-connections", a.max_connections, 1),
+        history_limit=_int("history-limit", a.history_limit, 1),
         log_level=a.log_level.lower(),
         log_format=a.log_format,
     )

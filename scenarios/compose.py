@@ -77,7 +77,7 @@ class Composition:
 
 def producible(metric: str, user_classes: Iterable[str]) -> bool:
     """Whether one of ``user_classes`` can produce a sample matching ``metric`` (a name or a glob)."""
-    patterns = []
+    patterns: list[str] = []
     for cls in user_classes:
         if cls not in PRODUCES:
             return True  # a class of the user's own: it may produce anything

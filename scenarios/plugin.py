@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
-from locust import events
+from locust import User, events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -160,8 +160,8 @@ class ScenarioState:
     scale: float = 1.0
     """``--scenario-scale``: the factor on the shape's users and spawn rates."""
     shape: ScenarioShape | None = None
-    original_user_classes: list[type] = field(default_factory=list)
-    original_attrs: dict[type, tuple[int, int]] = field(default_factory=dict)
+    original_user_classes: list[type[User]] = field(default_factory=list)
+    original_attrs: dict[type[User], tuple[float, int]] = field(default_factory=dict)
     scheduler: FaultScheduler | None = None
     composition: Composition | None = None
     """The thresholds this scenario is judged with (handed to the SLA engine)."""
@@ -187,8 +187,8 @@ def _state(environment: Environment) -> ScenarioState:
     return suite.scenario
 
 
-def _available_classes(environment: Any, state: ScenarioState) -> dict[str, type]:
-    classes = dict(environment.available_user_classes or {})
+def _available_classes(environment: Environment, state: ScenarioState) -> dict[str, type[User]]:
+    classes: dict[str, Any] = dict(environment.available_user_classes or {})  # Locust annotates classes as instances
     for cls in state.original_user_classes:
         classes.setdefault(cls.__name__, cls)
     return classes
@@ -225,7 +225,7 @@ def _fault_base_url(environment: Any) -> str:
 
 
 def _wanted_faults(scenario: Scenario, options: Any) -> list[Any]:
-    faults = []
+    faults: list[Any] = []
     if getattr(options, "inject_faults", False):
         faults.extend(scenario.faults)
     if getattr(options, "inject_tolerated_faults", False):
@@ -371,7 +371,7 @@ def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | No
     if step is not None and step.inflight is not None:
         _set_inflight(environment, step.inflight)
         if isinstance(environment.runner, MasterRunner):
-            environment.runner.send_message(INFLIGHT_MESSAGE, step.inflight)
+            environment.runner.send_message(INFLIGHT_MESSAGE, step.inflight)  # type: ignore[arg-type]  # any msgpack value goes
     entry = environment.runner.stats.entries.get(("agent_completed", "WS")) if environment.runner else None
     snapshot = dict(entry.response_times) if entry else {}
     if state._step_marks and state._step_marks[-1][0] == index:
@@ -612,7 +612,8 @@ def _on_init_late(environment: Any, **_kwargs: Any) -> None:
     locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``, and
     the SLA engine, set up by then, gets the scenario's thresholds."""
     options = environment.parsed_options
-    if options is not None and getattr(options, "scenario", ""):
+    scenario_name = getattr(options, "scenario", "") if options is not None else ""
+    if scenario_name:
         apply_user_mix(environment)
         if not isinstance(environment.runner, WorkerRunner):
             _hand_to_sla(environment, _state(environment))  # the SLA engine's own init listener has run now

@@ -262,7 +262,7 @@ class ScenarioShape(LoadTestShape):
         if not (time_scale > 0 and math.isfinite(time_scale)):
             raise ValueError(f"time_scale must be a positive number, got {time_scale!r}")
         self._clock = clock
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Locust's LoadTestShape.__init__ is unannotated
         self.spec = spec
         self.time_scale = time_scale
         self.fixed_users = fixed_users

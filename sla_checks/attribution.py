@@ -185,14 +185,16 @@ def gauge_correlations(
     """
     latency = sorted(latency)
     starts = [start for start, _ in latency]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, series in gauges.items():
         per_bucket: dict[int, list[float]] = {}
-        for ts, value in ((float(p[0]), float(p[1])) for p in series):
-            i = bisect_right(starts, ts) - 1
-            if i >= 0 and ts < starts[i] + bucket_s:
+        for at, value in ((float(p[0]), float(p[1])) for p in series):
+            i = bisect_right(starts, at) - 1
+            if i >= 0 and at < starts[i] + bucket_s:
                 per_bucket.setdefault(i, []).append(value)
-        ts, xs, ys = [], [], []
+        ts: list[float] = []
+        xs: list[float] = []
+        ys: list[float] = []
         for i, (start, ms) in enumerate(latency):
             readings = per_bucket.get(i)
             if readings:

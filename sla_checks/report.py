@@ -315,7 +315,7 @@ def build_report(
     buckets = engine.store.sorted_buckets()
     if engine.store.judge_from is not None:  # attribution compares judged stretches only (no spawn spike baseline)
         buckets = [(start, b) for start, b in buckets if start >= engine.store.judge_from - 1e-9]
-    attributions = []
+    attributions: list[dict[str, Any]] = []
     seen = set()
     for r in results:
         if r.status != FAIL and not r.failed_windows:

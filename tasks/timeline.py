@@ -160,7 +160,7 @@ class ProtocolConfig:
             # defaults that name events must follow a renamed event list unless given explicitly
             given = set(mapping["events"])
             if "pairs" not in mapping:
-                default_pairs = names["pairs"].default
+                default_pairs: Any = names["pairs"].default
                 kwargs["pairs"] = tuple(p for p in default_pairs if p[0] in given and p[1] in given)
         for key, value in mapping.items():
             if key not in names:
@@ -521,10 +521,11 @@ class MessageTimeline:
         return outcome
 
 
-_RULES_CACHE: dict[int, tuple[Any, ...]] = {}
+_Rules = tuple[frozenset[str], dict[str, int], dict[str, str], list[tuple[str, ...]]]
+_RULES_CACHE: dict[int, tuple[ProtocolConfig, _Rules]] = {}
 
 
-def _rules(config: ProtocolConfig) -> tuple[frozenset[str], dict[str, int], dict[str, str], list[tuple[str, ...]]]:
+def _rules(config: ProtocolConfig) -> _Rules:
     """Precomputed order rules per config (cached: the hot path builds one timeline per message)."""
     key = id(config)
     cached = _RULES_CACHE.get(key)
@@ -536,7 +537,7 @@ def _rules(config: ProtocolConfig) -> tuple[frozenset[str], dict[str, int], dict
     closers = {closer: opener for opener, closer in config.pairs}
     required = set(config.required_events)
     required_before = [tuple(e for e in events[:i] if e in required) for i in range(len(events))]
-    rules = (once, index, closers, required_before)
+    rules: _Rules = (once, index, closers, required_before)
     _RULES_CACHE[key] = (config, rules)
     return rules
 

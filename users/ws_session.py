@@ -498,12 +498,13 @@ class ChatSession:
                             routed = dispatcher.dispatch_text(frame.payload, now)
                             if routed.outcome is not None:
                                 on_outcome = self.on_outcome  # read each time: close() may clear it (abandon)
-                                if on_outcome is not None:
+                                if on_outcome is not None and routed.timeline is not None:
                                     on_outcome(routed.timeline, routed.outcome)
                                 changed.set()
                             elif routed.kind is RouteKind.MESSAGE:
                                 timeline = routed.timeline
-                                if timeline.first_arrival is not None and self.on_event is not None:
+                                if (timeline is not None and timeline.first_arrival is not None
+                                        and self.on_event is not None):
                                     self.on_event(timeline, timeline.first_arrival, (now - timeline.sent_at) * 1000.0)
                             else:
                                 self._route_other(routed, now)

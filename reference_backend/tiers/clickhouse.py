@@ -112,7 +112,7 @@ class ClickHouseTier:
             self.lost_rows += len(batch)
             raise
         except BaseException:
-            room = self.buffer.maxlen - len(self.buffer)
+            room = (self.buffer.maxlen or 0) - len(self.buffer)
             keep = batch[len(batch) - room:] if room < len(batch) else batch
             self.dropped_rows += len(batch) - len(keep)
             self.buffer.extendleft(reversed(keep))

@@ -61,8 +61,9 @@ def test_the_scan_finds_an_undeclared_attribute() -> None:
 
 
 def test_a_run_leaves_no_attribute_of_the_suite_on_the_environment() -> None:
-    import locustfile  # noqa: F401  (registers every plugin's options and listeners)
     from locust.argument_parser import get_parser
+
+    import locustfile  # noqa: F401  (registers every plugin's options and listeners)
 
     options = get_parser().parse_args(["-f", "locustfile.py", "--headless", "--sla-warmup", "0"])
     env = Environment(user_classes=[], events=locust.events, parsed_options=options, host="ws://127.0.0.1:9")
