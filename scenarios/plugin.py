@@ -194,7 +194,7 @@ def _available_classes(environment: Environment, state: ScenarioState) -> dict[s
     return classes
 
 
-def _restore_users(environment: Any, state: ScenarioState) -> None:
+def _restore_users(environment: Environment, state: ScenarioState) -> None:
     for cls, (weight, fixed_count) in state.original_attrs.items():
         cls.weight, cls.fixed_count = weight, fixed_count
     if state.original_user_classes:
@@ -214,7 +214,7 @@ def _admin_token(options: Any) -> str:
     return getattr(options, "target_admin_token", "") or os.environ.get("TARGET_ADMIN_TOKEN", "")
 
 
-def _fault_base_url(environment: Any) -> str:
+def _fault_base_url(environment: Environment) -> str:
     options = environment.parsed_options
     url = getattr(options, "scenario_target_url", "") or environment.host or getattr(options, "host", "") or ""
     if not url:
@@ -233,7 +233,7 @@ def _wanted_faults(scenario: Scenario, options: Any) -> list[Any]:
     return faults
 
 
-def _prepare_faults(environment: Any, state: ScenarioState) -> None:
+def _prepare_faults(environment: Environment, state: ScenarioState) -> None:
     """Check the target and build the scheduler (raises FaultTargetError / ScenarioError)."""
     from contract.faults import FaultsClient
 
@@ -310,7 +310,7 @@ def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) 
     )
 
 
-def _sla_handoff(environment: Any, state: ScenarioState) -> None:
+def _sla_handoff(environment: Environment, state: ScenarioState) -> None:
     """Compose the scenario's thresholds with the SLA profile and hand them to the SLA engine: now when it is set up
     (web UI: the scenario is picked at swarm time), else from the late ``init`` listener (after the engine's own)."""
     scenario = state.scenario
@@ -353,11 +353,11 @@ def _set_inflight(environment: Environment, inflight: int) -> None:
         settings.inflight = inflight
 
 
-def _on_worker_inflight(environment: Any, msg: Any, **_kwargs: Any) -> None:
+def _on_worker_inflight(environment: Environment, msg: Any, **_kwargs: Any) -> None:
     _set_inflight(environment, int(msg.data))
 
 
-def _sla_restore(environment: Any, state: ScenarioState) -> None:
+def _sla_restore(environment: Environment, state: ScenarioState) -> None:
     """Back to a plain run (web UI): the SLA engine judges with the --sla-* options again, not the scenario's."""
     if state.composition is None:
         return
@@ -367,7 +367,7 @@ def _sla_restore(environment: Any, state: ScenarioState) -> None:
         sla.reconfigure(None)
 
 
-def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | None) -> None:
+def _on_step(environment: Environment, state: ScenarioState, index: int, step: Step | None) -> None:
     if step is not None and step.inflight is not None:
         _set_inflight(environment, step.inflight)
         if isinstance(environment.runner, MasterRunner):
@@ -394,7 +394,7 @@ def _on_step(environment: Any, state: ScenarioState, index: int, step: Step | No
     )
 
 
-def _finish_curve(environment: Any, state: ScenarioState) -> None:
+def _finish_curve(environment: Environment, state: ScenarioState) -> None:
     from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
     if not state._step_marks or environment.runner is None:
@@ -430,7 +430,7 @@ def _finish_curve(environment: Any, state: ScenarioState) -> None:
                 f.write(f"{p.step},{p.users},{p.inflight or ''},{p.count},{p.failures},{p.p50},{p.p95},{p.max}\n")
 
 
-def apply_user_mix(environment: Any) -> None:
+def apply_user_mix(environment: Environment) -> None:
     """Set the scenario's ``weight`` / ``fixed_count`` on its user classes (again after other plugins' init)."""
     state = _state(environment)
     if state.scenario is None:
@@ -489,7 +489,7 @@ def staging_problems(scenario: Scenario, options: Any, host: str | None, env: di
     return problems
 
 
-def activate(environment: Any, name: str) -> ScenarioState:
+def activate(environment: Environment, name: str) -> ScenarioState:
     """Make ``name`` the scenario of this run (or restore a plain run for ``""``); raises ScenarioError."""
     state = _state(environment)
     options = environment.parsed_options
@@ -520,7 +520,7 @@ def activate(environment: Any, name: str) -> ScenarioState:
     state.scenario = scenario
     state.time_scale = _time_scale(scenario, getattr(options, "scenario_duration", "") or "")
     state.scale = _scale(options)
-    if hasattr(options, "scenario_scale"):
+    if options is not None and hasattr(options, "scenario_scale"):
         options.scenario_scale = state.scale  # a number again (the web UI's form hands over text)
     classes = [available[mix.user_class] for mix in scenario.users]
     apply_user_mix(environment)
@@ -607,7 +607,7 @@ def _tell_sla(environment: Environment, state: ScenarioState) -> None:
 # Listeners
 
 
-def _on_init_late(environment: Any, **_kwargs: Any) -> None:
+def _on_init_late(environment: Environment, **_kwargs: Any) -> None:
     """Runs after every other plugin's ``init`` listener (registered when the parser is built, i.e. after all
     locustfile imports): the scenario's user mix wins over per-class defaults such as ``--redis-probe-users``, and
     the SLA engine, set up by then, gets the scenario's thresholds."""
@@ -621,7 +621,7 @@ def _on_init_late(environment: Any, **_kwargs: Any) -> None:
 
 
 @events.init.add_listener
-def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_kwargs: Any) -> None:
+def _on_init(environment: Environment, runner: Any = None, web_ui: Any = None, **_kwargs: Any) -> None:
     options = environment.parsed_options
     if options is None or not hasattr(options, "scenario"):
         return
@@ -670,7 +670,7 @@ def _take_form_options(options: Any, form: Any, keys: tuple[str, ...]) -> None:
             continue
 
 
-def _install_web_ui_hook(environment: Any, web_ui: Any, state: ScenarioState) -> None:
+def _install_web_ui_hook(environment: Environment, web_ui: Any, state: ScenarioState) -> None:
     from flask import jsonify, request
 
     @web_ui.app.before_request
@@ -680,6 +680,7 @@ def _install_web_ui_hook(environment: Any, web_ui: Any, state: ScenarioState) ->
         if environment.runner is not None and environment.runner.state in ("spawning", "running"):
             return None  # editing a running test: keep its scenario
         options = environment.parsed_options
+        assert options is not None  # a web UI runs from the command line
         name = request.form.get("scenario", options.scenario or "")
         for flag in ("inject_faults", "inject_tolerated_faults"):
             if flag in request.form:
@@ -701,7 +702,7 @@ def _install_web_ui_hook(environment: Any, web_ui: Any, state: ScenarioState) ->
 
 
 @events.test_start.add_listener
-def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
     state = _state(environment)
     if state.scenario is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -710,7 +711,7 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
 
 
 @events.test_stop.add_listener
-def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
+def _on_test_stop(environment: Environment, **_kwargs: Any) -> None:
     state = _state(environment)
     if isinstance(environment.runner, WorkerRunner):
         return
@@ -721,7 +722,7 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
 
 
 @events.quitting.add_listener
-def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
     # quitting listeners fire in reverse order: the SLA engine (registered later) has written its reports already
     state = _state(environment)
     if state.scheduler is not None and not isinstance(environment.runner, WorkerRunner):

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
 
 from contract.schema import CH_TABLE, ch_queries, ch_schema
 from users.probe_base import SchemaGate, TypedRequestEvent, skip_write_task
@@ -46,7 +47,7 @@ def insert_path(database: str) -> str:
     return "/?query=" + quote(f"INSERT INTO {database}.{CH_TABLE} FORMAT JSONEachRow")
 
 
-def schema_gate(cfg: ProbeConfig, environment: Any) -> bool:
+def schema_gate(cfg: ProbeConfig, environment: Environment) -> bool:
     """True when the agent-event table is missing; checked once per process, URL, database and mode.
 
     Creates the database and table first when ``--probe-create-schema`` allows it. The call that finds the table
@@ -116,7 +117,7 @@ class ClickHouseProbeUser(FastHttpUser):
     """One per run by default (``--clickhouse-probe-users``)."""
     wait_time = between(0.5, 1.0)
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Environment) -> None:
         self.cfg = probe_config(environment)
         self.host = self.cfg.clickhouse_url  # our own base URL: Locust's --host is the chat target
         self.network_timeout = self.cfg.clickhouse_timeout

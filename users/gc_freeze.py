@@ -25,6 +25,7 @@ from typing import Any
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
+from locust.env import Environment
 
 from config.options import add_option
 
@@ -43,7 +44,7 @@ class GcFreezer:
         """Objects in the permanent generation after the last freeze (0 when nothing is frozen)."""
         self._pending: gevent.Greenlet | None = None
 
-    def register(self, environment: Any) -> None:
+    def register(self, environment: Environment) -> None:
         environment.events.spawning_complete.add_listener(self.on_spawning_complete)
         environment.events.test_stop.add_listener(self.on_test_stop)
 
@@ -86,7 +87,7 @@ def _add_arguments(parser: Any) -> None:
 
 
 @events.init.add_listener
-def _on_init(environment: Any, **_kw: Any) -> None:
+def _on_init(environment: Environment, **_kw: Any) -> None:
     options = environment.parsed_options
     if options is not None and getattr(options, "gc_freeze", "on") == "on":
         GcFreezer().register(environment)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import between, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
 
 from users.probe_base import ProbeFailure, TypedRequestEvent, fire
 from users.probe_options import probe_config
@@ -56,7 +56,7 @@ class HealthCheckUser(FastHttpUser):
     """One per run by default (``--health-probe-users``)."""
     wait_time = between(1.0, 2.0)
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Environment) -> None:
         self.cfg = probe_config(environment)
         self.host = self.cfg.health_url.rstrip("/")  # Locust's --host may be the ws:// chat URL
         self.network_timeout = self.cfg.health_timeout

@@ -37,6 +37,7 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import psycopg
 import psycopg.waiting
 from locust import User, between, task
+from locust.env import Environment
 
 from config.errors import SuiteError
 from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
@@ -168,7 +169,7 @@ def missing_tables(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> li
     return [t for t in tables if not conn.execute(exists, (t,)).fetchone()[0]]  # type: ignore[index]
 
 
-def schema_gate(conn: psycopg.Connection[Any], cfg: ProbeConfig, environment: Any) -> list[str]:
+def schema_gate(conn: psycopg.Connection[Any], cfg: ProbeConfig, environment: Environment) -> list[str]:
     """The tables this probe needs that are missing; checked once per process, DSN and mode.
 
     Creates them first when ``--probe-create-schema`` allows it. The call that finds tables missing logs the one error
@@ -233,7 +234,7 @@ class PostgresProbeUser(User):
     history_limit: int = 20
     """LIMIT of ``PG thread history`` (what the backend loads per message)."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.cfg = probe_config(environment)
         self.pool = shared_pool(self.cfg)

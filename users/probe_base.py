@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
+from locust.env import Environment
 from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopUser
 
 from config.errors import SuiteError
@@ -86,7 +87,7 @@ def redact_url(url: str) -> str:
 
 
 def fire(
-    environment: Any,
+    environment: Environment,
     request_type: str,
     name: str,
     response_time_ms: float,
@@ -108,7 +109,7 @@ def fire(
 
 @contextmanager
 def timed(
-    environment: Any,
+    environment: Environment,
     request_type: str,
     name: str,
     *,
@@ -178,7 +179,7 @@ class SchemaGate:
     def check(
         self,
         key: tuple[Any, ...],
-        environment: Any,
+        environment: Environment,
         find_missing: Callable[[], list[str]],
         describe: Callable[[list[str]], str],
         create: Callable[[], None] | None = None,

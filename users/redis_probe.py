@@ -31,6 +31,7 @@ from typing import Any
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import redis
 from locust import User, between, task
+from locust.env import Environment
 from redis.backoff import NoBackoff
 from redis.connection import parse_url
 from redis.maint_notifications import MaintNotificationsConfig
@@ -119,7 +120,7 @@ class RedisProbeUser(User):
     large_ttl_s: int = 30
     """TTL of the large values (they exist to load memory briefly, not to fill it)."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.cfg = probe_config(environment)
         self.shared = SharedRedisPool.for_config(self.cfg)
