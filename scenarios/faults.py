@@ -32,7 +32,6 @@ import locust  # noqa: F401  (first: locust monkey-patches gevent)
 
 from config.errors import UsageError
 from scenarios.registry import FaultSpec
-from users.probe_options import is_loopback_host
 
 __all__ = [
     "FaultScheduler",
@@ -98,6 +97,10 @@ def resolves_to_loopback(host: str, resolve: Callable[[str], list[str]] | None =
     """True when ``host`` names this machine: a loopback address or ``localhost``
     (:func:`users.probe_options.is_loopback_host`, no lookup), or a name that ``resolve`` (default: the system
     resolver) maps to loopback addresses only. An empty host is not this machine: there is nothing to resolve."""
+    # late: importing users/ at module level would register the chat and probe plugins' init listeners before the
+    # scenario plugin's, and a bad --scenario-* option must stop the run before them
+    from users.probe_options import is_loopback_host
+
     if not host:
         return False
     if is_loopback_host(host):
