@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
@@ -92,3 +94,18 @@ def test_state_is_per_environment_and_goes_with_it() -> None:
     del b
     gc.collect()
     assert gone() is None
+
+
+def test_the_scenario_and_sla_plugins_check_their_options_before_the_users_do() -> None:
+    """Init listeners run in the order the modules registered them: a bad ``--scenario-*`` / ``--sla-*`` value must
+    stop the run with its own line before the chat and probe plugins check credentials and connectivity. A fresh
+    interpreter: this process has imported users/ for other tests already."""
+    code = ("import locust, locustfile\n"
+            "print(' '.join(h.__module__ for h in locust.events.init._handlers))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    order = res.stdout.split()
+    assert order.index("scenarios.plugin") < order.index("users.ws_options")
+    assert order.index("sla_checks.plugin") < order.index("users.ws_options")
+    assert order.index("scenarios.plugin") < order.index("users.probe_options")
