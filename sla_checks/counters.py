@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from sla_checks.count_names import ABANDONED_AT_STOP, ANOMALY_PREFIX, CHAT_NOT_SENT, CHAT_SENT
 from sla_checks.state import state_of
 
 if TYPE_CHECKING:
@@ -45,10 +46,6 @@ __all__ = [
     "anomalies",
 ]
 
-ABANDONED_AT_STOP = "chat:abandoned at stop"
-ANOMALY_PREFIX = "chat anomaly:"
-CHAT_SENT = "chat:sent"
-CHAT_NOT_SENT = "chat:not sent"
 
 
 def count(environment: Environment, name: str, n: int = 1) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sla_checks.count_names import CHAT_SENT
 from sla_checks.evaluate import (
     FAIL,
     INCONCLUSIVE,
@@ -567,6 +568,9 @@ class Engine:
                 "SLA INCONCLUSIVE: the run never had a user (peak 0 users), so nothing was measured: "
                 "start at least one user (-u 1 or more, or a scenario)"
             ]
+        unanswered = self._unanswered_chat_reason(results)
+        if unanswered:
+            return [unanswered]
         if has_evidence(results):
             return []
         produced = sorted(m for m, d in self.store.total().metrics.items() if d.count)
@@ -582,6 +586,19 @@ class Engine:
             f"{', '.join(judged_on) or 'nothing'}; the run produced {shown}: add thresholds for what the run "
             "measures, or run the user classes the thresholds are about"
         ]
+
+    def _unanswered_chat_reason(self, results: list[ThresholdResult]) -> str | None:
+        """Chat messages were sent and thresholds judge the chat reply, but no reply (nor failure) was judged: the
+        other metrics' samples (connects, probes) are no evidence about the reply SLA, so the run cannot pass."""
+        sent = int(self.store.counts.get(CHAT_SENT, 0))
+        chat_lines = [r for r in results if r.metric == CHAT_METRIC or r.spec.metric == CHAT_METRIC]
+        if not sent or not chat_lines or any(r.samples for r in chat_lines):
+            return None
+        return (
+            f"SLA INCONCLUSIVE: {sent} chat message(s) were sent but none was answered or failed within the judged "
+            f"span (still in flight at the stop, younger than the longest {CHAT_METRIC} limit): lengthen the run "
+            "(-t / --scenario-duration) or shorten --sla-warmup"
+        )
 
     def did_you_mean(self, result: ThresholdResult) -> list[str]:
         """For a threshold that got no samples: the closest metrics the run produced (a typo, a renamed request)."""

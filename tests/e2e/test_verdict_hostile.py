@@ -97,6 +97,21 @@ def test_server_that_never_answers_fails_the_run_on_max(tmp_path):
     assert "Traceback" not in out, out[-3000:]
 
 
+def test_a_run_shorter_than_the_limit_against_a_silent_server_is_inconclusive_not_pass(tmp_path):
+    """2 s against a server that never answers: every message is still younger than ``max < 3000`` at the stop, so
+    none is judged; the connects alone are no evidence about the replies (it used to PASS on them)."""
+    with HostileServer("never_answers") as server:
+        proc = run_chat(server.ws_url, tmp_path, seconds=2)
+    rep = report_of(tmp_path)
+    out = log_of(tmp_path)
+    assert proc.returncode == 4, out[-3000:]
+    assert rep["verdict"] == "inconclusive", rep.get("verdict_reasons")
+    assert any("were sent but none was answered" in r for r in rep["verdict_reasons"]), rep["verdict_reasons"]
+    m = rep["messages"]
+    assert m["completed"] == m["failed"] == 0 and m["in_flight"] == m["sent"] >= 1, m
+    assert "WS agent_completed" not in rep["metrics"]
+
+
 def test_messages_in_flight_on_a_worker_are_judged_by_the_master(tmp_path):
     """The ages of a worker's messages in flight at the stop reach the master with its final report."""
     port = free_port()

@@ -115,6 +115,23 @@ def test_every_threshold_without_samples_is_inconclusive_naming_what_the_run_pro
     assert "PG *" in reasons[0] and "WS agent_completed" in reasons[0] and "add thresholds" in reasons[0]
 
 
+def test_sent_chat_messages_without_any_judged_reply_are_inconclusive_despite_other_evidence():
+    """Connect samples are no evidence about the reply SLA: sent messages that all stayed in flight (younger than the
+    limit) leave the chat lines without data, so the run cannot pass on the connects alone."""
+    eng = engine(
+        ThresholdSpec.of("WS agent_completed", "max < 3000"),
+        ThresholdSpec.of("WS connect", "p(95) < 1000"),
+        samples={"WS connect": [5.0, 6.0]},
+    )
+    eng.store.counts["chat:sent"] = 4
+    state, reasons = verdict(eng)
+    assert state == INCONCLUSIVE
+    assert "4 chat message(s) were sent but none was answered" in reasons[0]
+    eng.collector.record("WS", "agent_completed", 150.0, False, T0 + 2)  # one reply judged: evidence again
+    eng.flush_local()
+    assert verdict(eng) == (PASS, [])
+
+
 def test_no_samples_at_all_is_inconclusive():
     state, reasons = verdict(engine(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")))
     assert state == INCONCLUSIVE and "no samples at all" in reasons[0]
