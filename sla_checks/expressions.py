@@ -15,6 +15,16 @@ under 2000 ms, failed samples never count as within).
 
 Values are normalised: latencies in ms, ``within`` in percent (0..100), ``fail_ratio`` as a ratio (0..1).
 :class:`ExpressionError` names the bad text, the position and what was expected.
+
+A **regression line** compares the run with a baseline run (``--sla-baseline``, docs/sla.md "Baseline regression
+gate") instead of a fixed number::
+
+    regression := latency_stat ("<" | "<=") "baseline" [ "*" number ] [ "+" number [ "ms" | "s" ] ]
+                | "rps" (">" | ">=") "baseline" [ "*" number ]
+    latency_stat := "p(" number ")" | "med"
+
+Examples: ``p(95) <= baseline * 1.10``, ``p(99) <= baseline * 1.1 + 5ms``, ``rps >= baseline * 0.9``.
+:func:`parse_line` parses either kind; :func:`parse_expression` only absolute ones.
 """
 
 from __future__ import annotations
@@ -26,7 +36,17 @@ from dataclasses import dataclass
 
 from config.errors import UsageError
 
-__all__ = ["Expression", "ExpressionError", "parse_expression", "STATISTICS", "OPERATORS"]
+__all__ = [
+    "Expression",
+    "ExpressionError",
+    "Regression",
+    "parse_expression",
+    "parse_line",
+    "parse_regression",
+    "is_regression_text",
+    "STATISTICS",
+    "OPERATORS",
+]
 
 STATISTICS = ("p(N)", "within(MS)", "avg", "med", "min", "max", "count", "fail_ratio", "rps")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -141,11 +161,9 @@ class _Scanner:
         return m.group(0)
 
 
-def parse_expression(text: str) -> Expression:
-    """Parse one threshold expression; raises :class:`ExpressionError` on bad input."""
-    if not isinstance(text, str):
-        raise ExpressionError(f"bad SLA expression {text!r}: expected a string such as 'p(95) < 2000'")
-    s = _Scanner(text)
+def _statistic(s: _Scanner) -> tuple[str, float | None]:
+    """The statistic at the scanner's position: its name and argument (percentile, within's limit in ms)."""
+    text = s.text
     word = s.word()
     arg: float | None = None
     if word in ("p", "within"):
@@ -171,12 +189,30 @@ def parse_expression(text: str) -> Expression:
         s.pos += len(word)
     else:
         raise s.error(_EXPECTED_STAT)
-    stat = word
+    return word, arg
+
+
+def _operator(s: _Scanner) -> str:
     s.skip_ws()
     op = next((o for o in OPERATORS if s.text.startswith(o, s.pos)), None)
     if op is None:
         raise s.error("a comparison operator (<, <=, >, >=, ==, !=)")
     s.pos += len(op)
+    return op
+
+
+def parse_expression(text: str) -> Expression:
+    """Parse one threshold expression; raises :class:`ExpressionError` on bad input."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"bad SLA expression {text!r}: expected a string such as 'p(95) < 2000'")
+    s = _Scanner(text)
+    stat, arg = _statistic(s)
+    op = _operator(s)
+    if s.word() == "baseline":
+        raise ExpressionError(
+            f"bad SLA expression {text!r}: a regression line (compared with --sla-baseline) belongs in a profile's"
+            " or scenario's thresholds, not here"
+        )
     limit = s.number("a number")
     unit = ""
     for u in ("ms", "s", "%"):
@@ -221,3 +257,112 @@ def parse_expression(text: str) -> Expression:
     number_text = _NUMBER.findall(text)[-1]
     normalised = f"{lhs} {op} {number_text}{norm_unit}"
     return Expression(text=normalised, stat=stat, arg=arg, op=op, limit=limit)
+
+
+_REGRESSION_EXAMPLES = "examples: 'p(95) <= baseline * 1.10', 'p(99) <= baseline * 1.1 + 5ms', 'rps >= baseline * 0.9'"
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One parsed regression line: the run's statistic against ``factor`` × the baseline's, plus ``slack_ms``."""
+
+    text: str
+    """The normalised source text, e.g. ``p(95) <= baseline * 1.1 + 5ms``."""
+    stat: str
+    """``p`` (``med`` is read as ``p(50)``) or ``rps``."""
+    arg: float | None
+    """The percentile for ``p``, None for ``rps``."""
+    op: str
+    """``<`` / ``<=`` for a percentile (a rise is the regression), ``>`` / ``>=`` for ``rps`` (a fall is)."""
+    factor: float
+    """Multiplies the baseline's value (1.1: may rise 10 %; 0.9: may fall 10 %)."""
+    slack_ms: float = 0.0
+    """Absolute slack added to a percentile's limit (ms): a 2 ms metric may move by a few ms of noise."""
+
+    @property
+    def unit(self) -> str:
+        return "rps" if self.stat == "rps" else "ms"
+
+    @property
+    def lhs(self) -> str:
+        return f"p({_fmt(self.arg)})" if self.stat == "p" else self.stat
+
+    @property
+    def is_latency(self) -> bool:
+        return self.stat == "p"
+
+    def limit(self, baseline_value: float) -> float:
+        """The line's limit for the baseline's value of the statistic."""
+        return baseline_value * self.factor + self.slack_ms
+
+    def holds(self, value: float, baseline_value: float) -> bool:
+        """Whether ``value`` keeps to the line drawn from ``baseline_value`` (point estimates, no test)."""
+        return OPERATORS[self.op](value, self.limit(baseline_value))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def is_regression_text(text: object) -> bool:
+    """Whether ``text`` is written as a regression line (its right-hand side starts with ``baseline``)."""
+    return isinstance(text, str) and re.search(r"(<|<=|>|>=|==|!=)\s*baseline\b", text) is not None
+
+
+def parse_regression(text: str) -> Regression:
+    """Parse one regression line (grammar in the module docstring); raises :class:`ExpressionError`."""
+    if not isinstance(text, str):
+        raise ExpressionError(f"bad regression line {text!r}: expected a string such as 'p(95) <= baseline * 1.10'")
+    s = _Scanner(text)
+    stat, arg = _statistic(s)
+    if stat == "med":
+        stat, arg = "p", 50.0
+    if stat not in ("p", "rps"):
+        raise ExpressionError(
+            f"bad regression line {text!r}: a regression line judges p(N), med or rps against the baseline"
+            f" ({stat} cannot be compared with a statistical test here); {_REGRESSION_EXAMPLES}"
+        )
+    op = _operator(s)
+    allowed = ("<", "<=") if stat == "p" else (">", ">=")
+    if op not in allowed:
+        what = "a rise of a latency is the regression: use < or <=" if stat == "p" else (
+            "a fall of the throughput is the regression: use > or >=")
+        raise ExpressionError(f"bad regression line {text!r}: operator {op!r}: {what}; {_REGRESSION_EXAMPLES}")
+    if s.word() != "baseline":
+        raise s.error("'baseline'")
+    s.pos += len("baseline")
+    factor = 1.0
+    if s.take("*"):
+        factor = s.number("a factor such as 1.10")
+        if factor <= 0:
+            raise ExpressionError(f"bad regression line {text!r}: the factor must be above 0 (got {_fmt(factor)})")
+    slack = 0.0
+    if s.take("+"):
+        if stat != "p":
+            raise ExpressionError(
+                f"bad regression line {text!r}: an absolute slack '+ N' applies to a latency line only;"
+                f" {_REGRESSION_EXAMPLES}")
+        slack = s.number("an absolute slack in ms, e.g. 5ms")
+        if s.take("ms"):
+            pass
+        elif s.take("s"):
+            slack *= 1000.0
+    s.skip_ws()
+    if s.pos != len(text):
+        raise s.error("the end of the regression line ('* factor', then '+ slack ms')")
+    normalised = f"{_lhs(stat, arg)} {op} baseline"
+    if factor != 1.0:
+        normalised += f" * {_fmt(factor)}"
+    if slack:
+        normalised += f" + {_fmt(slack)}ms"
+    return Regression(text=normalised, stat=stat, arg=arg, op=op, factor=factor, slack_ms=slack)
+
+
+def _lhs(stat: str, arg: float | None) -> str:
+    """``p(95)`` for a percentile, else the statistic's name."""
+    return f"{stat}({_fmt(arg)})" if stat in ("p", "within") else stat
+
+
+def parse_line(text: str) -> Expression | Regression:
+    """A threshold line of a profile or scenario: a regression line (:func:`parse_regression`) when its right-hand
+    side is ``baseline``, else an absolute expression (:func:`parse_expression`)."""
+    return parse_regression(text) if is_regression_text(text) else parse_expression(text)

@@ -19,6 +19,8 @@ A profile is one TOML file, ``config/<name>.toml``::
 
     [thresholds]
     "REDIS *" = ["p(95) < 50"] # short form: a list of expressions
+    "WS connect" = ["p(95) < 1000", "p(95) <= baseline * 1.10"]   # a regression line (docs/sla.md): judged
+                               # against --sla-baseline, kept in ``Profile.regressions``
 
 Metric names are ``"TYPE name"``, as the SLA collector keys Locust's samples (``f"{request_type} {name}"``): the
 suite's own (docs/protocol.md, checked against their known names) or any other a run emits (``GET /api/x`` from
@@ -40,8 +42,9 @@ from config import CONFIG_DIR
 from config.durations import parse_duration
 from config.errors import UsageError
 from contract.schema import CH_QUERIES, PG_QUERIES
+from sla_checks.baseline import RegressionSpec
 from sla_checks.evaluate import ThresholdSpec
-from sla_checks.expressions import ExpressionError, parse_expression
+from sla_checks.expressions import ExpressionError, Regression, parse_line
 
 __all__ = [
     "CONFIG_DIR",
@@ -62,14 +65,19 @@ _WS_NAMES = (
     *_WS_EVENTS,
     *(f"{e} (intended)" for e in _WS_EVENTS),  # open-model latency from the intended send time
     "events missing",
+    "hang",  # how a message failed: hung, timed out, or answered with an error frame
+    "timeout",
+    "error",
     "heartbeat",
     "disconnect",
+    "reconnect",  # a planned reconnect (the server closed with nothing in flight, or --ws-max-age)
     "protocol anomaly",
     "generator lag",
 )
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "warmup_s", "thresholds"}
 _ITEM_KEYS = {"expression", "description", "abort_on_fail", "delay_abort_eval", "required"}
+_REGRESSION_KEYS = {"expression", "description"}
 
 
 def _known_metrics() -> dict[str, tuple[str, ...]]:
@@ -107,6 +115,8 @@ class Profile:
     eval_interval_s: float = 5.0
     warmup_s: float = 0.0
     thresholds: list[ThresholdSpec] = field(default_factory=list)
+    regressions: list[RegressionSpec] = field(default_factory=list)
+    """Regression lines (``p(95) <= baseline * 1.10``), judged only against ``--sla-baseline``."""
 
 
 def profile_path(name: str, config_dir: Path | str = CONFIG_DIR) -> Path:
@@ -176,13 +186,13 @@ def _read(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"SLA config file {str(path)!r} cannot be read: {e.strerror}") from None
 
 
-def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec]]:
+def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec | RegressionSpec]]:
     f = str(path)
     if not isinstance(table, dict):
         raise ConfigError(
             f"{f}: key 'thresholds' must be a table of metric = [expressions] (got {type(table).__name__})"
         )
-    out: dict[str, list[ThresholdSpec]] = {}
+    out: dict[str, list[ThresholdSpec | RegressionSpec]] = {}
     for metric, items in table.items():
         key = f"thresholds.{metric!r}".replace("'", '"')
         problem = validate_metric(metric)
@@ -194,7 +204,7 @@ def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec]]:
             raise ConfigError(
                 f"{f}: key {key} must be a non-empty list of expressions or [[{key}]] tables (got {items!r})"
             )
-        specs = []
+        specs: list[ThresholdSpec | RegressionSpec] = []
         for i, item in enumerate(items):
             ikey = f"{key}[{i}]"
             if isinstance(item, str):
@@ -212,9 +222,12 @@ def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec]]:
                     f"{f}: key {ikey}: missing 'expression' (e.g. expression = \"p(95) < 2000\")"
                 )
             try:
-                expr = parse_expression(item["expression"])
+                expr = parse_line(item["expression"])
             except ExpressionError as e:
                 raise ConfigError(f"{f}: key {ikey}.expression: {e}") from None
+            if isinstance(expr, Regression):
+                specs.append(_regression(f, ikey, metric, expr, item, path))
+                continue
             for flag in ("abort_on_fail", "required"):
                 if flag in item and not isinstance(item[flag], bool):
                     raise ConfigError(f"{f}: key {ikey}.{flag} = {item[flag]!r}: expected true or false")
@@ -239,6 +252,20 @@ def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec]]:
             )
         out[metric] = specs
     return out
+
+
+def _regression(f: str, ikey: str, metric: str, reg: Regression, item: dict[str, Any], path: Path) -> RegressionSpec:
+    """A regression line of the profile: only ``expression`` and ``description`` apply to it."""
+    unknown = set(item) - _REGRESSION_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{f}: key {ikey}: {', '.join(sorted(unknown))} does not apply to a regression line ({reg}); expected only"
+            f" {', '.join(sorted(_REGRESSION_KEYS))}"
+        )
+    if "description" in item and not isinstance(item["description"], str):
+        raise ConfigError(f"{f}: key {ikey}.description = {item['description']!r}: expected a string")
+    return RegressionSpec(metric=metric, regression=reg, description=item.get("description", ""),
+                          source=f"{path.name}: {ikey}")
 
 
 def load_profile(
@@ -270,7 +297,7 @@ def load_profile(
             ' (thresholds go under [thresholds] or [[thresholds."TYPE name"]])'
         )
     prof = Profile(name=name or path.stem, path=f)
-    by_metric: dict[str, list[ThresholdSpec]] = {}
+    by_metric: dict[str, list[ThresholdSpec | RegressionSpec]] = {}
     if "extends" in data:
         parent = data["extends"]
         if not isinstance(parent, str) or not parent:
@@ -288,6 +315,8 @@ def load_profile(
         )
         for spec in base.thresholds:
             by_metric.setdefault(spec.metric, []).append(spec)
+        for line in base.regressions:
+            by_metric.setdefault(line.metric, []).append(line)
     if "description" in data:
         if not isinstance(data["description"], str):
             raise ConfigError(f"{f}: key description = {data['description']!r}: expected a string")
@@ -303,7 +332,8 @@ def load_profile(
                 raise ConfigError(f"{f}: key {key} = {v!r}: expected a positive number of seconds")
             setattr(prof, key, seconds)
     by_metric.update(_thresholds(path, data.get("thresholds", {})))
-    prof.thresholds = [s for specs in by_metric.values() for s in specs]
+    prof.thresholds = [s for specs in by_metric.values() for s in specs if isinstance(s, ThresholdSpec)]
+    prof.regressions = [s for specs in by_metric.values() for s in specs if isinstance(s, RegressionSpec)]
     if not prof.thresholds:
         raise ConfigError(f"{f}: no thresholds; expected at least one under [thresholds]")
     return prof
