@@ -91,6 +91,9 @@ def _known_metrics() -> dict[str, tuple[str, ...]]:
 
 
 KNOWN_METRICS: dict[str, tuple[str, ...]] = _known_metrics()
+QUERY_FILE_PREFIX = "query "
+"""PG and CH names that start so are open: the queries of ``--pg-queries`` / ``--clickhouse-queries`` files
+(``PG query <name>``, ``CH query <name>``), whose names only the run knows."""
 """Closed name sets per request type of the suite; REDIS (command names) and HTTP (paths, ``ready:<tier>``) are
 open; other request types (HTTP methods, custom events) are not checked."""
 
@@ -127,6 +130,14 @@ def available_profiles(config_dir: Path | str = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in Path(config_dir).glob("*.toml"))
 
 
+def _query_file_name(name: str, is_glob: bool) -> bool:
+    """Whether ``name`` is (or, as a glob, may match) a query file's ``query <name>``."""
+    if not is_glob:
+        return name.startswith(QUERY_FILE_PREFIX) and bool(name[len(QUERY_FILE_PREFIX):].strip())
+    literal = re.split(r"[*?\[]", name, maxsplit=1)[0]
+    return literal.startswith(QUERY_FILE_PREFIX) or QUERY_FILE_PREFIX.startswith(literal)
+
+
 def validate_metric(metric: str) -> str | None:
     """None if ``metric`` is a well-formed ``"TYPE name"`` (a glob allowed), else what was expected.
 
@@ -149,15 +160,19 @@ def validate_metric(metric: str) -> str | None:
     if rtype not in REQUEST_TYPES:
         return None  # another request type (an HTTP method, a custom event): whatever the run emits
     is_glob = any(c in name for c in "*?[")
+    if rtype in ("PG", "CH") and _query_file_name(name, is_glob):
+        return None
     if rtype in KNOWN_METRICS:
         known = KNOWN_METRICS[rtype]
+        files = {"PG": " or 'query <name>' of a --pg-queries file", "CH": " or 'query <name>' of a "
+                 "--clickhouse-queries file"}.get(rtype, "")
         if is_glob:
             if not any(fnmatch.fnmatchcase(n, name) for n in known):
-                return f"a glob matching at least one {rtype} metric name ({', '.join(known)})"
+                return f"a glob matching at least one {rtype} metric name ({', '.join(known)}){files}"
         elif name not in known:
             guess = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {rtype} {guess[0]}?)" if guess else ""
-            return f"a {rtype} metric name, one of: {', '.join(known)}{hint}"
+            return f"a {rtype} metric name, one of: {', '.join(known)}{files}{hint}"
         return None
     if is_glob:
         return None
