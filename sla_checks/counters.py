@@ -11,6 +11,8 @@ Contract for every producer: call ``count(environment, name, n)``. Known names:
 * :data:`ANOMALY_PREFIX` + kind — protocol anomalies of the chat client (``malformed json``, ``unknown id``,
   ``late frame``, ``duplicate completed`` ... see :data:`tasks.timeline.ANOMALIES`), each also a failed
   ``WS protocol anomaly`` sample that thresholds judge. Report field ``anomalies``.
+* :data:`RECONNECT_PREFIX` + cause — planned reconnects of the chat client by cause (``close 1001``, ``eof``,
+  ``max age`` ...), each also a successful ``WS reconnect`` sample. Report field ``reconnects``.
 
 A message in flight at the stop is also handed over with its age: ``in_flight_at_stop(environment, [(age_ms,
 deadline_ms), ...])``. The master judges it at the final verdict (:meth:`sla_checks.engine.Engine.settle_in_flight`):
@@ -29,7 +31,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from sla_checks.count_names import ABANDONED_AT_STOP, ANOMALY_PREFIX, CHAT_NOT_SENT, CHAT_SENT
+from sla_checks.count_names import (
+    ABANDONED_AT_STOP,
+    ANOMALY_PREFIX,
+    CHAT_NOT_SENT,
+    CHAT_SENT,
+    RECONNECT_PREFIX,
+)
 from sla_checks.state import state_of
 
 if TYPE_CHECKING:
@@ -42,8 +50,10 @@ __all__ = [
     "ANOMALY_PREFIX",
     "CHAT_SENT",
     "CHAT_NOT_SENT",
+    "RECONNECT_PREFIX",
     "abandoned_at_stop",
     "anomalies",
+    "reconnects",
 ]
 
 
@@ -84,3 +94,9 @@ def anomalies(counts: Mapping[str, int]) -> dict[str, int]:
     """Protocol anomalies per kind (sorted by kind), from merged counts."""
     n = len(ANOMALY_PREFIX)
     return {k[n:]: int(v) for k, v in sorted(counts.items()) if k.startswith(ANOMALY_PREFIX) and v}
+
+
+def reconnects(counts: Mapping[str, int]) -> dict[str, int]:
+    """Planned reconnects per cause (sorted by cause), from merged counts."""
+    n = len(RECONNECT_PREFIX)
+    return {k[n:]: int(v) for k, v in sorted(counts.items()) if k.startswith(RECONNECT_PREFIX) and v}

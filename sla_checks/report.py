@@ -43,6 +43,9 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                                                 # message's reply deadline)
           "not_sent": int,                      # open model: due but never sent (failed samples, not in "sent")
           "unaccounted": int},                  # sent but in none of the above (lost workers); else 0
+      "reconnects": {"close 1001": int, ...},  # planned reconnects per cause (all processes), each also a
+                                                # successful "WS reconnect" sample: close 1000/1001/1012/1013,
+                                                # eof (closed without a close frame), max age (--ws-max-age)
       "anomalies": {"malformed json": int, ...},  # protocol anomalies per kind (all processes), each also a
                                                 # failed "WS protocol anomaly" sample: malformed json, invalid
                                                 # utf-8, binary frame, unknown id, late frame, duplicate
@@ -118,7 +121,7 @@ from operator import itemgetter
 from typing import Any
 
 from sla_checks.attribution import attribute
-from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies
+from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies, reconnects
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult
 from sla_checks.formatting import format_count, format_value
@@ -372,6 +375,7 @@ def build_report(
         "warmup_samples": engine.warmup_samples(),
         "abandoned_at_stop": abandoned_at_stop(engine.store.counts),
         "messages": chat_messages(engine),
+        "reconnects": reconnects(engine.store.counts),
         "anomalies": anomalies(engine.store.counts),
         "thresholds": [_threshold_row(r, engine) for r in results],
         "metrics": {k: _metric_summary(k, m, duration) for k, m in sorted(total.metrics.items()) if m.count},
@@ -454,6 +458,10 @@ def _unjudged_notes(report: dict[str, Any]) -> list[str]:
         if t.get("did_you_mean"):
             guesses = ", ".join(repr(m) for m in t["did_you_mean"])
             lines.append(f"{t['metric']} {t['expression']} got no samples; did you mean {guesses}?")
+    reconnect_counts = report.get("reconnects") or {}
+    if reconnect_counts:
+        causes = ", ".join(f"{k} {n}" for k, n in reconnect_counts.items())
+        lines.append(f"planned reconnects (the server closed with nothing in flight, or --ws-max-age): {causes}")
     anomaly_counts = report.get("anomalies") or {}
     if anomaly_counts:
         kinds = ", ".join(f"{k} {n}" for k, n in anomaly_counts.items())

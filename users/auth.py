@@ -25,6 +25,7 @@ import csv
 import json
 import logging
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -346,14 +347,25 @@ def read_users_file(path: str) -> list[Credentials]:
     return users
 
 
-def login(base_url: str, path: str, creds: Credentials, timeout: float = 10.0) -> Token:
-    """``POST {base_url}{path}`` with ``{"email", "password"}`` → the access token. Raises :class:`LoginError`."""
+def login(base_url: str, path: str, creds: Credentials, timeout: float = 10.0,
+          ssl_context: ssl.SSLContext | None = None, proxy: str | None = None) -> Token:
+    """``POST {base_url}{path}`` with ``{"email", "password"}`` → the access token. Raises :class:`LoginError`.
+
+    ``ssl_context`` verifies an https:// server (``--ws-ca-file``, client certificate); ``proxy`` is an HTTP proxy
+    URL (``--ws-proxy``), else the environment's ``HTTP(S)_PROXY`` / ``NO_PROXY`` apply."""
     body = json.dumps({"email": creds.email, "password": creds.password}).encode()
     req = urllib.request.Request(
         base_url.rstrip("/") + path, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
+    handlers: list[urllib.request.BaseHandler] = []
+    if ssl_context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
+    if proxy:
+        handlers.append(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    opener = urllib.request.build_opener(*handlers) if handlers else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with (opener.open(req, timeout=timeout) if opener is not None
+              else urllib.request.urlopen(req, timeout=timeout)) as resp:
             data = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise LoginError(f"login of {creds.email} refused: HTTP {exc.code} {exc.reason}") from None
@@ -384,12 +396,16 @@ class LoginTokens(TokenSource):
         timeout: float = 10.0,
         refresh_margin: float = 60.0,
         clock: Callable[[], float] = time.time,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
     ) -> None:
         super().__init__(refresh_margin=refresh_margin, clock=clock)
         self.base_url = base_url
         self.path = path
         self.users = users
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.proxy = proxy
 
     def __repr__(self) -> str:
         return f"LoginTokens(url={self.base_url}{self.path}, users={len(self.users)})"
@@ -398,7 +414,7 @@ class LoginTokens(TokenSource):
         return self.users[n % len(self.users)]
 
     def _fetch(self, n: int) -> Token:
-        return login(self.base_url, self.path, self.credentials(n), self.timeout)
+        return login(self.base_url, self.path, self.credentials(n), self.timeout, self.ssl_context, self.proxy)
 
 
 def seeded_users(count: int, password: str, pattern: str = "loadtest{n}@example.com") -> list[Credentials]:

@@ -88,7 +88,8 @@ def login_send_receive(client: ChatClient) -> Outcome | None:
             raise _FlowFailure("login: no users (give --users-file)")
         t0 = time.perf_counter()
         try:
-            token = login(s.login_url or "", s.login_path, creds, timeout=s.connect_timeout)
+            token = login(s.login_url or "", s.login_path, creds, timeout=s.connect_timeout,
+                          ssl_context=s.login_ssl(), proxy=s.proxy)
         except LoginError as exc:
             fire(request_type="HTTP", name=LOGIN_NAME, response_time=(time.perf_counter() - t0) * 1000.0,
                  response_length=0, exception=_FlowFailure(str(exc)), context={})

@@ -16,9 +16,21 @@ type          name                       measured as / failure text
                                          ``missing: ...``, ``error DISCONNECTED: ...``; ``context`` =
                                          ``{"outcome", "stages", ["intended_ms"]}``
 ``WS``        ``events missing``         a timeout/hang with no agent event at all (failure)
+``WS``        ``hang``                   a message that hung: no frame for ``--ws-hang-after`` (failure, response
+                                         time = its wait)
+``WS``        ``timeout``                no ``agent_completed`` within ``--ws-reply-timeout`` (failure)
+``WS``        ``error``                  the server answered a message with an error frame (``agent_error``,
+                                         ``error_message``; failure ``error CODE: text``, response time =
+                                         send → error frame); a dropped connection is not one
 ``WS``        ``heartbeat``              ``ping`` → ``pong``; failure ``heartbeat: no pong within 5 s``
-``WS``        ``disconnect``             the connection dropped (failure; reconnect follows with backoff); a close
-                                         by the client itself (user stopped, flow done) is planned: no sample
+``WS``        ``disconnect``             the connection dropped with messages in flight, with a close code that is not
+                                         a planned one, or without a close frame and the reconnect then failed
+                                         (failure; reconnect follows with backoff); a close by the client itself
+                                         (user stopped, flow done) is planned: no sample
+``WS``        ``reconnect``              a planned reconnect succeeded (success; close → connected again): the server
+                                         closed with 1000/1001/1012/1013, or without a close frame (a balancer's
+                                         timeout), with nothing in flight, or ``--ws-max-age`` retired the
+                                         connection; its cause counted per kind (``reconnects`` of the report)
 ``WS``        ``protocol anomaly``       a frame or event the protocol does not allow (failure, response time 0;
                                          the text names the kind: ``protocol anomaly: duplicate completed``,
                                          ``malformed json``, ``binary frame``, ``invalid utf-8``, ``unknown id``,
@@ -40,7 +52,7 @@ import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust.env import Environment
 
-from sla_checks.counters import ANOMALY_PREFIX, CHAT_SENT, count
+from sla_checks.counters import ANOMALY_PREFIX, CHAT_SENT, RECONNECT_PREFIX, count
 from sla_checks.state import state_of
 from tasks.timeline import (
     DEFAULT_EVENTS,
@@ -53,20 +65,40 @@ from tasks.timeline import (
 )
 from users.auth import TokenError
 from users.ws_options import ChatSettings
-from users.ws_session import ChatFailure, ChatSession, ConnectError, HeartbeatError
+from users.ws_session import (
+    EOF_CLOSE,
+    PLANNED_CLOSE_CODES,
+    ChatFailure,
+    ChatSession,
+    ConnectError,
+    HeartbeatError,
+    proxy_for,
+)
 
 logger = logging.getLogger(__name__)
 
 WS = "WS"
 CONNECT = "connect"
 EVENTS_MISSING = "events missing"
+HANG = "hang"
+TIMEOUT = "timeout"
+ERROR = "error"
+ABORT_CODE = "DISCONNECTED"
+"""Error code of a message ended by the client (connection lost, send failed): not the server's error frame."""
 HEARTBEAT = "heartbeat"
 DISCONNECT = "disconnect"
+RECONNECT = "reconnect"
+MAX_AGE_CAUSE = "max age"
+EOF_CAUSE = "eof"
+PLANNED_DELAY_S = (0.05, 0.5)
+"""A planned reconnect waits a random delay in this range first, so a balancer closing every connection at once
+does not get every reconnect in the same instant."""
 PROTOCOL_ANOMALY = "protocol anomaly"
 GENERATOR_LAG = "generator lag"
 INTENDED_SUFFIX = " (intended)"
 
 _EMPTY: dict[str, Any] = {}
+_OUTCOME_METRIC = {OutcomeKind.HANG: HANG, OutcomeKind.TIMEOUT: TIMEOUT, OutcomeKind.ERROR: ERROR}
 _anomalies_logged: set[str] = set()
 
 
@@ -83,6 +115,11 @@ class ChatClient:
         self.next_attempt_at = 0.0
         self.sent = 0
         self.ended = 0
+        self._reconnect: tuple[str, float, str | None] | None = None
+        """A planned reconnect under way: (cause, when the old connection ended, and for a close without a close
+        frame the close's text: it is planned only if the reconnect then succeeds)."""
+        self._draining: set[ChatSession] = set()
+        self._max_age_at = float("inf")
         self._fire: Callable[..., None] = environment.events.request.fire
         # Samples and their stage gaps carry docs/protocol.md's metric names whatever the backend calls its events
         # (``--ws-protocol``), so SLA thresholds, reports and attribution keep working: the configured events map,
@@ -94,7 +131,8 @@ class ChatClient:
     # -- connection ----------------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self.session is not None and self.session.open
+        """Open and younger than ``--ws-max-age``: a new message may go on this connection."""
+        return self.session is not None and self.session.open and time.perf_counter() < self._max_age_at
 
     def connect(self, token: str | None = None) -> bool:
         """Open a new connection (closing any old one); fires ``WS connect``. False on failure."""
@@ -117,12 +155,14 @@ class ChatClient:
             token=token,
             auth_mode=s.auth_mode,
             ssl_context=s.ssl_context() if self.url.startswith("wss://") else None,
+            client_cert=bool(s.client_cert),
+            compression=s.compression,
+            proxy=proxy_for(self.url, s.proxy),
             connect_timeout=s.connect_timeout,
             reply_timeout=s.reply_timeout,
             hang_after=s.hang_after,
             max_frame=s.max_frame,
             on_outcome=self._on_outcome,
-            on_closed=self._on_closed,
             on_anomaly=self._on_anomaly,
             heartbeat_interval=s.heartbeat_interval,
             heartbeat_timeout=s.heartbeat_timeout,
@@ -130,6 +170,7 @@ class ChatClient:
             on_heartbeat=self._on_heartbeat,
             on_event=self._on_event,
         )
+        session.on_closed = lambda reason: self._on_closed(session, reason)
         start = time.perf_counter()
         try:
             elapsed = session.connect()
@@ -139,12 +180,30 @@ class ChatClient:
             self._backoff()
             if exc.auth:
                 logger.warning("chat user %d: %s", self.user_number, exc)
+            pending = self._reconnect
+            if pending is not None and pending[2] is not None:
+                # closed without a close frame and the server does not take a new connection: it was lost
+                self._reconnect = None
+                self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
+                           exception=ChatFailure(f"disconnect: {pending[2]}; the reconnect failed: {exc}"),
+                           context=_EMPTY)
             return False
         self._fire(request_type=WS, name=CONNECT, response_time=elapsed, response_length=0, exception=None,
                    context=_EMPTY)
         self.session = session
+        max_age = s.max_age
+        # each connection retires at 90-100 % of --ws-max-age, so connections opened together do not all retire
+        # (and reconnect) in the same instant
+        self._max_age_at = (session.connected_at + max_age * random.uniform(0.9, 1.0)) if max_age else float("inf")
         self.failures_in_row = 0
         self.next_attempt_at = 0.0
+        pending = self._reconnect
+        if pending is not None:
+            self._reconnect = None
+            cause, since, _ = pending
+            self._fire(request_type=WS, name=RECONNECT, response_time=(time.perf_counter() - since) * 1000.0,
+                       response_length=0, exception=None, context={"cause": cause})
+            count(self.environment, RECONNECT_PREFIX + cause)
         return True
 
     def _backoff(self) -> None:
@@ -153,15 +212,55 @@ class ChatClient:
         self.next_attempt_at = time.perf_counter() + delay * random.uniform(0.8, 1.2)
 
     def ensure_connected(self) -> bool:
-        """Connected, or reconnect after the backoff delay (sleeping it); False if this attempt failed."""
+        """Connected, or reconnect after the backoff delay (sleeping it); False if this attempt failed. A
+        connection past ``--ws-max-age`` is retired first (drained: its messages in flight still end on it)."""
         if self.connected:
             return True
+        session = self.session
+        if session is not None and session.open:
+            self._retire(session)
         wait = self.next_attempt_at - time.perf_counter()
         if wait > 0:
             gevent.sleep(wait)
         return self.connect()
 
-    def _on_closed(self, reason: str) -> None:
+    def _retire(self, session: ChatSession) -> None:
+        """Take ``session`` out of use (no new message goes on it): closed now when nothing is in flight on it,
+        else once its messages have ended (each by its own deadline at the latest)."""
+        self.session = None
+        self._max_age_at = float("inf")
+        self._reconnect = (MAX_AGE_CAUSE, time.perf_counter(), None)
+        self.next_attempt_at = 0.0
+        pending = session.dispatcher.pending()
+        if not pending:
+            session.close(reason=MAX_AGE_CAUSE)
+            return
+        self._draining.add(session)
+
+        def drain() -> None:
+            try:
+                session.wait(pending, self.settings.reply_timeout + 5.0)
+            finally:
+                self._draining.discard(session)
+                session.close(reason=MAX_AGE_CAUSE)
+
+        gevent.spawn(drain)
+
+    def _on_closed(self, session: ChatSession, reason: str) -> None:
+        """The server ended ``session`` (or it was lost). A close with nothing in flight and a planned code (or
+        without a close frame, confirmed by the reconnect) is a planned reconnect; anything else a disconnect."""
+        if session is not self.session:  # a retired connection: its close is no news unless it cut messages
+            if session.lost_in_flight:
+                self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
+                           exception=ChatFailure(f"disconnect: {reason}"), context=_EMPTY)
+            return
+        code = session.close_code
+        if not session.lost_in_flight and (code in PLANNED_CLOSE_CODES or code == EOF_CLOSE):
+            cause = EOF_CAUSE if code == EOF_CLOSE else f"close {code}"
+            self._reconnect = (cause, time.perf_counter(), reason if code == EOF_CLOSE else None)
+            self.next_attempt_at = time.perf_counter() + random.uniform(*PLANNED_DELAY_S)
+            return
+        self._reconnect = None
         self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
                    exception=ChatFailure(f"disconnect: {reason}"), context=_EMPTY)
         self._backoff()
@@ -179,9 +278,10 @@ class ChatClient:
 
     # -- messages ------------------------------------------------------------------------------------------------
     def send(self, content: str, intended_at: float | None = None) -> MessageTimeline | None:
-        """Send one message (not waiting); its samples fire when it ends. ``None`` when not connected."""
+        """Send one message (not waiting); its samples fire when it ends. ``None`` when not connected (or the
+        connection is past ``--ws-max-age``)."""
         session = self.session
-        if session is None or not session.open:
+        if session is None or not self.connected:
             return None
         self.sent += 1
         count(self.environment, CHAT_SENT)
@@ -230,6 +330,11 @@ class ChatClient:
         if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
             fire(request_type=WS, name=EVENTS_MISSING, response_time=outcome.latency_ms, response_length=0,
                  exception=ChatFailure(f"no agent event: {failure}"), context=_EMPTY)
+        outcome_metric = _OUTCOME_METRIC.get(outcome.kind)
+        if outcome_metric is not None and (outcome_metric != ERROR or outcome.error_code != ABORT_CODE):
+            # how the message failed, as a metric of its own: thresholds can allow graceful errors, not hangs
+            fire(request_type=WS, name=outcome_metric, response_time=outcome.latency_ms, response_length=0,
+                 exception=exc, context=_EMPTY)
         if outcome.order_violations:
             self._on_anomaly(ORDER_VIOLATION)
         if outcome.duplicates:
@@ -255,10 +360,14 @@ class ChatClient:
         whether they had already waited too long (:func:`users.chat.count_abandoned`)."""
         in_flight: list[InFlight] = []
         session, self.session = self.session, None
-        if session is not None:
-            in_flight = session.dispatcher.in_flight_at(time.perf_counter())
-            session.on_outcome = None
-            session.close(reason="user stopped")
+        self._reconnect = None
+        now = time.perf_counter()
+        for old in [session, *self._draining]:
+            if old is not None:
+                in_flight.extend(old.dispatcher.in_flight_at(now))
+                old.on_outcome = None
+                old.close(reason="user stopped")
+        self._draining.clear()
         return in_flight
 
 

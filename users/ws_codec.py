@@ -24,6 +24,7 @@ import base64
 import hashlib
 import os
 import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -52,6 +53,10 @@ __all__ = [
     "random_id",
     "encode_close",
     "parse_close",
+    "DEFLATE_OFFER",
+    "Deflate",
+    "negotiate_extensions",
+    "build_connect",
 ]
 
 OP_CONT = 0x0
@@ -166,6 +171,16 @@ def parse_response(buffer: bytes) -> HandshakeResponse | None:
     return HandshakeResponse(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, rest)
 
 
+def build_connect(authority: str, proxy_authorization: str | None = None) -> bytes:
+    """An HTTP/1.1 ``CONNECT host:port`` request (a tunnel through an HTTP proxy, RFC 9110 §9.3.6)."""
+    if any(c in authority for c in "\r\n /"):
+        raise ValueError(f"bad CONNECT authority {authority!r}")
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if proxy_authorization:
+        lines.append(f"Proxy-Authorization: {proxy_authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def check_accept(response: HandshakeResponse, key: str, offered: Iterable[str] = ()) -> str | None:
     """Validate a 101 answer; the subprotocol the server picked (``None`` if none). Raises ``HandshakeError``."""
     if response.status != 101:
@@ -195,10 +210,11 @@ _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
 
-def encode_frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True) -> bytes:
-    """A masked client frame (RFC 6455 §5.3: clients always mask, with a fresh random key)."""
+def encode_frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A masked client frame (RFC 6455 §5.3: clients always mask, with a fresh random key); ``rsv1`` marks a
+    permessage-deflate compressed message."""
     n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     if n < 126:
         head = bytes((b0, 0x80 | n))
     elif n < 65536:
@@ -260,10 +276,14 @@ class FrameDecoder:
     ``max_size`` is skipped without buffering it and reported once as ``Frame(OVERSIZE, b"", size)``.
     """
 
-    __slots__ = ("max_size", "_buf", "_frag_op", "_frags", "_frag_len", "_skip", "_skip_fin", "_skipping_msg")
+    __slots__ = ("max_size", "deflate", "_buf", "_frag_op", "_frags", "_frag_len", "_frag_z", "_skip", "_skip_fin",
+                 "_skipping_msg")
 
-    def __init__(self, max_size: int = 1 << 20) -> None:
+    def __init__(self, max_size: int = 1 << 20, deflate: Deflate | None = None) -> None:
         self.max_size = max_size
+        self.deflate = deflate
+        """Negotiated permessage-deflate: messages with RSV1 are inflated (without it, RSV1 is a protocol error)."""
+        self._frag_z = False  # the message being reassembled is compressed
         self._buf = b""
         self._frag_op = 0  # opcode of the message being reassembled (0 = none)
         self._frags: list[bytes] = []
@@ -301,10 +321,15 @@ class FrameDecoder:
                 head = 10
             if b1 & 0x80:
                 raise FrameError("server frame is masked (RFC 6455 §5.1 forbids it)")
-            if b0 & 0x70:
-                raise FrameError("reserved bits set without a negotiated extension")
             opcode = b0 & 0x0F
             fin = b0 & 0x80
+            compressed = False
+            if b0 & 0x70:
+                if b0 & 0x70 != 0x40 or self.deflate is None:
+                    raise FrameError("reserved bits set without a negotiated extension")
+                if opcode not in (OP_TEXT, OP_BINARY):
+                    raise FrameError("RSV1 (compressed) set on a control or continuation frame")
+                compressed = True
             if opcode >= 0x8:
                 if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
                     raise FrameError(f"unknown control opcode {opcode:#x}")
@@ -319,6 +344,10 @@ class FrameDecoder:
                     raise FrameError("continuation frame without a message to continue")
                 if opcode != OP_CONT and (self._frag_op or self._skipping_msg):
                     raise FrameError("new data frame while a fragmented message is unfinished")
+                if (compressed or (opcode == OP_CONT and self._frag_z)) and self.deflate is not None \
+                        and self.deflate.server_takeover:
+                    raise FrameError(f"compressed message larger than {max_size} bytes; the connection cannot "
+                                     "continue (its deflate window is lost)", 1009)
                 if not self._skipping_msg:
                     out.append(Frame(OVERSIZE, b"", self._frag_len + length))
                 self._skipping_msg = not fin
@@ -347,18 +376,131 @@ class FrameDecoder:
                 self._frags.append(payload)
                 self._frag_len += length
                 if fin:
-                    out.append(Frame(self._frag_op, b"".join(self._frags), self._frag_len))
+                    whole = b"".join(self._frags)
+                    out.append(self._inflated(self._frag_op, whole) if self._frag_z
+                               else Frame(self._frag_op, whole, self._frag_len))
                     self._frag_op = 0
                     self._frags = []
                     self._frag_len = 0
+                    self._frag_z = False
             else:
                 if self._frag_op:
                     raise FrameError("new data frame while a fragmented message is unfinished")
                 if fin:
-                    out.append(Frame(opcode, payload, length))
+                    out.append(self._inflated(opcode, payload) if compressed else Frame(opcode, payload, length))
                 else:
                     self._frag_op = opcode
                     self._frags = [payload]
                     self._frag_len = length
+                    self._frag_z = compressed
         self._buf = buf[pos:] if pos < n else b""
         return out
+
+    def _inflated(self, opcode: int, payload: bytes) -> Frame:
+        assert self.deflate is not None
+        data = self.deflate.inflate(payload, self.max_size)
+        if data is None:
+            return Frame(OVERSIZE, b"", self.max_size + 1)
+        return Frame(opcode, data, len(data))
+
+
+# -- permessage-deflate (RFC 7692) --------------------------------------------------------------------------------
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+"""What the client offers: the server may also choose its window and either side's context takeover."""
+_TAIL = b"\x00\x00\xff\xff"
+
+
+class Deflate:
+    """The negotiated permessage-deflate of one connection: inflates the server's compressed messages (RSV1) and
+    compresses the client's own when ``compress_outgoing``. Keeps each direction's LZ77 window between messages
+    unless the server said ``server_no_context_takeover`` / ``client_no_context_takeover``."""
+
+    __slots__ = ("server_takeover", "client_takeover", "server_bits", "client_bits", "compress_outgoing",
+                 "_inflater", "_deflater")
+
+    def __init__(self, params: dict[str, str | None], compress_outgoing: bool = True) -> None:
+        self.server_takeover = "server_no_context_takeover" not in params
+        self.client_takeover = "client_no_context_takeover" not in params
+        self.server_bits = _window_bits(params, "server_max_window_bits")
+        self.client_bits = _window_bits(params, "client_max_window_bits")
+        # zlib cannot write raw deflate with an 8-bit window (it silently uses 9): send uncompressed then
+        self.compress_outgoing = compress_outgoing and self.client_bits >= 9
+        self._inflater: zlib._Decompress | None = None
+        self._deflater: zlib._Compress | None = None
+
+    def inflate(self, payload: bytes, max_size: int) -> bytes | None:
+        """The message's bytes, or ``None`` when they would exceed ``max_size`` (skipped). Raises FrameError on
+        data that is not deflate, or on an oversize message whose window the next message still needs."""
+        inflater = self._inflater
+        if inflater is None or not self.server_takeover:
+            inflater = self._inflater = zlib.decompressobj(-15)  # a 15-bit window reads any smaller one too
+        try:
+            data = inflater.decompress(payload + _TAIL, max_size + 1)
+        except zlib.error as exc:
+            raise FrameError(f"compressed message is not valid deflate data ({exc})", 1007) from None
+        if len(data) > max_size or inflater.unconsumed_tail:
+            if self.server_takeover:
+                raise FrameError(f"compressed message inflates beyond {max_size} bytes; the connection cannot "
+                                 "continue (its deflate window is lost)", 1009)
+            self._inflater = None
+            return None
+        return data
+
+    def deflate(self, payload: bytes) -> bytes:
+        """``payload`` compressed as one permessage-deflate message (without the ``00 00 ff ff`` tail)."""
+        deflater = self._deflater
+        if deflater is None or not self.client_takeover:
+            deflater = self._deflater = zlib.compressobj(6, zlib.DEFLATED, -self.client_bits)
+        data = deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        return data[:-4] if data.endswith(_TAIL) else data
+
+
+def _window_bits(params: dict[str, str | None], name: str) -> int:
+    value = params.get(name)
+    if value is None:
+        return 15
+    if not value.isdigit() or not 8 <= int(value) <= 15:
+        raise HandshakeError(f"server answered permessage-deflate with {name}={value!r} (RFC 7692 allows 8..15)", 101)
+    return int(value)
+
+
+def _parse_extensions(header: str) -> list[tuple[str, dict[str, str | None]]]:
+    out: list[tuple[str, dict[str, str | None]]] = []
+    for item in header.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        if not parts[0]:
+            continue
+        params: dict[str, str | None] = {}
+        for p in parts[1:]:
+            if not p:
+                continue
+            name, sep, value = p.partition("=")
+            params[name.strip().lower()] = value.strip().strip('"') if sep else None
+        out.append((parts[0].lower(), params))
+    return out
+
+
+def negotiate_extensions(response: HandshakeResponse, offered: bool,
+                         compress_outgoing: bool = True) -> Deflate | None:
+    """The extension the server accepted in its 101 answer: a :class:`Deflate`, or ``None``. Raises
+    ``HandshakeError`` when the server answered with an extension the client did not offer (every frame of it would
+    be unreadable), naming the extension and what to do."""
+    header = response.headers.get("sec-websocket-extensions", "")
+    chosen = _parse_extensions(header)
+    if not chosen:
+        return None
+    names = [name for name, _ in chosen]
+    if names != ["permessage-deflate"] or not offered:
+        what = ", ".join(names)
+        hint = ("; pass --ws-compression on to offer permessage-deflate" if "permessage-deflate" in names and not offered
+                else "; this client offers only permessage-deflate (--ws-compression on)")
+        raise HandshakeError(f"server requires the WebSocket extension {what}, which the client did not offer{hint}",
+                             101)
+    params = chosen[0][1]
+    unknown = set(params) - {"server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits",
+                             "client_max_window_bits"}
+    if unknown:
+        raise HandshakeError(f"server answered permessage-deflate with unknown parameter(s) {', '.join(sorted(unknown))}",
+                             101)
+    return Deflate(params, compress_outgoing)
+

@@ -39,7 +39,7 @@ from users.auth import (
     read_users_file,
     seeded_users,
 )
-from users.ws_session import AUTH_MODES, split_ws_url
+from users.ws_session import AUTH_MODES, proxy_for, redact_url, split_ws_url
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,15 @@ class ChatSettings:
     think_time: float = 1.0
     max_frame: int = 1 << 20
     reconnect_max_backoff: float = 10.0
+    max_age: float | None = None
+    """Retire (drain, then replace) a connection this many seconds old; ``None`` = never (``--ws-max-age``)."""
+    ca_file: str | None = None
+    """PEM bundle of the CAs that verify wss:// (and the login's https://) servers; ``None`` = the system's."""
+    client_cert: str | None = None
+    client_key: str | None = None
+    proxy: str | None = field(default=None, repr=False)
+    """``--ws-proxy``: ``http://[user:password@]host:port``; ``None`` = the environment's (HTTPS_PROXY ...)."""
+    compression: bool = False
     arrival: ArrivalSchedule | None = None
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     messages: tuple[str, ...] = DEFAULT_MESSAGES
@@ -73,23 +82,55 @@ class ChatSettings:
     login_path: str = "/auth/login"
     login_users: list[Any] = field(default_factory=list, repr=False)
     """Credentials for the FLOW user's ``POST /auth/login`` (users file, else the reference backend's seeds)."""
-    _ssl: tuple[bool, ssl.SSLContext] | None = field(default=None, init=False, repr=False, compare=False)
+    _ssl: tuple[tuple[Any, ...], ssl.SSLContext] | None = field(default=None, init=False, repr=False, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The TLS context of wss:// connections, built once and shared: loading the CA store costs ~15 ms of
-        blocking CPU, too much to pay on every connect and reconnect."""
+        """The TLS context of wss:// connections (and the login's https://), built once and shared: loading the
+        CA store costs ~15 ms of blocking CPU, too much to pay on every connect and reconnect. Raises
+        :class:`ChatConfigError` naming the option of a CA file or client certificate that cannot be loaded."""
+        key = (self.insecure, self.ca_file, self.client_cert, self.client_key)
         cached = self._ssl
-        if cached is not None and cached[0] == self.insecure:
+        if cached is not None and cached[0] == key:
             return cached[1]
-        ctx = ssl.create_default_context()
-        if self.insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        self._ssl = (self.insecure, ctx)
+        ctx = tls_context(self.ca_file, self.client_cert, self.client_key, self.insecure)
+        self._ssl = (key, ctx)
         return ctx
+
+    def login_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context of an https:// ``login_url`` (the same CA file and client certificate as wss://)."""
+        return self.ssl_context() if (self.login_url or "").startswith("https://") else None
 
     def with_(self, **changes: Any) -> ChatSettings:
         return replace(self, **changes)
+
+
+def tls_context(ca_file: str | None, client_cert: str | None = None, client_key: str | None = None,
+                insecure: bool = False) -> ssl.SSLContext:
+    """A client TLS context: verifying against ``ca_file`` (a PEM bundle; else the system's store, which honours
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), presenting ``client_cert`` (+ ``client_key``) for mutual TLS; no
+    verification when ``insecure``. A file that cannot be loaded raises :class:`ChatConfigError` naming its option."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ChatConfigError(f"--ws-ca-file {ca_file!r} cannot be loaded ({_ssl_text(exc)}); give a PEM file of "
+                              "CA certificates (-----BEGIN CERTIFICATE-----)") from None
+    if client_cert:
+        try:
+            # a key protected by a passphrase is refused instead of OpenSSL prompting on the terminal
+            ctx.load_cert_chain(client_cert, client_key or None, password=lambda: b"")
+        except (OSError, ssl.SSLError) as exc:
+            raise ChatConfigError(
+                f"--ws-client-cert {client_cert!r} / --ws-client-key {client_key or '(in the same file)'!r} cannot "
+                f"be loaded ({_ssl_text(exc)}); give PEM files of the certificate and its unencrypted private key "
+                "(decrypt one with: openssl pkey -in key.pem -out plain.pem)") from None
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _ssl_text(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc)
 
 
 def ws_url(host: str | None, path: str) -> str:
@@ -146,6 +187,21 @@ def _add_options(parser: Any) -> None:
              "subprotocol or query (?token=)")
     add("--ws-insecure", action="store_true", default=_CHAT.insecure,
         help="do not verify the TLS certificate of wss:// hosts (test systems only; logs a warning)")
+    add("--ws-ca-file", default="",
+        help="PEM bundle of the CA certificates that verify wss:// hosts, the login's https:// URL and the probes' "
+             "TLS (a private CA); default: the system's store, or env SSL_CERT_FILE")
+    add("--ws-client-cert", default="", help="PEM client certificate for mutual TLS (wss:// and the login)")
+    add("--ws-client-key", default="",
+        help="PEM private key of --ws-client-cert, unencrypted (default: in the certificate's file)")
+    add("--ws-proxy", default="", secret=True,
+        help="HTTP CONNECT proxy for the WebSocket and the login, http://[user:password@]host:port; default: env "
+             "HTTPS_PROXY (wss://) or HTTP_PROXY (ws://), NO_PROXY honoured")
+    add("--ws-compression", default="off", choices=("on", "off"),
+        help="on: offer permessage-deflate (RFC 7692), inflate compressed replies, compress sent messages "
+             "(default {default})")
+    add("--ws-max-age", type=float, default=None,
+        help="seconds after which a connection is drained (no new message on it) and replaced between messages, "
+             "below a load balancer's maximum connection lifetime (each retires at 90-100 %% of it); default: never")
     add("--ws-connect-timeout", type=float, default=_CHAT.connect_timeout,
         help="seconds for TCP + TLS + upgrade + connection_established (default {default})")
     add("--ws-reply-timeout", type=float, default=_CHAT.reply_timeout,
@@ -259,6 +315,7 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
     s.think_time = _seconds(options, "--ws-think-time")
     s.max_frame = _count(options, "--ws-max-frame-bytes")
     s.reconnect_max_backoff = _seconds(options, "--ws-reconnect-max-backoff")
+    _network_options(options, s)
     _seconds(options, "--jwt-ttl")
     _count(options, "--jwt-users")
     rate = str(_opt(options, "ws_arrival_rate", "") or "").strip()
@@ -305,6 +362,42 @@ def settings_from_options(options: Any, host: str | None) -> ChatSettings:
     return s
 
 
+def _network_options(options: Any, s: ChatSettings) -> None:
+    """``--ws-max-age``, the TLS files, ``--ws-proxy`` and ``--ws-compression`` into ``s`` (checked: the TLS files
+    are loaded once here, so a bad one stops the run before any load)."""
+    max_age = _opt(options, "ws_max_age", None)
+    if max_age is not None:
+        s.max_age = bounded("--ws-max-age", max_age, low=1, high=366 * 86400, unit="seconds",
+                            hint="e.g. 50 below a balancer's 60 s connection lifetime; unset = never",
+                            error=ChatConfigError)
+    s.ca_file = str(_opt(options, "ws_ca_file", "") or "") or None
+    s.client_cert = str(_opt(options, "ws_client_cert", "") or "") or None
+    s.client_key = str(_opt(options, "ws_client_key", "") or "") or None
+    if s.client_key and not s.client_cert:
+        raise ChatConfigError(f"--ws-client-key {s.client_key!r} is given without --ws-client-cert; give both")
+    for option, path in (("--ws-ca-file", s.ca_file), ("--ws-client-cert", s.client_cert),
+                         ("--ws-client-key", s.client_key)):
+        if path and not os.path.isfile(path):
+            raise ChatConfigError(f"{option} {path!r} is not a readable file; give the path of a PEM file")
+    if s.ca_file or s.client_cert:
+        s.ssl_context()
+    proxy = str(_opt(options, "ws_proxy", "") or "")
+    if proxy:
+        parts = urlsplit(proxy)
+        try:
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            parts = parts._replace(scheme="bad")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ChatConfigError(f"--ws-proxy has value {redact_url(proxy)!r}; give an HTTP proxy URL "
+                                  "http://[user:password@]host:port (an https:// proxy is not supported)")
+        s.proxy = proxy
+    compression = str(_opt(options, "ws_compression", "off") or "off").lower()
+    if compression not in ("on", "off"):
+        raise ChatConfigError(f"--ws-compression has value {compression!r}; use on or off")
+    s.compression = compression == "on"
+
+
 def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, list[Any]]:
     token_file = _opt(options, "token_file", "")
     users_file = _opt(options, "users_file", "")
@@ -315,7 +408,8 @@ def _token_source(options: Any, s: ChatSettings) -> tuple[TokenSource | None, li
         if token_file:
             return FileTokens(token_file), login_users
         if users_file:
-            return LoginTokens(s.login_url or "", login_users, s.login_path), login_users
+            return LoginTokens(s.login_url or "", login_users, s.login_path, ssl_context=s.login_ssl(),
+                               proxy=s.proxy), login_users
         secret = _opt(options, "jwt_secret", None) or os.environ.get("JWT_SECRET_KEY") or ""
         if not secret:
             raise ChatConfigError(
@@ -350,7 +444,7 @@ def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
     if login and settings.login_users:
         try:
             http_login(settings.login_url or "", settings.login_path, settings.login_users[0],
-                       timeout=settings.connect_timeout)
+                       timeout=settings.connect_timeout, ssl_context=settings.login_ssl(), proxy=settings.proxy)
         except LoginError as exc:
             raise ChatConfigError(
                 f"start-up check: ChatFlowUser {exc}; fix --ws-login-password (env TARGET_SEED_PASSWORD), "
@@ -363,7 +457,9 @@ def start_check(settings: ChatSettings, url: str, login: bool = False) -> None:
         raise ChatConfigError(f"start-up check: {exc} {skip}") from None
     session = ChatSession(url, config=settings.protocol, token=token, auth_mode=settings.auth_mode,
                           ssl_context=settings.ssl_context() if url.startswith("wss://") else None,
-                          connect_timeout=settings.connect_timeout, max_frame=settings.max_frame)
+                          connect_timeout=settings.connect_timeout, max_frame=settings.max_frame,
+                          client_cert=bool(settings.client_cert), compression=settings.compression,
+                          proxy=proxy_for(url, settings.proxy))
     try:
         session.connect()
     except ConnectError as exc:

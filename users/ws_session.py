@@ -15,6 +15,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import base64
 import logging
 import platform
 import random
@@ -26,7 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
@@ -45,6 +47,7 @@ from tasks.timeline import (
     RouteKind,
 )
 from users.ws_codec import (
+    DEFLATE_OFFER,
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
@@ -54,10 +57,12 @@ from users.ws_codec import (
     FrameDecoder,
     FrameError,
     HandshakeError,
+    build_connect,
     build_request,
     check_accept,
     encode_close,
     encode_frame,
+    negotiate_extensions,
     new_key,
     parse_close,
     parse_response,
@@ -78,6 +83,11 @@ CLOSE_REASONS = {
     1012: "service restart",
     1013: "try again later",
 }
+PLANNED_CLOSE_CODES = frozenset({1000, 1001, 1012, 1013})
+"""A server close with one of these codes and no message in flight is a planned reconnect (load balancers, deploys,
+maximum connection lifetimes), not a lost connection."""
+EOF_CLOSE = 1006
+"""``close_code`` of a connection the server ended without a close frame (FIN or reset)."""
 
 
 class ChatError(SuiteError):
@@ -145,6 +155,44 @@ def auth_placement(token: str | None, mode: str, prefix: str = "jwt-auth.") -> t
     return protos, headers, query
 
 
+def proxy_for(url: str, explicit: str | None = None) -> str | None:
+    """The HTTP proxy a ``ws://``/``wss://`` connection to ``url`` goes through: ``explicit`` (``--ws-proxy``), else
+    the environment's ``HTTPS_PROXY`` (wss://) or ``HTTP_PROXY`` then ``HTTPS_PROXY`` (ws://), lower case first;
+    ``None`` when there is none or ``NO_PROXY`` names the host."""
+    scheme, host, port, _, _ = split_ws_url(url)
+    proxies = getproxies_environment()
+    chosen = explicit or (proxies.get("https") if scheme == "wss" else proxies.get("http") or proxies.get("https"))
+    if not chosen:
+        return None
+    if proxies.get("no") and proxy_bypass_environment(f"{host}:{port}", proxies):
+        return None
+    return chosen
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password (for errors and logs)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc="***@" + netloc).geturl()
+
+
+def _tls_failure(exc: ssl.SSLError, host: str, port: int, has_client_cert: bool) -> str:
+    """The connect error text of a failed TLS handshake (or of the alert a TLS 1.3 server sends after it)."""
+    reason = str(getattr(exc, "reason", "") or exc).upper()
+    if "CERTIFICATE_REQUIRED" in reason or ("HANDSHAKE_FAILURE" in reason and not has_client_cert):
+        return (f"TLS with {host}:{port} failed: the server requires a client certificate (mutual TLS; "
+                f"{getattr(exc, 'reason', exc)}); give --ws-client-cert and --ws-client-key")
+    if has_client_cert and any(k in reason for k in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN",
+                                                       "DECRYPT_ERROR", "ACCESS_DENIED")):
+        return (f"TLS with {host}:{port} failed: the server did not accept the client certificate "
+                f"({getattr(exc, 'reason', exc)}); check --ws-client-cert / --ws-client-key against the CA the "
+                "server trusts")
+    return f"TLS handshake with {host}:{port} failed: {exc}"
+
+
 _iso_cache: list[Any] = [0, ""]
 
 
@@ -181,6 +229,9 @@ class ChatSession:
         heartbeat_misses: int = 2,
         on_heartbeat: Callable[[float | None, str | None], None] | None = None,
         on_event: Callable[[MessageTimeline, str, float], None] | None = None,
+        compression: bool = False,
+        proxy: str | None = None,
+        client_cert: bool = False,
     ) -> None:
         self.url = url
         self.config = config
@@ -191,6 +242,13 @@ class ChatSession:
         if query:
             self._target += ("&" if "?" in self._target else "?") + query
         self.ssl_context = ssl_context
+        self.compression = compression
+        """Offer permessage-deflate (RFC 7692); ``deflate`` holds what the server accepted."""
+        self.deflate: Any = None
+        self.client_cert = client_cert
+        """``ssl_context`` holds a client certificate (mutual TLS): only for the texts of TLS failures."""
+        self.proxy = proxy or None
+        """``http://[user:password@]host:port`` of an HTTP CONNECT proxy (see :func:`proxy_for`), or ``None``."""
         self.connect_timeout = connect_timeout
         self.reply_timeout = reply_timeout
         self.hang_after = hang_after
@@ -202,6 +260,11 @@ class ChatSession:
         self.welcome: dict[str, Any] | None = None
         self.subprotocol: str | None = None
         self.close_reason: str | None = None
+        self.close_code: int | None = None
+        """The server's close code (``EOF_CLOSE`` when it closed without a close frame); ``None`` when the client
+        closed, or the connection failed on this side (protocol error, heartbeat lost, send failed)."""
+        self.lost_in_flight = 0
+        """Messages that were still in flight when the connection ended (each failed with the close reason)."""
         self.connected_at = 0.0
         self.messages_sent = 0
         self._sock: socket.socket | None = None
@@ -238,27 +301,39 @@ class ChatSession:
         """
         start = time.perf_counter()
         deadline = start + self.connect_timeout
+        if self.proxy:
+            parts = urlsplit(self.proxy)
+            addr, what = (parts.hostname or "", parts.port or 80), f"proxy {redact_url(self.proxy)}"
+        else:
+            addr, what = (self.hostname, self.port), f"{self.hostname}:{self.port}"
         try:
-            sock = socket.create_connection((self.hostname, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection(addr, timeout=self.connect_timeout)
         except TimeoutError:
-            raise ConnectError(f"TCP connect to {self.hostname}:{self.port} timed out after {self.connect_timeout:g} s") from None
+            raise ConnectError(f"TCP connect to {what} timed out after {self.connect_timeout:g} s") from None
         except OSError as exc:
-            raise ConnectError(f"TCP connect to {self.hostname}:{self.port} failed: {exc.strerror or exc}") from None
+            raise ConnectError(f"TCP connect to {what} failed: {exc.strerror or exc}") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy:
+                self._tunnel(sock, deadline)
             if self.scheme == "wss":
                 ctx = self.ssl_context or ssl.create_default_context()
                 try:
                     sock = ctx.wrap_socket(sock, server_hostname=self.hostname)
                 except ssl.SSLCertVerificationError as exc:
                     raise ConnectError(
-                        f"TLS certificate of {self.hostname} not trusted ({exc.verify_message}); "
-                        "fix the certificate or pass --ws-insecure for a test system"
+                        f"TLS certificate of {self.hostname} not trusted ({exc.verify_message}); give the CA that "
+                        "signed it with --ws-ca-file (a PEM bundle; or set SSL_CERT_FILE), fix the certificate, or "
+                        "pass --ws-insecure for a test system"
                     ) from None
-                except (ssl.SSLError, OSError) as exc:
+                except ssl.SSLError as exc:
+                    raise ConnectError(_tls_failure(exc, self.hostname, self.port, self.client_cert)) from None
+                except OSError as exc:
                     raise ConnectError(f"TLS handshake with {self.hostname}:{self.port} failed: {exc}") from None
             key = new_key()
-            sock.sendall(build_request(self._netloc, self._target, key, self._subprotocols, self._headers))
+            headers = [*self._headers, ("Sec-WebSocket-Extensions", DEFLATE_OFFER)] if self.compression \
+                else self._headers
+            sock.sendall(build_request(self._netloc, self._target, key, self._subprotocols, headers))
             buffer = b""
             while True:
                 response = parse_response(buffer)
@@ -272,9 +347,16 @@ class ChatSession:
                     auth=True,
                 )
             if response.status != 101:
-                hint = " (check --ws-path and the host)" if response.status == 404 else ""
+                hint = ""
+                if response.status == 404:
+                    hint = " (check --ws-path and the host)"
+                elif response.status == 400 and not self.compression:
+                    hint = (" (a server that requires a WebSocket extension the client did not offer answers 400: "
+                            "if it requires permessage-deflate, pass --ws-compression on)")
                 raise ConnectError(f"upgrade refused: HTTP {response.status} {response.reason}{hint}")
             self.subprotocol = check_accept(response, key, self._subprotocols)
+            self.deflate = negotiate_extensions(response, self.compression)
+            self.decoder.deflate = self.deflate
             frames = self.decoder.feed(response.rest) if response.rest else []
             welcome_type = self.config.welcome_type
             type_field = self.config.type_field
@@ -325,6 +407,9 @@ class ChatSession:
         except FrameError as exc:
             sock.close()
             raise ConnectError(f"protocol error during connect: {exc}") from None
+        except ssl.SSLError as exc:  # TLS 1.3: a refused client certificate shows on the first read
+            sock.close()
+            raise ConnectError(_tls_failure(exc, self.hostname, self.port, self.client_cert)) from None
         except OSError as exc:
             sock.close()
             raise ConnectError(f"connection failed during the upgrade: {exc.strerror or exc}") from None
@@ -344,6 +429,35 @@ class ChatSession:
             self._next_ping = self.connected_at + self.heartbeat_interval * (0.5 + random.random() * 0.5)
         self._reader = gevent.spawn(self._read_loop)
         return elapsed
+
+    def _tunnel(self, sock: socket.socket, deadline: float) -> None:
+        """``CONNECT host:port`` through the HTTP proxy on ``sock``; raises :class:`ConnectError` unless it answers
+        2xx (its user and password go as Basic ``Proxy-Authorization``, never into a text)."""
+        assert self.proxy is not None
+        parts = urlsplit(self.proxy)
+        auth = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth = "Basic " + base64.b64encode(pair).decode()
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        authority = f"{host}:{self.port}"
+        sock.sendall(build_connect(authority, auth))
+        buffer = b""
+        what = f"the proxy's answer to CONNECT {authority}"
+        try:
+            while True:
+                response = parse_response(buffer)
+                if response is not None:
+                    break
+                buffer += self._recv_before(sock, deadline, what)
+        except HandshakeError as exc:
+            raise ConnectError(f"proxy {redact_url(self.proxy)}: {exc}") from None
+        if not 200 <= response.status < 300:
+            hint = " (check the proxy's user and password)" if response.status == 407 else ""
+            raise ConnectError(f"proxy {redact_url(self.proxy)} refused CONNECT {authority}: HTTP {response.status} "
+                               f"{response.reason}{hint}")
+        if response.rest:
+            raise ConnectError(f"proxy {redact_url(self.proxy)} sent data before the tunnel was used")
 
     def _recv_before(self, sock: socket.socket, deadline: float, waiting_for: str) -> bytes:
         remaining = deadline - time.perf_counter()
@@ -403,7 +517,9 @@ class ChatSession:
                 },
             }
         )
-        frame = encode_frame(body)
+        deflate = self.deflate
+        frame = encode_frame(deflate.deflate(body), rsv1=True) if deflate is not None and deflate.compress_outgoing \
+            else encode_frame(body)
         now = time.perf_counter()
         timeline = MessageTimeline(
             cfg,
@@ -512,9 +628,10 @@ class ChatSession:
                             self._send(encode_frame(frame.payload, OP_PONG))
                         elif op == OP_CLOSE:
                             code, text = parse_close(frame.payload)
-                            what = CLOSE_REASONS.get(code, "")
+                            what = CLOSE_REASONS.get(code, "no reason given")
                             extra = f" after {self._last_error}" if self._last_error else ""
-                            reason = f"server closed {code} {what}{extra}{': ' + text if text else ''}"
+                            reason = f"server closed {code}: {text or what}{extra}"
+                            self.close_code = code
                             try:
                                 self._send(encode_close(code if code not in (1005, 1006) else 1000))
                             except OSError:
@@ -570,6 +687,7 @@ class ChatSession:
                     continue
                 if not data:
                     reason = "connection closed by the server without a close frame (1006 abnormal closure)"
+                    self.close_code = EOF_CLOSE
                     return
                 frames = decoder.feed(data)
         except FrameError as exc:
@@ -628,6 +746,7 @@ class ChatSession:
                 pass
         now = time.perf_counter()
         pending = self.dispatcher.pending()
+        self.lost_in_flight = len(pending)
         self.dispatcher.abort_all(reason, now)
         if self.on_outcome is not None:
             for timeline in pending:

@@ -214,7 +214,7 @@ def test_bad_frames_and_a_message_cut_off_by_the_stop_reach_the_sla_report():
 @pytest.mark.parametrize(
     ("action", "fragment"),
     [
-        (("close", 1001), "server closed 1001 going away"),
+        (("close", 1001), "server closed 1001: bye"),
         (("tcp-close",), "without a close frame"),
         (("raw", bytes((0x81, 0x85)) + b"mask" + b"hello"), "protocol error from the server: server frame is masked"),
     ],
