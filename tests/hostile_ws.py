@@ -13,6 +13,10 @@ backend a ``ChatUser`` can load, and misbehaving on purpose in one of these mode
 ``garbage``         ``normal``, plus a non-JSON text frame, a binary frame and an invalid-UTF-8 text frame before
                     every reply
 ``refuses``         answers every WebSocket upgrade with ``HTTP 503`` and closes
+``errors``          answers every message after ``delay`` with ``agent_started`` and then an ``agent_error`` frame
+                    (``DEPENDENCY_TIMEOUT``): a graceful failure, never a completion
+``hangs``           answers every message after ``delay`` with ``agent_started`` and then nothing: a hang after
+                    the first event (no ``WS events missing``; only the hang deadline catches it)
 ==================  =================================================================================================
 
 Tokens are not checked (any token, or none, is accepted; the first offered ``jwt-auth.``/``jwt.``/``bearer.``
@@ -48,7 +52,7 @@ from typing import Any
 
 __all__ = ["HostileServer", "MODES"]
 
-MODES = ("normal", "never_answers", "stall_at", "dies", "duplicates", "garbage", "refuses")
+MODES = ("normal", "never_answers", "stall_at", "dies", "duplicates", "garbage", "refuses", "errors", "hangs")
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 JWT_PREFIXES = ("jwt-auth.", "jwt.", "bearer.")
@@ -348,9 +352,14 @@ class HostileServer:
             for opcode, junk in GARBAGE:
                 out += encode(junk, opcode)
         events = list(EVENTS) + (["agent_completed"] if self.mode == "duplicates" else [])
+        if self.mode in ("errors", "hangs"):
+            events = ["agent_started", "agent_error"] if self.mode == "errors" else ["agent_started"]
         for kind in events:
             event: dict[str, Any] = {"type": kind, "run_id": run_id, "thread_id": thread_id, "user_id": user_id,
                                      "agent_name": "Supervisor", "timestamp": _iso(), "data": {"status": kind}}
+            if kind == "agent_error":
+                event["data"] = {"error_message": "redis admit timed out",
+                                 "error_context": {"error_code": "DEPENDENCY_TIMEOUT"}}
             if payload.get("correlation_id"):
                 event["correlation_id"] = payload["correlation_id"]
             if kind.startswith("tool_"):
