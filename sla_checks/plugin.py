@@ -63,6 +63,7 @@ from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
 from sla_checks.formatting import format_value
 from sla_checks.load_watch import LoadWatch
 from sla_checks.profiles import ConfigError, Profile, load_profile, parse_duration
+from sla_checks.prometheus_server import PrometheusExporter, serve_prometheus
 from sla_checks.report import build_report, render_terminal, write_reports
 from sla_checks.state import state_of
 
@@ -264,6 +265,8 @@ class SlaPlugin:
         """The profile (and window) :meth:`reconfigure` gave, which the --sla-* options do not replace."""
         self.load_watch = LoadWatch(environment)
         """The chat users running per second: what the offered load could reach, for a failing ``rps`` line."""
+        self.exporter: PrometheusExporter | None = None
+        """The ``--prometheus-port`` endpoint (master / local runner; None: off)."""
 
     def _new_engine(self) -> Engine:
         p = self.profile
@@ -643,6 +646,8 @@ class SlaPlugin:
         if report["verdict"] in (FAIL, INCONCLUSIVE):
             environment.process_exit_code = report["exit_code"]
         logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])
+        if self.exporter is not None:
+            self.exporter.linger()  # a scrape reads the final verdict before the process ends
 
 
 def sla_plugin(environment: Environment) -> SlaPlugin | None:
@@ -681,6 +686,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         exit_usage(e, logger=logger)
     if _opt(options, "sla_off", False):
         logger.info("SLA evaluation is off (--sla-off)")
+        if _opt(options, "prometheus_port", 0):
+            logger.warning("--prometheus-port is ignored with --sla-off: the metrics come from the SLA engine")
         return
     if warning:
         logger.warning("%s", warning)
@@ -713,3 +720,5 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         report_html=_opt(options, "sla_report_html", ""),
     )
     plugin.options_key = plugin._option_key()
+    if not is_worker:
+        plugin.exporter = serve_prometheus(environment, plugin)
