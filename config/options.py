@@ -19,7 +19,8 @@ the parser):
 
 * ``--scenario``, ``--scenario-duration``, ``--scenario-scale``: which scenario, how long, how many users;
 * ``--inject-faults``, ``--inject-tolerated-faults``: the scenario's paired faults;
-* ``--sla-profile``, ``--sla-config``, ``--sla-window``, ``--sla-warmup``: what the run is judged with;
+* ``--sla-profile``, ``--sla-config``, ``--sla-window``, ``--sla-warmup``, ``--sla-baseline``: what the run is
+  judged with (and against);
 * ``--ws-think-time``, ``--ws-inflight``, ``--ws-arrival-rate``: the offered load of the chat users;
 * ``--probe-read-only``: whether the probes may write this run.
 
@@ -47,6 +48,7 @@ WEB_UI_FORM: tuple[str, ...] = (
     "sla_config",
     "sla_window",
     "sla_warmup",
+    "sla_baseline",
     "ws_think_time",
     "ws_inflight",
     "ws_arrival_rate",

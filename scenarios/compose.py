@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 
 from scenarios.registry import Scenario, Threshold
 from scenarios.shapes import Stepped
+from sla_checks.baseline import RegressionSpec
 from sla_checks.evaluate import ThresholdSpec
-from sla_checks.expressions import parse_expression
+from sla_checks.expressions import is_regression_text, parse_expression, parse_regression
 from sla_checks.offered_load import CHAT_METRIC, OfferedLoad, rps_cap
 from sla_checks.profiles import Profile
 
@@ -154,7 +155,8 @@ def compose(
     ``arrival_rate`` (the open model's mean msg/s, None: closed model) and ``scale`` (users per shape user) describe
     the offered load; ``window_s`` overrides the SLA window (default: the scenario's, else the profile's)."""
     classes = tuple(user_classes if user_classes is not None else scenario.user_classes)
-    own = [_spec(t, scenario) for t in scenario.thresholds]
+    own = [_spec(t, scenario) for t in scenario.thresholds if not is_regression_text(t.expr)]
+    regressions = _regressions(scenario, profile, classes)
     overridden = {(s.metric, s.expression.lhs) for s in own}
     notes: list[str] = []
     kept: list[ThresholdSpec] = []
@@ -206,5 +208,17 @@ def compose(
         eval_interval_s=profile.eval_interval_s,
         warmup_s=profile.warmup_s,
         thresholds=judged,
+        regressions=regressions,
     )
     return Composition(composed, notes)
+
+
+def _regressions(scenario: Scenario, profile: Profile, classes: tuple[str, ...]) -> list[RegressionSpec]:
+    """The regression lines of a scenario run: the scenario's own, then the profile's on metrics the run's classes
+    produce, unless the scenario has a line on the same metric and statistic."""
+    own = [RegressionSpec(t.metric, parse_regression(t.expr), t.description, f"scenario {scenario.name}")
+           for t in scenario.thresholds if is_regression_text(t.expr)]
+    overridden = {(r.metric, r.regression.lhs) for r in own}
+    kept = [r for r in profile.regressions
+            if producible(r.metric, classes) and (r.metric, r.regression.lhs) not in overridden]
+    return own + kept

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import UsageError
-from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData
+from sla_checks.evaluate import FAIL, NO_DATA, PASS, MetricData, ThresholdResult
 from sla_checks.expressions import Expression, Regression, parse_regression
 from sla_checks.formatting import format_value
 from sla_checks.significance import percentile_regression, rate_regression
@@ -41,6 +41,7 @@ __all__ = [
     "REPORT_SCHEMA",
     "Baseline",
     "BaselineError",
+    "Gate",
     "RegressionSpec",
     "baseline_from_report",
     "default_lines",
@@ -285,6 +286,28 @@ def judge(
         "lines": rows,
         "failed": sum(1 for r in rows if r["status"] == FAIL),
     }
+
+
+@dataclass
+class Gate:
+    """A baseline and the regression lines a run is judged with against it (none: :func:`default_lines`)."""
+
+    baseline: Baseline
+    lines: list[RegressionSpec]
+
+    def judge(
+        self,
+        metrics: Mapping[str, MetricData],
+        duration_s: float,
+        results: Iterable[ThresholdResult],
+        profile: str = "",
+        scenario: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The report's ``regression`` section for the run's judged ``metrics`` and threshold ``results``."""
+        judged = [(r.metric, r.spec.expression) for r in results if r.samples > 0]
+        name = scenario.get("name") if scenario else None
+        return judge(self.baseline, self.lines, metrics, duration_s, thresholds=judged, profile=profile,
+                     scenario=str(name) if name else None)
 
 
 def _scenario_text(name: str | None) -> str:

@@ -58,6 +58,7 @@ from locust.runners import (
 from config.errors import exit_usage
 from config.options import add_option
 from config.validate import bounded
+from sla_checks.baseline import Baseline, BaselineError, Gate, load_baseline
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
 from sla_checks.formatting import format_value
@@ -107,6 +108,11 @@ def _add_options(parser: Any) -> None:
     add("--sla-report-junit", default="",
         help="Write the SLA verdict as JUnit XML (one testcase per threshold and failing window).")
     add("--sla-report-html", default="", help="Write the SLA report as one self-contained HTML file.")
+    add("--sla-baseline", default="", web_ui=True,
+        help="A previous run's JSON report (--sla-report-json) to judge this run against: the profile's regression "
+             "lines (p(95) <= baseline * 1.10); without any, p95 and p99 may rise by a tenth + 5 ms and rps fall by "
+             "a tenth on the metrics the thresholds judge. A line crossed with 0.95 confidence fails the run (exit "
+             "3). Empty (default): no baseline.")
     add("--sla-off", action="store_true", default=False,
         help="Disable SLA evaluation (no verdict, no SLA exit code, no SLA reports).")
 
@@ -212,6 +218,12 @@ def _check_users(environment: Environment) -> str | None:
     return None
 
 
+def _baseline_option(options: Any) -> Baseline | None:
+    """--sla-baseline: the baseline report, None when empty; BaselineError (exit 2) when it cannot be used."""
+    path = _opt(options, "sla_baseline", "") or ""
+    return load_baseline(path) if str(path).strip() else None
+
+
 def _warmup_s(options: Any, profile: Profile) -> float:
     """--sla-warmup when given (also 0), else the profile's ``warmup_s``; ConfigError on a bad value."""
     warmup = _opt(options, "sla_warmup", "")
@@ -265,6 +277,10 @@ class SlaPlugin:
         """The profile (and window) :meth:`reconfigure` gave, which the --sla-* options do not replace."""
         self.load_watch = LoadWatch(environment)
         """The chat users running per second: what the offered load could reach, for a failing ``rps`` line."""
+        self.baseline: Baseline | None = None
+        """The ``--sla-baseline`` run the regression lines are judged against (None: no baseline gate)."""
+        self.baseline_option = ""
+        """The --sla-baseline value ``baseline`` was loaded from."""
         self.exporter: PrometheusExporter | None = None
         """The ``--prometheus-port`` endpoint (master / local runner; None: off)."""
 
@@ -457,6 +473,27 @@ class SlaPlugin:
         logger.info("SLA: judging with profile %r (%s)", profile.name, profile.path)
         return True
 
+    def gate(self) -> Gate | None:
+        """The baseline gate of the run: the baseline with the profile's regression lines (none: the defaults)."""
+        if self.baseline is None:
+            return None
+        return Gate(self.baseline, list(self.profile.regressions) if self.profile else [])
+
+    def _reload_baseline_if_changed(self) -> None:
+        """The web UI may change --sla-baseline between tests: load the new one (a bad file: logged, no gate)."""
+        path = str(_opt(self.environment.parsed_options, "sla_baseline", "") or "")
+        if path == self.baseline_option:
+            return
+        self.baseline_option = path
+        try:
+            self.baseline = load_baseline(path) if path.strip() else None
+        except BaselineError as e:
+            logger.error("SLA: %s; this test runs without a baseline", e)
+            self.baseline = None
+            return
+        if self.baseline is not None:
+            logger.info("SLA: judging against baseline %s", path)
+
     def on_test_start(self, environment: Environment, **_kw: Any) -> None:
         """Every test starts afresh: no sample, count, window or start time of an earlier test (web UI) is kept;
         only a test's first start keeps what was recorded before it (counts and gauges of the set-up)."""
@@ -464,6 +501,7 @@ class SlaPlugin:
             self._apply_pinned()  # a scenario's thresholds; the form may have changed the window or the warm-up
         else:
             self._reload_if_options_changed()
+        self._reload_baseline_if_changed()
         old = self.engine
         if old.started_at is None and old.ended_at is None:
             self.engine = self._carry_over(old)
@@ -577,7 +615,7 @@ class SlaPlugin:
         self.engine.flush_local()
         now = time.time()
         return build_report(self.engine, now, final=False, other_exit_code=self._other_exit_code(),
-                            load=self.load_watch.engine_facts(self.engine, now))
+                            load=self.load_watch.engine_facts(self.engine, now), gate=self.gate())
 
     def _other_exit_code(self) -> int:
         env = self.environment
@@ -612,7 +650,7 @@ class SlaPlugin:
             return
         self.engine.stop(now)
         report = build_report(self.engine, now, final=True, other_exit_code=self._other_exit_code(),
-                              load=self.load_watch.engine_facts(self.engine, now))
+                              load=self.load_watch.engine_facts(self.engine, now), gate=self.gate())
         self.final_report = report
         for t in report["thresholds"]:
             if t["status"] == FAIL and t["value"] is None:
@@ -627,6 +665,11 @@ class SlaPlugin:
                 logger.error("SLA FAILED: %s %s in window(s) %s", t["metric"], t["expression"], windows)
         for a in report["attribution"]:
             logger.error("SLA attribution: %s", a["summary"])
+        for line in report["verdict_reasons"]:
+            if line.startswith("SLA REGRESSION"):
+                logger.error("%s", line)
+        for warning in (report.get("regression") or {}).get("warnings", ()):
+            logger.warning("SLA baseline: %s", warning)
         messages = report.get("messages") or {}
         if messages.get("failed_at_stop"):
             logger.error(
@@ -699,11 +742,13 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     code = DEFAULT_EXIT_CODE
     inconclusive_code = DEFAULT_INCONCLUSIVE_EXIT_CODE
     warmup = 0.0
+    baseline: Baseline | None = None
     try:
         profile, window, interval, code, warmup = _load_from_options(options)
         inconclusive_code = _inconclusive_exit_code(options)
         _check_report_paths(options)
-    except ConfigError as e:
+        baseline = None if is_worker else _baseline_option(options)
+    except (ConfigError, BaselineError) as e:
         if not is_worker:
             exit_usage(e, prefix="SLA configuration error", logger=logger)
         # a worker only collects; the master judges and has already reported the error
@@ -720,5 +765,8 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         report_html=_opt(options, "sla_report_html", ""),
     )
     plugin.options_key = plugin._option_key()
+    if not is_worker:
+        plugin.baseline = baseline
+        plugin.baseline_option = _opt(options, "sla_baseline", "") or ""
     if not is_worker:
         plugin.exporter = serve_prometheus(environment, plugin)

@@ -102,7 +102,28 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                            "think_s": float, "reply_s": float|null,  # --ws-think-time; measured mean reply
                            "arrival_rate": float|null, "generator_lag_p95_ms": float|null,  # open model
                            "caps": bool}}],     # true: the load, not the backend, kept the rate under its limit
-      "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]}
+      "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]},
+      "judged_duration_s": float,               # the span the verdict covers (the run less the warm-up): the
+                                                # denominator of the threshold statistic rps
+      "histograms": null | {"<metric>": {"h": {"b": [[bucket ms, count], ...], "n": int, "s": sum ms,
+                                               "lo": min ms, "hi": max ms},
+                                         "f": {...}}},  # the judged samples' exact histogram per metric (bucket k
+                                                # holds k-1 < v <= k ms, sla_checks.histogram); "f": the failed
+                                                # ones (absent: none). Finished reports only (null while running):
+                                                # what --sla-baseline / compare judge a later run against
+      "regression": null | {                    # --sla-baseline: the run against a baseline run (null: none)
+          "baseline": {"file", "profile", "scenario", "started_at", "verdict", "duration_s"},
+          "defaults": bool,                     # true: no regression line configured, the default ones judged
+          "confidence_level": 0.95,             # a line fails when beyond it with at least this confidence
+          "warnings": [str],                    # another profile or scenario, a failed baseline ...
+          "failed": int,
+          "lines": [{"metric", "pattern", "expression": "p(95) <= baseline * 1.1 + 5ms", "description",
+                     "source", "unit": "ms"|"rps",
+                     "status": "pass" | "fail" | "no data" | "no baseline",
+                     "old": float|null, "new": float|null, "limit": float|null, "change_pct": float|null,
+                     "confidence": float|null,  # 0..1 that the run is beyond the line
+                     "beyond_line": bool,       # the new value is beyond the line (a pass: within noise)
+                     "samples_old": int, "samples_new": int}]}
     }
 
 An example: ``tests/fixtures/sla_report_example.json``.
@@ -121,6 +142,7 @@ from operator import itemgetter
 from typing import Any
 
 from sla_checks.attribution import attribute
+from sla_checks.baseline import Gate, describe_row, regression_lines_text, regression_verdict
 from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies, reconnects
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult
@@ -298,8 +320,12 @@ def build_report(
     final: bool = True,
     other_exit_code: int = 0,
     load: OfferedLoad | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
     """The report dict for ``engine`` at ``now``.
+
+    ``gate`` (``--sla-baseline``) judges the run's regression lines against a baseline run: the ``regression``
+    section, and a failing line fails the verdict.
 
     ``load`` (the run's offered load, :class:`~sla_checks.load_watch.LoadWatch`) lets the attribution of a failing
     ``rps`` line say when the load, not the backend, capped the rate.
@@ -311,6 +337,11 @@ def build_report(
     verdict, reasons = engine.verdict(results)
     duration = engine.judged_duration(now)
     total: Bucket = engine.store.judged()
+    regression = None
+    if gate is not None:
+        regression = gate.judge(total.metrics, duration, results, engine.profile, engine.scenario)
+        verdict, reasons = regression_verdict(regression, verdict, reasons)
+    finished = final or engine.ended_at is not None
     if engine.window_s > 0:
         windows = engine.windows(now)
     else:
@@ -384,6 +415,9 @@ def build_report(
         "stages": {k: _hist_summary(h) for k, h in sorted(total.stages.items()) if h.count},
         "attribution": attributions,
         "gauges": gauges,
+        "judged_duration_s": _num(duration),
+        "histograms": {k: m.to_dict() for k, m in sorted(total.metrics.items()) if m.count} if finished else None,
+        "regression": regression,
     }
 
 
@@ -519,6 +553,9 @@ def render_terminal(report: dict[str, Any]) -> str:
         lines.append(f"run aborted early: {report['aborted']['reason']}")
     if report["workers_lost"]:
         lines.append(f"workers lost during the run: {report['workers_lost']}")
+    regression_text = regression_lines_text(report.get("regression"))
+    if regression_text:
+        lines.extend(["", *regression_text])
     if report["verdict"] == INCONCLUSIVE:
         lines.extend(report.get("verdict_reasons") or ())
     lines.append(f"SLA verdict: {report['verdict'].upper()} (exit code {report['exit_code']})")
@@ -588,6 +625,15 @@ def render_junit(report: dict[str, Any]) -> str:
         reasons = report.get("verdict_reasons") or ["SLA INCONCLUSIVE: no evidence"]
         e = ET.SubElement(c, "error", message=reasons[0], type="SLAInconclusive")
         e.text = "\n".join(reasons)
+    for row in (report.get("regression") or {}).get("lines", ()):
+        c = case("sla.regression", f"{row['metric']} {row['expression']}")
+        if row["status"] == FAIL:
+            failures += 1
+            ET.SubElement(c, "failure", message=f"SLA REGRESSION: {describe_row(row)}", type="SLARegression")
+        elif row["status"] != PASS:
+            skipped += 1
+            ET.SubElement(c, "skipped", message=describe_row(row))
+        ET.SubElement(c, "system-out").text = describe_row(row)
     props = ET.Element("properties")
     ET.SubElement(props, "property", name="abandoned_at_stop", value=str(report.get("abandoned_at_stop") or 0))
     for key, value in (report.get("messages") or {}).items():
