@@ -1,14 +1,6 @@
+"""Locust User classes of the suite (layout: docs/development.md).
 
-"""Locust User classes of the suite (layout: docs/development.md)."""
-
-from __future__ import annotations
-
-import locust  # noqa: F401  (first: locust monkey-patches gevent)
-
-from users.chat import ChatFlowUser, ChatUser
-from users.clickhouse_probe import ClickHouseProbeUser
-from users.health import HealthCheckUser
-from users.postgres_probe import PostgresProbeUser
-from users.redis_probe import RedisProbeUser
-
-__all__ = ["ChatFlowUser", "ChatUser", "ClickHouseProbeUser", "HealthCheckUser", "PostgresProbeUser", "RedisProbeUser"]
+This package's init imports nothing: importing one module (``import users.ws_codec``) loads only that module and
+what it imports, so it registers no other plugin's options or ``init`` listeners and does not change the order in
+which Locust runs them. ``locustfile.py`` imports the user classes it offers from their modules.
+"""

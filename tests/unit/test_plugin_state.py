@@ -109,3 +109,18 @@ def test_the_scenario_and_sla_plugins_check_their_options_before_the_users_do() 
     assert order.index("scenarios.plugin") < order.index("users.ws_options")
     assert order.index("sla_checks.plugin") < order.index("users.ws_options")
     assert order.index("scenarios.plugin") < order.index("users.probe_options")
+
+
+def test_importing_one_user_module_loads_no_other_plugin() -> None:
+    """``users/__init__.py`` imports nothing: ``import users.<module>`` registers only that module's options and
+    listeners, so it cannot move the chat and probe plugins' ``init`` listeners ahead of the scenario plugin's."""
+    code = ("import sys, locust, users.ws_codec, users.probe_base\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('users.'))))\n"
+            "print(' '.join(h.__module__ for h in locust.events.init._handlers))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 0, res.stderr
+    loaded, listeners = (res.stdout.splitlines() + ["", ""])[:2]
+    for plugin in ("users.chat", "users.ws_options", "users.probe_options", "users.redis_probe", "users.health"):
+        assert plugin not in loaded.split(), loaded
+    assert not [m for m in listeners.split() if m.startswith("users.")], listeners
