@@ -170,13 +170,13 @@ def parse_options(argv: list[str]) -> Options:
 
 
 def ws_max_age_arg(choice: str, lifetime_s: float, supported: bool) -> str | None:
-    """The ``--ws-max-age`` value to pass to Locust (None: do not pass it)."""
+    """The ``--ws-max-age`` value to pass to Locust, in seconds (None: do not pass it)."""
     if choice == "off" or not supported:
         return None
     if choice != "auto":
-        return choice
+        return f"{parse_duration(choice):g}"
     age = lifetime_s - 10 if lifetime_s > 40 else lifetime_s * 0.75
-    return f"{age:g}s"
+    return f"{age:g}"
 
 
 def fault_plan(o: Options) -> tuple[float, float]:

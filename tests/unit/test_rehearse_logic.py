@@ -98,7 +98,8 @@ def test_options_pass_through_and_max_age_default() -> None:
     r = _rehearse()
     o = r.parse_options(["--length", "90s", "--latency", "10", "--", "--sla-warmup", "5s"])
     assert o.length_s == 90 and o.latency_ms == 10 and o.locust_args == ["--sla-warmup", "5s"]
-    assert r.ws_max_age_arg("auto", 60, supported=True) == "50s"
-    assert r.ws_max_age_arg("auto", 20, supported=True) == "15s"
+    assert r.ws_max_age_arg("auto", 60, supported=True) == "50"
+    assert r.ws_max_age_arg("auto", 20, supported=True) == "15"
+    assert r.ws_max_age_arg("1m", 90, supported=True) == "60"
     assert r.ws_max_age_arg("auto", 60, supported=False) is None
     assert r.ws_max_age_arg("off", 60, supported=True) is None
