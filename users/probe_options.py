@@ -488,11 +488,24 @@ def apply_user_counts(environment: Environment, cfg: ProbeConfig) -> None:
     classes[:] = keep
 
 
+def apply_ca_file(options: Any, environ: Any = os.environ) -> str | None:
+    """``--ws-ca-file`` for the probes' TLS too: handed to them as ``SSL_CERT_FILE`` (Python's ssl: rediss://,
+    https:// ClickHouse and health URLs) and ``PGSSLROOTCERT`` (libpq: ``sslmode=verify-ca``/``verify-full``), each
+    unless already set. Returns the CA file applied, if any."""
+    ca_file = str(getattr(options, "ws_ca_file", "") or "")
+    if not ca_file:
+        return None
+    environ.setdefault("SSL_CERT_FILE", ca_file)
+    environ.setdefault("PGSSLROOTCERT", ca_file)
+    return ca_file
+
+
 @events.init.add_listener
 def _on_init(environment: Environment, **_kwargs: Any) -> None:
     options = environment.parsed_options
     if options is None:  # in-process use (tests): nothing to check at init
         return
+    apply_ca_file(options)
     try:
         cfg = ProbeConfig.from_options(options)
     except ProbeConfigError as exc:
