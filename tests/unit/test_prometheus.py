@@ -4,7 +4,10 @@ counts, threshold states, the verdict's one-hot states, messages, connections an
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +211,22 @@ def test_warmup_samples_are_left_out_as_in_the_report() -> None:
     eng.flush_local()
     out = expose(eng, now=T0 + 8)
     assert value(out, "loadtest_response_time_seconds_count", request_type="WS", name="agent_completed") == 1
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exposed() -> None:
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "dashboards" / "grafana-sla.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bloadtest_[a-z_]+", target["expr"])
+    }
+    queried |= {n for v in dashboard["templating"]["list"] for n in re.findall(r"\bloadtest_[a-z_]+", str(v.get("query")))}
+    eng = run(P95, chat=[100.0, 200.0], ended=False)
+    eng.collector.count(CHAT_SENT, 3)
+    eng.collector.count(ANOMALY_PREFIX + "unknown id", 1)
+    eng.collector.record("WS", "connect", 5.0, False, T0 + 2)
+    eng.collector.record_gauge("locust:rss_mb", 80.0, T0 + 1)
+    eng.flush_local()
+    exposed = {name for name, _labels in expose(eng, now=T0 + 5, users=1, final_exit_code=None)}
+    assert queried and queried <= exposed, sorted(queried - exposed)
