@@ -23,6 +23,7 @@ from users.health import HealthCheckUser  # noqa: F401
 from users.postgres_probe import PostgresProbeUser  # noqa: F401
 from users.redis_probe import RedisProbeUser  # noqa: F401
 from users.resources import ResourceMonitor  # noqa: F401  (generator CPU/RSS gauges)
+from users.tier_gauges import TierGauges  # noqa: F401  (the master's server-side tier gauges)
 
 
 @events.init_command_line_parser.add_listener

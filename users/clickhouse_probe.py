@@ -7,6 +7,10 @@ and ``query <name>`` for each query of ``contract.schema.CH_QUERIES`` (today ``q
 error naming it, fires one failed ``CH schema`` sample with that text, and inserts and queries do not run (their
 thresholds say "no data" rather than blaming ClickHouse for a schema mismatch).
 
+``--clickhouse-queries FILE`` (:mod:`users.query_files`): the file's statements replace the inserts and the bundled
+query, one drawn by weight per task, sampled as ``CH query <name>``; reads are sent with ``readonly=1``, params as
+``param_<name>``.
+
 Why HTTP through Locust's FastHttpUser (geventhttpclient) and not clickhouse-connect: the HTTP interface is the same on
 Debian's ClickHouse 18.16 that this project runs locally and on current servers (clickhouse-connect 1.x cannot talk to
 18.16), it is gevent-native (no thread pool, no blocking socket), and the sample is exactly the query's round trip.
@@ -23,7 +27,7 @@ import urllib.error
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import between, task
@@ -33,6 +37,7 @@ from locust.env import Environment
 from contract.schema import CH_TABLE, ch_queries, ch_schema
 from users.probe_base import SchemaGate, TypedRequestEvent, skip_write_task
 from users.probe_options import ProbeConfig, clickhouse_request, probe_config, schema_missing_message
+from users.query_files import ProbeQuery
 
 AGENTS = ("Supervisor", "Triage", "Data", "Optimizer")
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -102,6 +107,16 @@ def agent_event_rows(n: int, user_id: str, now: datetime | None = None) -> bytes
     return ("\n".join(lines) + "\n").encode()
 
 
+def query_path(query: ProbeQuery, read_only: bool) -> str:
+    """The HTTP path of a query file's query: ``readonly=1`` for a read (the server refuses any write), its params as
+    ``param_<name>`` (ClickHouse's ``{name:Type}`` query parameters)."""
+    args: dict[str, str] = {"readonly": "1"} if read_only else {}
+    if isinstance(query.params, dict):
+        for key, value in query.params.items():
+            args[f"param_{key}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return "/?" + urlencode(args) if args else "/"
+
+
 def error_text(status: int, body: str | None, error: BaseException | None = None) -> str:
     """A short failure text: ClickHouse's own message (first line, 200 chars) or the network error."""
     if error is not None and not status:
@@ -134,7 +149,10 @@ class ClickHouseProbeUser(FastHttpUser):
         self._schema_ok()
 
     def _schema_ok(self) -> bool:
-        """Whether inserts and queries may run; checks (once per process) until the check itself succeeds."""
+        """Whether inserts and queries may run; checks (once per process) until the check itself succeeds. Always
+        with ``--clickhouse-queries`` (its statements need none of the bundled backend's tables)."""
+        if self.cfg.clickhouse_query_file is not None:
+            return True
         if self._schema is None:
             try:
                 self._schema = not schema_gate(self.cfg, self.environment)
@@ -159,8 +177,22 @@ class ClickHouseProbeUser(FastHttpUser):
                 resp.success()
         return lines
 
+    def run_query_file_query(self) -> None:
+        """One query of ``--clickhouse-queries`` drawn by weight (sample ``CH query <name>``; reads only, with
+        ``readonly=1``, under ``--probe-read-only``); a failure carries ClickHouse's message."""
+        qf = self.cfg.clickhouse_query_file
+        query = qf.pick(read_only=self.cfg.probe_read_only) if qf is not None else None
+        if query is None:
+            return
+        read_only = self.cfg.probe_read_only or not query.write
+        self._post(query_path(query, read_only), query.metric_name, query.sql.encode())
+
     @task(3)
     def insert_batch(self) -> None:
+        """A batch of agent-event rows (``CH insert``); with ``--clickhouse-queries``, one query of the file."""
+        if self.cfg.clickhouse_query_file is not None:
+            self.run_query_file_query()
+            return
         if self.cfg.probe_read_only:
             skip_write_task()
         if not self._schema_ok():
@@ -170,6 +202,10 @@ class ClickHouseProbeUser(FastHttpUser):
 
     @task(1)
     def analytics_queries(self) -> None:
+        """The bundled backend's analytics queries; with ``--clickhouse-queries``, one query of the file."""
+        if self.cfg.clickhouse_query_file is not None:
+            self.run_query_file_query()
+            return
         if not self._schema_ok():
             return
         for name, sql in ch_queries(self.cfg.clickhouse_database).items():

@@ -1,10 +1,11 @@
-"""HealthCheckUser: the target's ``/health`` and ``/health/ready``, plus the per-tier latencies ``/health/ready`` reports.
+"""HealthCheckUser: the target's health endpoints, plus the per-tier latencies a readiness body reports.
 
-Samples (request_type ``HTTP``): ``/health``, ``/health/ready`` (a 503 "degraded" answer is a failure whose text names
-the failing tiers), and, when the body carries ``{"tiers": {"redis": {"ok", "latency_ms", "error"}, ...}}`` as the
-reference backend's does, one sample per tier: ``ready:redis``, ``ready:postgres``, ``ready:clickhouse`` with the
-latency the server measured (failed when ``ok`` is false). A real server's static body (``{"status": "ok"}``, plain
-text) simply yields no tier samples.
+Samples (request_type ``HTTP``): one per path of ``--health-paths`` (default ``/health``, ``/health/ready``), polled in
+turn, each its own metric ``HTTP <path>`` (a 503 "degraded" answer is a failure whose text names the failing tiers),
+and, when a body carries ``{"tiers": {"redis": {"ok", "latency_ms", "error"}, ...}}`` as the reference backend's
+``/health/ready`` does, one sample per tier: ``ready:redis``, ``ready:postgres``, ``ready:clickhouse`` with the latency
+the server measured (failed when ``ok`` is false). A real server's static body (``{"status": "ok"}``, plain text)
+simply yields no tier samples. "Every check under 1 s" is the threshold ``max < 1000`` on ``HTTP /health*``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def tier_readings(body: str | bytes | None) -> list[tuple[str, float, str | None
 
 
 class HealthCheckUser(FastHttpUser):
-    """Polls the target's health endpoints and records the per-tier readiness latencies it reports."""
+    """Polls the target's health endpoints (``--health-paths``) and records the per-tier readiness latencies they
+    report."""
 
     fixed_count = 1
     """One per run by default (``--health-probe-users``)."""
@@ -63,21 +65,26 @@ class HealthCheckUser(FastHttpUser):
         self.connection_timeout = min(self.cfg.health_timeout, 5.0)
         super().__init__(environment)
         self.client.request_event = TypedRequestEvent(environment.events.request, "HTTP")
+        self._turn = 0
 
     def on_start(self) -> None:
-        """A readiness reading (per tier) in every run, whatever the task draw."""
-        self.ready()
+        """One reading of every path (and the tiers a readiness body reports) in every run, whatever its length."""
+        for path in self.cfg.health_paths:
+            self.check(path)
 
-    @task(1)
-    def health(self) -> None:
-        with self.client.get("/health", name="/health", catch_response=True) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code or 'error'}: {getattr(resp, 'error', '') or ''}".strip())
+    @task
+    def poll(self) -> None:
+        """The next path of ``--health-paths``, in turn."""
+        paths = self.cfg.health_paths
+        path = paths[self._turn % len(paths)]
+        self._turn += 1
+        self.check(path)
 
-    @task(2)
-    def ready(self) -> None:
+    def check(self, path: str) -> None:
+        """GET ``path`` (sample ``HTTP <path>``): 200 passes, 503 is "degraded" naming the failing tiers the body
+        reports, anything else fails with the status; then one ``HTTP ready:<tier>`` sample per tier in the body."""
         readings: list[tuple[str, float, str | None]] = []
-        with self.client.get("/health/ready", name="/health/ready", catch_response=True) as resp:
+        with self.client.get(path, name=path, catch_response=True) as resp:
             status = resp.status_code or 0
             try:
                 readings = tier_readings(resp.text)

@@ -19,6 +19,11 @@ table-bound operations do not run at all: their thresholds say "no data" (a requ
 instead of a failure per attempt that would blame PostgreSQL for a schema mismatch. ``--probe-read-only`` runs only
 ``connect``, ``pool acquire``, ``thread history`` (on the probe's own thread id: no rows, same index lookup) and
 ``lock stats``, in sessions with ``default_transaction_read_only`` on, so the server itself refuses any write.
+
+``--pg-queries FILE`` (:mod:`users.query_files`): the file's statements replace the named queries and the contended
+transaction, one drawn by weight per task, sampled as ``PG query <name>``; no schema check, no rows of the probe's
+own. Reads run with ``default_transaction_read_only`` on, a ``write = true`` query with it off (switched per session
+outside the sample); a failure carries the server's SQLSTATE and message.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import random
 import threading
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,8 +48,9 @@ from locust.env import Environment
 from config.errors import SuiteError
 from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
 from sla_checks.gauges import record_gauge
-from users.probe_base import ProbeFailure, SchemaGate, skip_write_task, timed
+from users.probe_base import ProbeFailure, SchemaGate, fire, redact_url, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config, schema_missing_message
+from users.query_files import ProbeQuery
 
 logger = logging.getLogger(__name__)
 
@@ -134,18 +141,51 @@ class BoundedPool(Generic[C]):
             self._close(self._idle.pop())
 
 
+_read_only_sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], bool] = weakref.WeakKeyDictionary()
+"""Whether each probe session has ``default_transaction_read_only`` on (set at connect, switched per query file
+query)."""
+
+
+def sessions_read_only(cfg: ProbeConfig) -> bool:
+    """Whether new probe sessions start read-only: with ``--probe-read-only``, or with a query file (its reads run
+    read-only; a ``write = true`` query switches its session for itself)."""
+    return cfg.probe_read_only or cfg.pg_query_file is not None
+
+
 def connect_pg(cfg: ProbeConfig) -> psycopg.Connection[Any]:
     """A fresh autocommit connection with connect_timeout, statement_timeout and lock_timeout set (nothing hangs)."""
     conn = psycopg.connect(cfg.pg_dsn, autocommit=True, connect_timeout=max(1, round(cfg.pg_connect_timeout)))
     try:
         ms = int(cfg.pg_statement_timeout * 1000)
         conn.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")  # type: ignore[arg-type]
-        if cfg.probe_read_only:  # the server refuses writes and DDL in these sessions, whatever the probe sends
+        read_only = sessions_read_only(cfg)
+        if read_only:  # the server refuses writes and DDL in these sessions, whatever the probe sends
             conn.execute("SET default_transaction_read_only = on")
+        _read_only_sessions[conn] = read_only
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def set_session_read_only(conn: psycopg.Connection[Any], read_only: bool) -> None:
+    """Switch ``default_transaction_read_only`` of a probe session when it differs (one round trip, outside any
+    sample)."""
+    if _read_only_sessions.get(conn) is read_only:
+        return
+    conn.execute("SET default_transaction_read_only = on" if read_only else "SET default_transaction_read_only = off")
+    _read_only_sessions[conn] = read_only
+
+
+def pg_error_text(exc: BaseException, dsn: str) -> str:
+    """A failed query's text: the server's SQLSTATE and primary message (no statement echo, no parameters), else the
+    driver's first line with the DSN's password hidden."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if primary:
+        return f"{diag.sqlstate or type(exc).__name__}: {primary}"[:300]  # type: ignore[union-attr]
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {first.replace(dsn, redact_url(dsn))}"[:300]
 
 
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
@@ -209,7 +249,7 @@ _pools_lock = threading.Lock()
 def shared_pool(cfg: ProbeConfig) -> BoundedPool[psycopg.Connection[Any]]:
     """The process's bounded PG pool for these settings (shared by all PostgresProbeUsers)."""
     key = (cfg.pg_dsn, cfg.pg_pool_size, cfg.pg_pool_timeout, cfg.pg_connect_timeout, cfg.pg_statement_timeout,
-           cfg.probe_read_only)
+           sessions_read_only(cfg))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -281,8 +321,37 @@ class PostgresProbeUser(User):
             meta["response_length"] = len(rows)
         return rows
 
+    def run_query_file_query(self, conn: psycopg.Connection[Any]) -> None:
+        """One query of ``--pg-queries`` drawn by weight (sample ``PG query <name>``; reads only under
+        ``--probe-read-only``); a failure carries the server's message."""
+        qf = self.cfg.pg_query_file
+        query = qf.pick(read_only=self.cfg.probe_read_only) if qf is not None else None
+        if query is None:
+            return
+        self.run_probe_query(conn, query, read_only=self.cfg.probe_read_only or not query.write)
+
+    def run_probe_query(self, conn: psycopg.Connection[Any], query: ProbeQuery, *, read_only: bool = True) -> None:
+        """Run ``query`` in a session with ``default_transaction_read_only`` = ``read_only`` (sample
+        ``PG query <name>``; the switch, when one is needed, is not timed)."""
+        try:
+            set_session_read_only(conn, read_only)
+        except psycopg.Error as exc:
+            fire(self.environment, "PG", query.metric_name, 0.0,
+                 exception=ProbeFailure(pg_error_text(exc, self.cfg.pg_dsn)))
+            return
+        with timed(self.environment, "PG", query.metric_name) as meta:
+            try:
+                cur = conn.execute(query.sql, query.params)  # type: ignore[arg-type]
+                rows = cur.fetchall() if cur.description else []
+            except psycopg.Error as exc:
+                raise ProbeFailure(pg_error_text(exc, self.cfg.pg_dsn)) from None
+            meta["response_length"] = len(rows) if cur.description else max(cur.rowcount, 0)
+
     def _setup(self, conn: psycopg.Connection[Any]) -> bool:
-        """Schema check (once per process), then, unless read-only, this user's thread and the shared rows."""
+        """Schema check (once per process), then, unless read-only, this user's thread and the shared rows; nothing
+        with a query file (its statements need none of the bundled backend's tables)."""
+        if self.cfg.pg_query_file is not None:
+            return True
         try:
             self._schema_missing = schema_gate(conn, self.cfg, self.environment)
             if self._schema_missing:
@@ -325,6 +394,9 @@ class PostgresProbeUser(User):
         with self.lease() as conn:
             if conn is None:
                 return
+            if self.cfg.pg_query_file is not None:
+                self.run_query_file_query(conn)
+                return
             if not self._ready:
                 self._ready = self._setup(conn)
                 if not self._ready:
@@ -337,7 +409,14 @@ class PostgresProbeUser(User):
 
     @task(2)
     def contended_transaction(self) -> None:
-        """A transaction updating a row all probe users share, then COMMIT (sample ``PG commit``) and lock stats."""
+        """A transaction updating a row all probe users share, then COMMIT (sample ``PG commit``) and lock stats; with
+        ``--pg-queries``, one query of the file and lock stats instead."""
+        if self.cfg.pg_query_file is not None:
+            with self.lease() as conn:
+                if conn is not None:
+                    self.run_query_file_query(conn)
+                    self.record_lock_stats(conn)
+            return
         if self.cfg.probe_read_only:
             skip_write_task()
         if self._schema_missing:
@@ -381,7 +460,7 @@ class PostgresProbeUser(User):
 
     def on_stop(self) -> None:
         """Remove this user's own thread (its messages and runs cascade); nothing to remove when it wrote nothing."""
-        if self.cfg.probe_read_only or self._schema_missing or not self._ready:
+        if self.cfg.probe_read_only or self.cfg.pg_query_file is not None or self._schema_missing or not self._ready:
             return
         try:
             conn = self.pool.acquire(timeout=min(self.pool.timeout, 2.0))

@@ -13,6 +13,10 @@ local):
 Two options are read again when the probe users start, so an edit between web-UI runs applies: ``--probe-read-only``
 (reads only; a field of the web UI's start form) and ``--probe-create-schema`` (``auto``: create missing tables only on
 a loopback tier, i.e. the bundled backend's services; ``on``; ``off``).
+
+Also here: ``--pg-queries`` / ``--clickhouse-queries`` (query files, loaded and checked by :mod:`users.query_files`
+when the settings are built; a ``write = true`` query under ``--probe-read-only`` is refused at init),
+``--health-paths`` and ``--tier-gauges-interval`` (:mod:`users.tier_gauges`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -39,6 +43,7 @@ from config.validate import bounded
 from contract.schema import CH_DATABASE, CLICKHOUSE_URL, PG_DSN, REDIS_URL
 from sla_checks.state import state_of
 from users.probe_base import ProbeFailure, redact_url
+from users.query_files import QueryFile, QueryFileError, load_query_file, refuse_writes
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,8 @@ TIER_USER_CLASS: dict[str, str] = {
     "health": "HealthCheckUser",
 }
 DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
+DEFAULT_HEALTH_PATHS: tuple[str, ...] = ("/health", "/health/ready")
+MAX_HEALTH_PATHS = 20
 CREATE_SCHEMA_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema", "redis_connect_weight")
 """Fields re-read from ``parsed_options`` when a probe user starts (web-UI edits apply to the next run)."""
@@ -112,6 +119,33 @@ def derive_health_url(host: str | None) -> str:
         return DEFAULT_HEALTH_URL
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((scheme, netloc, "", "", ""))
+
+
+def parse_health_paths(text: str) -> tuple[str, ...]:
+    """``"/health,/health/ready"`` → ``("/health", "/health/ready")``; each path starts with ``/``, no blanks inside,
+    no repeats."""
+    paths = tuple(p.strip() for p in str(text).split(",") if p.strip())
+    fix = "give comma-separated paths starting with '/', e.g. /health,/health/ready (the default)"
+    if not paths:
+        raise ProbeConfigError(f"--health-paths {text!r} names no path; {fix}")
+    bad = [p for p in paths if not p.startswith("/") or any(c.isspace() or ord(c) < 32 for c in p)]
+    if bad:
+        raise ProbeConfigError(f"--health-paths {text!r}: {bad[0]!r} is not a path; {fix}")
+    if len(set(paths)) != len(paths):
+        twice = next(p for p in paths if paths.count(p) > 1)
+        raise ProbeConfigError(f"--health-paths {text!r} names {twice!r} twice; {fix}")
+    if len(paths) > MAX_HEALTH_PATHS:
+        raise ProbeConfigError(f"--health-paths {text!r} names {len(paths)} paths, at most {MAX_HEALTH_PATHS}")
+    return paths
+
+
+def _load_queries(option: str, path: str, dialect: Any) -> QueryFile | None:
+    if not path:
+        return None
+    try:
+        return load_query_file(path, option, dialect)
+    except QueryFileError as exc:
+        raise ProbeConfigError(str(exc)) from None
 
 
 def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
@@ -193,12 +227,29 @@ class ProbeConfig:
     clickhouse_timeout: float = 15.0
     clickhouse_probe_users: int = 1
     health_url: str = DEFAULT_HEALTH_URL
+    health_paths: tuple[str, ...] = DEFAULT_HEALTH_PATHS
     health_timeout: float = 10.0
     health_probe_users: int = 1
     probe_read_only: bool = False
     probe_create_schema: str = "auto"
+    pg_queries: str = ""
+    """Path of the PG probe's query file (``--pg-queries``); '' = the bundled backend's statements."""
+    clickhouse_queries: str = ""
+    """Path of the ClickHouse probe's query file (``--clickhouse-queries``); '' = the bundled backend's query."""
+    tier_gauges_interval: float = 5.0
+    """Seconds between server-side tier gauge readings on the master (0 = off)."""
+    pg_query_file: QueryFile | None = field(default=None, init=False, compare=False, repr=False)
+    """``pg_queries`` loaded and checked (None without a file)."""
+    clickhouse_query_file: QueryFile | None = field(default=None, init=False, compare=False, repr=False)
+    """``clickhouse_queries`` loaded and checked (None without a file)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.health_paths, str):
+            self.health_paths = parse_health_paths(self.health_paths)
+        bounded("--tier-gauges-interval", self.tier_gauges_interval, low=0, high=3600, unit="seconds",
+                hint="0 = off, default 5", error=ProbeConfigError)
+        self.pg_query_file = _load_queries("--pg-queries", self.pg_queries, "pg")
+        self.clickhouse_query_file = _load_queries("--clickhouse-queries", self.clickhouse_queries, "ch")
         self.probe_create_schema = str(self.probe_create_schema).strip().lower()
         if self.probe_create_schema not in CREATE_SCHEMA_CHOICES:
             raise ProbeConfigError(
@@ -220,6 +271,8 @@ class ProbeConfig:
         _check_url("--clickhouse-url", self.clickhouse_url, ("http", "https"))
         _check_url("--health-url", self.health_url, ("http", "https"))
         for f in fields(self):
+            if not f.init:
+                continue
             option = "--" + f.name.replace("_", "-")
             if f.name.endswith("_timeout"):
                 bounded(option, getattr(self, f.name), low=0, high=3600, low_open=True, unit="seconds",
@@ -234,7 +287,7 @@ class ProbeConfig:
         """Build from Locust's ``parsed_options`` (attributes missing there keep their defaults)."""
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "probes":
+            if f.name == "probes" or not f.init:
                 continue
             value = getattr(options, f.name, None)
             if value is not None and value != "":
@@ -254,6 +307,18 @@ class ProbeConfig:
         local = (pg_dsn_is_loopback(self.pg_dsn) if tier == "pg"
                  else is_loopback_host(urlsplit(self.clickhouse_url).hostname))
         return local, f"--probe-create-schema is auto and {tier} is {'' if local else 'not '}on loopback"
+
+    def refuse_read_only_writes(self) -> None:
+        """With ``--probe-read-only``: raise :class:`ProbeConfigError` naming the first query of a query file
+        declared ``write = true`` (checked at start; the web UI's later switch only skips such queries)."""
+        if not self.probe_read_only:
+            return
+        for qf in (self.pg_query_file, self.clickhouse_query_file):
+            if qf is not None:
+                try:
+                    refuse_writes(qf)
+                except QueryFileError as exc:
+                    raise ProbeConfigError(str(exc)) from None
 
     def users_for(self, tier: str) -> int:
         """How many probe users of ``tier`` run (0 when switched off)."""
@@ -352,6 +417,9 @@ def _add_options(parser: Any) -> None:
         help="ClickHouseProbeUser instances (fixed count; 0 = off)")
     add("--health-url", type=str, default="",
         help=f"Target's HTTP base URL for /health (default: --host with ws→http, else {DEFAULT_HEALTH_URL})")
+    add("--health-paths", type=str, default=",".join(DEFAULT_HEALTH_PATHS),
+        help="Paths HealthCheckUser polls in turn, comma-separated (each its own 'HTTP <path>' metric; a JSON body "
+             "with per-tier readings also gives 'HTTP ready:<tier>'); the first one is the start-up check's")
     add("--health-timeout", type=float, default=_DEFAULTS.health_timeout,
         help="Health check HTTP timeout in seconds")
     add("--health-probe-users", type=int, default=_DEFAULTS.health_probe_users,
@@ -360,6 +428,16 @@ def _add_options(parser: Any) -> None:
     add("--probe-read-only", action="store_true", default=_DEFAULTS.probe_read_only, web_ui=True,
         help="Probes only read: Redis GET/MGET/INFO, PG SELECTs in read-only sessions, ClickHouse SELECTs; no "
              "INSERT/UPDATE/SET/DEL and no DDL (their thresholds report 'no data')")
+    add("--pg-queries", type=str, default="", metavar="FILE",
+        help="TOML file of PostgresProbeUser's statements, one [queries.NAME] table each (sql, optional params, "
+             "weight, write), sampled as 'PG query NAME', instead of the bundled backend's (docs/probes.md)")
+    add("--clickhouse-queries", type=str, default="", metavar="FILE",
+        help="TOML file of ClickHouseProbeUser's statements, one [queries.NAME] table each, sampled as "
+             "'CH query NAME', instead of the bundled backend's insert and query (docs/probes.md)")
+    add("--tier-gauges-interval", type=float, default=_DEFAULTS.tier_gauges_interval,
+        help="Seconds between the master's server-side readings of the probed tiers (Redis INFO, pg_stat_activity, "
+             "pg_stat_database, pg_locks, ClickHouse system.metrics/events, the target's /health payload), "
+             "recorded as gauges; 0 = off")
     add("--probe-create-schema", type=str, choices=CREATE_SCHEMA_CHOICES, default=_DEFAULTS.probe_create_schema,
         help="Create the backend's tables (PG) / database and table (ClickHouse) when missing: auto = only when "
              "that tier is on loopback (the bundled backend), on, off. Without it a missing table stops the "
@@ -416,9 +494,10 @@ def check_clickhouse(cfg: ProbeConfig) -> None:
 
 
 def check_health(cfg: ProbeConfig) -> None:
-    with urllib.request.urlopen(cfg.health_url.rstrip("/") + "/health", timeout=min(cfg.health_timeout, 5.0)) as r:
+    path = cfg.health_paths[0]
+    with urllib.request.urlopen(cfg.health_url.rstrip("/") + path, timeout=min(cfg.health_timeout, 5.0)) as r:
         if r.status != 200:
-            raise ProbeFailure(f"GET /health answered {r.status}")
+            raise ProbeFailure(f"GET {path} answered {r.status}")
 
 
 _CHECKS = {"redis": check_redis, "pg": check_pg, "clickhouse": check_clickhouse, "health": check_health}
@@ -512,6 +591,10 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         exit_usage(exc, prefix="Bad probe option", logger=logger)
     state_of(environment).probe_config = cfg
     tiers = selected_probe_tiers(environment, cfg)
+    try:
+        cfg.refuse_read_only_writes()
+    except ProbeConfigError as exc:
+        exit_usage(exc, prefix="Bad probe option", logger=logger)
     try:
         apply_user_counts(environment, cfg)
     except ProbeConfigError as exc:

@@ -20,9 +20,9 @@ from users.resources import ResourceMonitor, local_target_pid
 pytestmark = pytest.mark.timeout(60)
 
 
-def _user(health_url: str) -> tuple[HealthCheckUser, list[dict]]:
+def _user(health_url: str, **cfg: object) -> tuple[HealthCheckUser, list[dict]]:
     env = Environment(user_classes=[HealthCheckUser], host="ws://127.0.0.1:1/ws")
-    state_of(env).probe_config = ProbeConfig(health_url=health_url, health_timeout=5.0)
+    state_of(env).probe_config = ProbeConfig(health_url=health_url, health_timeout=5.0, **cfg)  # type: ignore[arg-type]
     samples: list[dict] = []
     env.events.request.add_listener(lambda **kw: samples.append(kw))
     return HealthCheckUser(env), samples
@@ -30,10 +30,10 @@ def _user(health_url: str) -> tuple[HealthCheckUser, list[dict]]:
 
 def test_health_probe_reference_backend_records_paths_and_tiers(backend) -> None:
     user, samples = _user(backend.http_url)
-    user.health()
+    user.check("/health")
     for _attempt in range(5):  # the services are shared by the team: wait out someone else's short fault
         del samples[1:]
-        user.ready()
+        user.check("/health/ready")
         if all(s["exception"] is None for s in samples):
             break
         gevent.sleep(1.0)
@@ -64,8 +64,8 @@ def test_health_probe_static_body_gives_no_tier_samples() -> None:
     t.start()
     try:
         user, samples = _user(f"http://127.0.0.1:{server.server_address[1]}")
-        user.ready()
-        user.health()
+        user.check("/health/ready")
+        user.check("/health")
     finally:
         server.shutdown()
         server.server_close()
@@ -75,17 +75,31 @@ def test_health_probe_static_body_gives_no_tier_samples() -> None:
 
 def test_health_probe_unreachable_target_fails_fast() -> None:
     user, samples = _user("http://127.0.0.1:1")
-    user.ready()
+    user.check("/health/ready")
     assert [s["name"] for s in samples] == ["/health/ready"] and samples[0]["exception"] is not None
 
 
 @pytest.mark.timeout(90)
+def test_health_paths_option_polls_each_path_in_turn_under_its_own_name(backend) -> None:
+    user, samples = _user(backend.http_url, health_paths="/health/live,/health/ready,/no-such-path")
+    user.on_start()  # one reading of every path
+    for _ in range(6):
+        user.poll()
+    names = [s["name"] for s in samples if not s["name"].startswith("ready:")]
+    assert names == ["/health/live", "/health/ready", "/no-such-path"] * 3, names
+    by = {s["name"]: s for s in samples}
+    assert by["/health/live"]["exception"] is None
+    assert "HTTP 404" in str(by["/no-such-path"]["exception"])
+    assert {"ready:redis", "ready:postgres", "ready:clickhouse"} <= set(by)  # from /health/ready's body only
+    assert "/health" not in by
+
+
 def test_pg_pool_exhaustion_fault_shows_as_ready_postgres_timeout(backend, faults) -> None:
     """pg-pool-exhaustion holds the *backend's* pool: the probe sees it through /health/ready, whose postgres check
     must acquire from that pool (``ready:postgres`` fails with the backend's pool-acquire timeout)."""
     user, samples = _user(backend.http_url)
     faults.apply("pg-pool-exhaustion", for_s=4)
-    user.ready()
+    user.check("/health/ready")
     by = {s["name"]: s for s in samples}
     print(f"under pg-pool-exhaustion: /health/ready -> {by['/health/ready']['exception']}; "
           f"ready:postgres {by['ready:postgres']['response_time']:.0f} ms: {by['ready:postgres']['exception']}")

@@ -28,7 +28,7 @@ from sla_checks.state import state_of
 from users import clickhouse_probe, postgres_probe
 from users.clickhouse_probe import ClickHouseProbeUser
 from users.postgres_probe import PostgresProbeUser, connect_pg
-from users.probe_options import ProbeConfig, clickhouse_request
+from users.probe_options import ProbeConfig, clickhouse_request, probe_config
 from users.redis_probe import RedisProbeUser
 from users.redis_probe import close_pools as close_redis_pools
 
@@ -180,7 +180,7 @@ def test_pg_read_only_writes_no_row_and_reads_history(pg_schema: str) -> None:
     names = _names(samples, "PG")
     assert names.count("thread history") == 2 and not set(names) & set(WRITES_PG), names
     assert all(s["exception"] is None for s in samples), [(s["name"], s["exception"]) for s in samples]
-    with connect_pg(env.probe_config) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # type: ignore[attr-defined]
+    with connect_pg(probe_config(env)) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.execute("DELETE FROM threads")  # the probe's sessions themselves refuse writes
 
 
