@@ -67,10 +67,14 @@ class PlannedFault:
     for_s: float
     spec: FaultSpec
 
+    def detail(self) -> str:
+        """Its intensity and parameters: ``2500 ms``, ``table=messages`` (empty without any)."""
+        ms = [f"{self.spec.ms} ms"] if self.spec.ms is not None else []
+        return " ".join(ms + [f"{k}={v}" for k, v in self.spec.params])
+
     def describe(self) -> str:
-        ms = f" {self.spec.ms} ms" if self.spec.ms is not None else ""
-        params = "".join(f" {k}={v}" for k, v in self.spec.params)
-        return f"{self.spec.kind}{ms}{params} at +{self.at_s:.1f} s for {self.for_s:.1f} s"
+        detail = f" {self.detail()}" if self.detail() else ""
+        return f"{self.spec.kind}{detail} at +{self.at_s:.1f} s for {self.for_s:.1f} s"
 
 
 def fault_timeline(faults: Sequence[FaultSpec], time_scale: float) -> list[PlannedFault]:
@@ -180,6 +184,9 @@ def check_local_backend(base_url: str, client: FaultsApi | None, timeout: float 
 class FaultScheduler:
     """Applies planned faults on time in a greenlet; :meth:`stop` kills it and clears all faults.
 
+    ``on_applied(planned, at, error)`` is called after each attempt with the wall-clock time it was sent (``at``,
+    unix) and why it failed (``error``, None when applied): the scenario plugin notes each fault in the SLA report.
+
     Usage::
 
         scheduler = FaultScheduler(FaultsClient(url, token), fault_timeline(scenario.faults, scale))
@@ -194,11 +201,15 @@ class FaultScheduler:
         plan: Sequence[PlannedFault],
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = gevent.sleep,
+        on_applied: Callable[[PlannedFault, float, str | None], Any] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.plan = list(plan)
         self._clock = clock
         self._sleep = sleep
+        self._on_applied = on_applied
+        self._wall = wall
         self._greenlet: gevent.Greenlet | None = None
         self.applied: list[tuple[float, PlannedFault, dict[str, Any] | None]] = []
         self.errors: list[str] = []
@@ -216,15 +227,23 @@ class FaultScheduler:
             if delay > 0:
                 self._sleep(delay)
             spec = planned.spec
+            sent_at = self._wall()
+            error: str | None = None
             try:
                 result = self.client.apply(spec.kind, ms=spec.ms, for_s=planned.for_s, **dict(spec.params))
             except Exception as e:  # noqa: BLE001 - a failed fault is logged and recorded, the run goes on
+                error = str(e)
                 self.errors.append(f"{planned.describe()}: {e}")
                 logger.error("Scenario fault %s could not be applied: %s", planned.describe(), e)
                 result = None
             else:
                 logger.info("Scenario fault applied: %s", planned.describe())
             self.applied.append((self._clock() - t0, planned, result))
+            if self._on_applied is not None:
+                try:
+                    self._on_applied(planned, sent_at, error)
+                except Exception:  # noqa: BLE001 - noting it for the report never stops the schedule
+                    logger.exception("Scenario fault %s could not be noted for the report", planned.describe())
 
     def stop(self) -> None:
         """Kill the schedule and clear every fault on the backend (logs, never raises)."""

@@ -48,6 +48,7 @@ from scenarios.compose import Composition, compose
 from scenarios.faults import (
     FaultScheduler,
     FaultTargetError,
+    PlannedFault,
     admin_base_url,
     check_local_backend,
     fault_timeline,
@@ -255,9 +256,20 @@ def _prepare_faults(environment: Environment, state: ScenarioState) -> None:
     client = FaultsClient(base, token) if token else None
     check_local_backend(base, client)
     assert client is not None
-    state.scheduler = FaultScheduler(client, fault_timeline(faults, state.time_scale))
+    state.scheduler = FaultScheduler(
+        client,
+        fault_timeline(faults, state.time_scale),
+        on_applied=lambda planned, at, error: _note_fault(environment, planned, at, error),
+    )
     for planned in state.scheduler.plan:
         logger.info("Scenario %s will inject %s", scenario.name, planned.describe())
+
+
+def _note_fault(environment: Environment, planned: PlannedFault, at: float, error: str | None) -> None:
+    """Hand an applied (or failed) fault to the SLA engine: its kind, start and planned end go into the report."""
+    sla = state_of(environment).sla
+    if sla is not None:
+        sla.record_fault(planned.spec.kind, at, at + planned.for_s, planned.detail(), error)
 
 
 def _number(value: Any, default: float, allow_zero: bool = False) -> float:

@@ -50,7 +50,16 @@ from sla_checks.evaluate import (
 )
 from sla_checks.histogram import Histogram
 
-__all__ = ["Collector", "Store", "Bucket", "Engine", "store_resolution", "in_flight_limit_ms", "MAX_BUCKETS"]
+__all__ = [
+    "Collector",
+    "Store",
+    "Bucket",
+    "Engine",
+    "FaultMark",
+    "store_resolution",
+    "in_flight_limit_ms",
+    "MAX_BUCKETS",
+]
 
 COLLECTOR_RESOLUTION_S = 1.0
 MAX_BUCKETS = 240
@@ -327,6 +336,20 @@ class Window:
         return [r for r in self.results if r.status == FAIL]
 
 
+@dataclass(frozen=True)
+class FaultMark:
+    """A fault injected into the target during the run (``kind`` as the fault API names it), active from ``start``
+    until ``end`` (wall clock; the planned end: the report cuts it at the run's end)."""
+
+    kind: str
+    start: float
+    end: float
+    detail: str = ""
+    """Its intensity and parameters as text (``2500 ms``, ``table=messages``); empty when it has none."""
+    error: str | None = None
+    """Why applying it failed (then it was not active), else None."""
+
+
 @dataclass
 class Abort:
     threshold: str
@@ -367,6 +390,10 @@ class Engine:
         self.workers = 0
         self.lost_workers: set[str] = set()
         self.notes: list[str] = []
+        self.faults: list[FaultMark] = []
+        """Faults injected into the target during the run (:meth:`record_fault`), in the order they were applied."""
+        self.users: list[tuple[float, int]] = []
+        """Users running (all workers) whenever the count changed: ``(unix time, users)`` (:meth:`note_users`)."""
         self.failed_at_stop = 0
         """Chat messages in flight at the stop that had waited past :func:`in_flight_limit_ms`: failed samples."""
         self.in_flight_at_stop = 0
@@ -384,6 +411,17 @@ class Engine:
     def stop(self, now: float) -> None:
         if self.ended_at is None:
             self.ended_at = now
+
+    def record_fault(self, fault: FaultMark) -> None:
+        """Note a fault injected into the target (the report lists it and shades its span on every time chart)."""
+        self.faults.append(fault)
+
+    def note_users(self, now: float, users: int) -> None:
+        """Note the users running at ``now`` (kept when the count changed: a step series)."""
+        if not self.users or self.users[-1][1] != users:
+            self.users.append((now, int(users)))
+            if len(self.users) > MAX_GAUGE_POINTS:
+                del self.users[1::2]  # halve a long ramp's density, keep its span
 
     def flush_local(self) -> None:
         """Move this process's own samples into the store (master / local runner)."""

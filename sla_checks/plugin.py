@@ -59,10 +59,11 @@ from config.errors import exit_usage
 from config.options import add_option
 from config.validate import bounded
 from sla_checks.baseline import Baseline, BaselineError, Gate, load_baseline
-from sla_checks.engine import Engine
+from sla_checks.engine import Engine, FaultMark
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
 from sla_checks.formatting import format_value
 from sla_checks.load_watch import LoadWatch
+from sla_checks.locust_html import add_summary_to_file, relative_link
 from sla_checks.profiles import ConfigError, Profile, load_profile, parse_duration
 from sla_checks.prometheus_server import PrometheusExporter, serve_prometheus
 from sla_checks.report import build_report, render_terminal, write_reports
@@ -343,6 +344,8 @@ class SlaPlugin:
             engine.store.add(start, bucket)
         engine.store.gauges = old.store.gauges
         engine.store.counts = old.store.counts
+        engine.faults = list(old.faults)
+        engine.users = list(old.users)
         if hasattr(old, "peak_users"):
             engine.peak_users = old.peak_users
         return engine
@@ -406,6 +409,22 @@ class SlaPlugin:
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         self.engine.collector.record_gauge(name, value, timestamp)
 
+    def record_fault(self, kind: str, start: float, end: float, detail: str = "", error: str | None = None) -> None:
+        """Note a fault injected into the target from ``start`` to ``end`` (unix times; ``error``: it could not be
+        applied): the report lists it and shades its span on every time chart."""
+        self.engine.record_fault(FaultMark(kind, start, end, detail, error))
+
+    def _locust_html(self) -> str | None:
+        """Locust's own ``--html`` report of this run when Locust wrote it during the run (it does right before
+        ``quitting``; not after a SIGTERM), else None."""
+        path = _opt(self.environment.parsed_options, "html_file", None)
+        if not path or not isinstance(path, str) or not os.path.isfile(path):
+            return None
+        started = self.engine.started_at
+        if started is not None and os.path.getmtime(path) < started - 1.0:
+            return None  # a report of an earlier run under the same name
+        return path
+
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         payload = self.engine.collector.drain()
         if payload:
@@ -435,6 +454,7 @@ class SlaPlugin:
         """A test starts: no user has run in it yet."""
         self.peak_users = 0
         self.engine.peak_users = 0
+        self.engine.note_users(time.time(), 0)
 
     def note_users(self, user_count: int | None = None, **_kw: Any) -> None:
         """Raise the peak user count to the users running now (a master's runner sums its workers' reports)."""
@@ -443,6 +463,7 @@ class SlaPlugin:
             return
         self.peak_users = max(self.peak_users, int(runner.user_count or 0), int(user_count or 0))
         self.engine.peak_users = self.peak_users
+        self.engine.note_users(time.time(), int(runner.user_count or 0))
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         self.note_users()
@@ -509,6 +530,8 @@ class SlaPlugin:
             self.engine = self._new_engine()
             if hasattr(old, "peak_users"):
                 self.engine.peak_users = self.peak_users
+            # a fault of this test's schedule may have been noted a moment before this listener ran
+            self.engine.faults = [f for f in old.faults if f.start >= time.time() - 1.0]
         self._failing.clear()
         self.last_results = []
         self.final_report = None
@@ -683,9 +706,14 @@ class SlaPlugin:
                 float(environment.stop_timeout or 0.0),
             )
         console.info("\n%s\n", render_terminal(report))
+        locust_html = self._locust_html()
+        if locust_html and self.report_paths[2]:
+            report["locust_report"] = relative_link(locust_html, self.report_paths[2])
         written = write_reports(report, *self.report_paths)
         for path in written:
             logger.info("SLA report written: %s", path)
+        if locust_html and add_summary_to_file(locust_html, report, sla_html_path=self.report_paths[2]):
+            logger.info("SLA summary added to Locust's HTML report %s", locust_html)
         if report["verdict"] in (FAIL, INCONCLUSIVE):
             environment.process_exit_code = report["exit_code"]
         logger.info("SLA verdict: %s (exit code %s)", report["verdict"].upper(), report["exit_code"])

@@ -57,6 +57,8 @@ Schema ``ws-agent-loadtest/sla-report/1``::
           "description": str,
           "status": "pass" | "fail" | "no data",
           "value": float|null, "unit": "ms"|"%"|"rps"|"ratio"|"count",
+          "limit": float,                       # the expression's right-hand side in the value's unit (2000,
+                                                # 95 for within(..) >= 95%, 0.01 for fail_ratio < 0.01)
           "samples": int, "abort_on_fail": bool, "required": bool,
           "failed_windows": [int],              # window indexes where it failed (windows_judged only)
           "source": str,                        # "ci.toml: thresholds.\"WS agent_completed\"[0]"
@@ -103,6 +105,31 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                            "arrival_rate": float|null, "generator_lag_p95_ms": float|null,  # open model
                            "caps": bool}}],     # true: the load, not the backend, kept the rate under its limit
       "gauges": {"locust:cpu_percent": [[unix_ts, value], ...]},
+      "timeline": null | {                      # the run as <= 120 points in time (null: no sample yet); all
+                                                # samples, the warm-up's too
+          "t0": unix,                           # the test start
+          "step_s": float,                      # each point's span: store buckets (2 s) grouped to <= 120 points
+          "t": [s],                             # each point's middle, seconds from t0 (its span cut to the run)
+          "requests_per_s": [float], "failures_per_s": [float],  # all metrics' samples / failures per second
+          "users": [int|null],                  # most users running during the point (all workers)
+          "latency": null | {"metric": "WS agent_completed",  # the chat reply (else the first WS/FLOW metric)
+                             "count": [int], "p50": [ms|null], "p95": [ms|null], "p99": [ms|null]},
+          "thresholds": [{"metric": str, "expression": str,  # in the order of "thresholds" above
+                          "values": [float|null]}]},  # the threshold judged on the point's samples alone
+                                                # (null: its metric had no sample in the point)
+      "distribution": null | {                  # judged samples of timeline.latency's metric per bin
+          "metric": str, "count": int,
+          "edges_ms": [ms],                     # whole ms, log-spaced; every latency limit below is an edge
+          "counts": [int],                      # counts[i]: samples in (edges_ms[i], edges_ms[i+1]] (exact)
+          "percentiles": {"p50": ms, "p95": ms, "p99": ms},
+          "limits": [{"expression": "p(95) < 2000", "ms": 2000, "status": "fail"}]},  # its latency limits:
+                                                # upper-bound p(..)/avg/med/max/min and within(T)'s T
+      "faults": [{"kind": "agent-slow", "detail": "2500 ms",  # faults injected into the target (scenario
+                  "start": ISO, "end": ISO, "start_ts": unix, "end_ts": unix,  # --inject-faults): sent at
+                  "start_s": s, "end_s": s,     # start, planned end cut at the run's end; _s: from the start
+                  "error": str|null}],          # why it could not be applied (then it was not active)
+      "locust_report": str|null,                # Locust's own --html report of the run, relative to the
+                                                # --sla-report-html file (null: none written, e.g. SIGTERM)
       "judged_duration_s": float,               # the span the verdict covers (the run less the warm-up): the
                                                 # denominator of the threshold statistic rps
       "histograms": null | {"<metric>": {"h": {"b": [[bucket ms, count], ...], "n": int, "s": sum ms,
@@ -149,6 +176,7 @@ from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, T
 from sla_checks.formatting import format_count, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import OfferedLoad
+from sla_checks.timeline import build_timeline, fault_rows, latency_distribution
 
 __all__ = [
     "SCHEMA",
@@ -216,6 +244,7 @@ def _threshold_row(r: ThresholdResult, engine: Engine) -> dict[str, Any]:
         "status": r.status,
         "value": _num(r.value),
         "unit": s.expression.unit,
+        "limit": _num(s.expression.limit, 6),
         "samples": r.samples,
         "abort_on_fail": s.abort_on_fail,
         "required": s.required,
@@ -418,6 +447,10 @@ def build_report(
         "judged_duration_s": _num(duration),
         "histograms": {k: m.to_dict() for k, m in sorted(total.metrics.items()) if m.count} if finished else None,
         "regression": regression,
+        "timeline": build_timeline(engine, now, results),
+        "distribution": latency_distribution(engine, results),
+        "faults": fault_rows(engine, now),
+        "locust_report": None,
     }
 
 

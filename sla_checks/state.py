@@ -32,8 +32,8 @@ __all__ = ["ArrivalShareTaker", "SlaPluginLike", "SuiteState", "state_of"]
 
 class SlaPluginLike(Protocol):
     """The SLA plugin (:class:`sla_checks.plugin.SlaPlugin`) as the other plugins use it: producers hand it counts,
-    in-flight messages and gauges; the scenario plugin hands it the composed profile and the report's scenario
-    block."""
+    in-flight messages and gauges; the scenario plugin hands it the composed profile, the report's scenario block
+    and the faults it injected."""
 
     scenario: dict[str, Any] | None
 
@@ -41,6 +41,10 @@ class SlaPluginLike(Protocol):
     def engine(self) -> Engine: ...
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None: ...
+
+    def record_fault(
+        self, kind: str, start: float, end: float, detail: str = "", error: str | None = None
+    ) -> None: ...
 
     def reconfigure(self, profile: Profile | None, window_s: float | None = None) -> None: ...
 

@@ -14,7 +14,11 @@ in the JSON report schema (docs/report-schema.md). Without the engine the tab sa
 Routes (under ``--web-base-path`` when set, behind ``--web-login`` when enabled):
 
 - ``GET /sla/status``: the live snapshot as JSON (non-finite numbers as null);
-- ``GET /sla/report``: the snapshot rendered by :mod:`sla_checks.report_html` (``?download=1`` to save it).
+- ``GET /sla/report``: the snapshot rendered by :mod:`sla_checks.report_html` (``?download=1`` to save it);
+- ``GET /stats/report`` (Locust's own HTML report): the SLA summary is added on top (:mod:`sla_checks.locust_html`).
+
+The SLA tab's trend column shows each threshold's value per time point of the report's ``timeline`` as a text
+sparkline (failing rows first, as in the HTML report); the attribution tab has one row per metric.
 
 Only the master or a local runner with a web UI registers anything; workers and ``--headless`` runs are skipped.
 
@@ -44,6 +48,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from sla_checks.formatting import format_count, format_ms, format_value
+from sla_checks.locust_html import inject_summary
 from sla_checks.report_html import render
 from sla_checks.state import state_of
 
@@ -57,6 +62,7 @@ __all__ = [
     "live_snapshot",
     "register_web_ui",
     "threshold_rows",
+    "trend_text",
     "verdict_text",
 ]
 
@@ -79,6 +85,7 @@ _TABLES = [
             {"key": "description", "title": "Description"},
             {"key": "flags", "title": "Flags"},
             {"key": "windows", "title": "Failed windows"},
+            {"key": "trend", "title": "Over time (per point, ! past the limit)"},
         ],
     },
     {
@@ -92,10 +99,14 @@ _TABLES = [
     },
 ]
 _LINKS = [
+    {"href": "./sla/report", "title": "SLA report with charts (live snapshot)"},
     {"href": "./sla/report?download=1", "title": "Download SLA HTML report (live snapshot)"},
     {"href": "./sla/status", "title": "SLA live status (JSON)"},
 ]
 _STATUS_TEXT = {"pass": "✔ pass", "fail": "✘ FAIL", "no data": "– no data"}
+_SPARKS = "▁▂▃▄▅▆▇█"
+#: Points of a threshold's time series shown in the tab's trend column (the latest ones).
+TREND_POINTS = 24
 #: Minimum seconds between two snapshots taken for the polled ``/stats/requests`` (one browser polls every 2 s).
 _SNAPSHOT_MIN_INTERVAL_S = 1.0
 #: Runner states in which Locust's page keeps polling ``/stats/requests``.
@@ -154,6 +165,51 @@ def _failing(item: Mapping[str, Any]) -> bool:
     return item.get("status") == "fail" or bool(item.get("failed_windows"))
 
 
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def trend_text(values: Any, limit: Any, op: str = "") -> str:
+    """The latest :data:`TREND_POINTS` values of a threshold as a text sparkline (one block per time point, ``·``
+    without samples), scaled from 0 to the larger of the values and the limit; a point past the limit is followed
+    by ``!`` when ``op`` says which side is bad (``<``/``<=``: above it, ``>``/``>=``: below it)."""
+    points = [_finite(v) for v in (values if isinstance(values, list) else [])][-TREND_POINTS:]
+    present = [v for v in points if v is not None]
+    if not present:
+        return ""
+    bound = _finite(limit)
+    top = max(present + ([bound] if bound is not None else []))
+    out = []
+    for v in points:
+        if v is None:
+            out.append("·")
+            continue
+        out.append(_SPARKS[min(len(_SPARKS) - 1, int(len(_SPARKS) * v / top))] if top > 0 else _SPARKS[0])
+        if bound is not None and ((op.startswith("<") and v > bound) or (op.startswith(">") and v < bound)):
+            out.append("!")
+    return "".join(out)
+
+
+def _operator(expression: str) -> str:
+    for op in ("<=", ">=", "<", ">", "=="):
+        if f" {op} " in f" {expression} ":
+            return op
+    return ""
+
+
+def _fault_note(snapshot: Mapping[str, Any]) -> str:
+    faults = [f for f in snapshot.get("faults") or [] if isinstance(f, Mapping)]
+    if not faults:
+        return ""
+    return "faults injected: " + "; ".join(
+        f"{f.get('kind')} {f.get('detail') or ''} {_finite(f.get('start_s')) or 0:.0f}–"
+        f"{_finite(f.get('end_s')) or 0:.0f} s".replace("  ", " ")
+        for f in faults
+    )
+
+
 def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> list[dict[str, str]]:
     """Rows of the SLA tab: a verdict row, then one row per threshold (plain strings only)."""
     thresholds = [t for t in (snapshot.get("thresholds") or []) if isinstance(t, Mapping)]
@@ -180,6 +236,8 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
         notes.append("protocol anomalies: " + ", ".join(f"{k} {v}" for k, v in anomalies.items()))
     if snapshot.get("verdict") == "inconclusive" and state != "running":
         notes.extend(str(r) for r in snapshot.get("verdict_reasons") or [])
+    if _fault_note(snapshot):
+        notes.append(_fault_note(snapshot))
     if snapshot.get("note"):
         notes.append(str(snapshot["note"]))
     rows = [
@@ -194,11 +252,17 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
             "description": "; ".join(notes),
             "flags": "",
             "windows": "",
+            "trend": "",
         }
     ]
+    timeline = snapshot.get("timeline")
+    series = timeline.get("thresholds") if isinstance(timeline, Mapping) else None
+    series = series if isinstance(series, list) else []
     # failing rows first (a failing threshold, or one that failed in a window), each group in report order
     order = sorted(enumerate(thresholds, start=1), key=lambda pair: not _failing(pair[1]))
     for position, item in order:
+        points = series[position - 1] if position - 1 < len(series) else None
+        values = points.get("values") if isinstance(points, Mapping) else None
         status = str(item.get("status") or "pending")
         flags = [
             f
@@ -220,32 +284,42 @@ def threshold_rows(snapshot: Mapping[str, Any], now: float | None = None) -> lis
                 "description": str(item.get("description") or ""),
                 "flags": ", ".join(flags),
                 "windows": ", ".join(f"W{w}" for w in windows) if isinstance(windows, list) else "",
+                "trend": trend_text(values, item.get("limit"), _operator(str(item.get("expression") or ""))),
             }
         )
     return rows
 
 
 def attribution_rows(snapshot: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Rows of the SLA attribution tab: one per attributed failing WS/FLOW threshold."""
+    """Rows of the SLA attribution tab: one per metric with attributed failing WS/FLOW thresholds (its failing
+    lines together; the attribution once, not once per line)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in snapshot.get("attribution") or []:
+        if isinstance(entry, Mapping):
+            groups.setdefault(str(entry.get("metric") or ""), []).append(entry)
     rows = []
-    for position, entry in enumerate(snapshot.get("attribution") or [], start=1):
-        if not isinstance(entry, Mapping):
-            continue
+    for position, (metric, entries) in enumerate(groups.items(), start=1):
+        first = entries[0]
         tiers = []
-        for tier in entry.get("tiers") or []:
+        for tier in first.get("tiers") or []:
             if not isinstance(tier, Mapping):
                 continue
             state = {True: "within SLA", False: "OVER SLA"}.get(tier.get("within_sla"), "?")  # type: ignore[arg-type]
             tiers.append(
                 f"{tier.get('tier')}: {tier.get('metric')} p95 {format_ms(tier.get('p95'))} ({state})"
             )
+        heads, tail = [], ""
+        for entry in entries:
+            head, sep, rest = str(entry.get("summary") or "").partition(" — ")
+            heads.append(head)
+            tail = tail or (rest if sep else "")
         rows.append(
             {
-                "name": f"{position:04d} {entry.get('metric')} {entry.get('expression')}",
-                "metric": f"{entry.get('metric') or ''} {entry.get('expression') or ''}".strip(),
-                "summary": str(entry.get("summary") or ""),
+                "name": f"{position:04d} {metric}",
+                "metric": f"{metric} " + ", ".join(str(e.get("expression") or "") for e in entries),
+                "summary": "; ".join(heads) + (f" — {tail}" if tail else ""),
                 "tiers": "; ".join(tiers),
-                "stage": str(entry.get("slowest_stage") or "–"),
+                "stage": str(first.get("slowest_stage") or "–"),
             }
         )
     if not rows:
@@ -345,6 +419,22 @@ def register_web_ui(environment: Environment) -> bool:
         return response
 
     app.register_blueprint(blueprint)
+
+    @app.after_request
+    def add_sla_to_locust_report(response: Response) -> Response:
+        """Locust's own HTML report (``/stats/report``) gets the SLA summary and, viewed in the browser, a link to
+        the SLA report with charts."""
+        if request.path != f"{base_path}/stats/report" or response.status_code != 200:
+            return response
+        try:
+            page = response.get_data(as_text=True)
+            link = None if request.args.get("download") else "../sla/report"
+            text = inject_summary(page, snapshot(_SNAPSHOT_MIN_INTERVAL_S), link)
+            if text is not None:
+                response.set_data(text)
+        except Exception:  # never break Locust's own report
+            logger.exception("SLA web UI: could not add the SLA summary to /stats/report")
+        return response
 
     @app.after_request
     def add_sla_extended_stats(response: Response) -> Response:

@@ -8,8 +8,9 @@ from typing import Any
 
 from sla_checks.formatting import finite, format_count, format_time, format_value
 from sla_checks.report_html.markup import as_dict, as_int, as_list, badge, esc, status_class
+from sla_checks.report_html.overtime import failing, threshold_order
 
-__all__ = ["banner", "meta", "notes", "thresholds_table"]
+__all__ = ["banner", "faults_note", "locust_link", "meta", "notes", "thresholds_table"]
 
 
 def banner(report: Mapping[str, Any]) -> str:
@@ -136,11 +137,13 @@ def _pattern_note(item: Mapping[str, Any]) -> str:
 
 
 def thresholds_table(report: Mapping[str, Any]) -> str:
+    """Every threshold, the failing ones first (failed over the run or in a window), each marked ✘."""
     thresholds = [as_dict(t) for t in as_list(report.get("thresholds"))]
     if not thresholds:
         return '<p class="empty">No thresholds in this report.</p>'
     rows = []
-    for item in thresholds:
+    for index in threshold_order(thresholds):
+        item = thresholds[index]
         status = item.get("status") or "unknown"
         klass = status_class(status)
         flags = []
@@ -152,8 +155,13 @@ def thresholds_table(report: Mapping[str, Any]) -> str:
         value = format_value(item.get("value"), item.get("unit"))
         guesses = [str(m) for m in as_list(item.get("did_you_mean"))]
         hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+        mark = ""
+        if failing(item):
+            mark = '<span class="mark" title="failing">✘</span> '
+            if klass != "fail":
+                klass = "fail-windows"
         rows.append(
-            f'<tr class="{klass}"><td>{badge(status)}</td><td title="{esc(item.get("source"))}">'
+            f'<tr class="{klass}" data-index="{index}"><td>{mark}{badge(status)}</td><td title="{esc(item.get("source"))}">'
             f"<code>{esc(item.get('metric'))}</code>{_pattern_note(item)}</td>"
             f'<td><code>{esc(item.get("expression"))}</code></td><td class="num">{esc(value)}</td>'
             f'<td class="num">{esc(format_count(item.get("samples")))}</td><td>{esc(str(item.get("description") or "") + hint)}</td>'
@@ -164,3 +172,36 @@ def thresholds_table(report: Mapping[str, Any]) -> str:
         "<th>Description</th><th>Flags</th><th>Failed windows</th></tr>"
     )
     return f'<table id="thresholds"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def faults_note(report: Mapping[str, Any]) -> str:
+    """The faults injected into the target during the run: kind, parameters, start and end ("" when none)."""
+    faults = [as_dict(f) for f in as_list(report.get("faults"))]
+    if not faults:
+        return ""
+    items = []
+    for fault in faults:
+        start, end = finite(fault.get("start_s")), finite(fault.get("end_s"))
+        when = (
+            f"from {start:,.1f} s to {end:,.1f} s after the start"
+            if start is not None and end is not None
+            else f"{format_time(fault.get('start'))} – {format_time(fault.get('end'))}"
+        )
+        error = f" <b>not applied</b>: {esc(fault.get('error'))}" if fault.get("error") else ""
+        detail = f" {esc(fault.get('detail'))}" if fault.get("detail") else ""
+        items.append(f"<li><code>{esc(fault.get('kind'))}</code>{detail} {esc(when)}{error}</li>")
+    return (
+        f'<div class="note fault" id="faults"><b>Faults injected</b> ({len(faults)}; hatched on every time chart):'
+        f"<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def locust_link(report: Mapping[str, Any]) -> str:
+    """A link to Locust's own HTML report of the same run (``locust_report``, relative), "" without one."""
+    target = report.get("locust_report")
+    if not isinstance(target, str) or not target or "://" in target or target.startswith(("/", "\\")):
+        return ""
+    return (
+        f'<p class="links" id="locust-report-link">Locust\'s own report of this run (requests, failures, charts): '
+        f'<a href="{esc(target)}">{esc(target)}</a></p>'
+    )

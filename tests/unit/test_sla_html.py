@@ -8,8 +8,10 @@ the tests run on it too.
 from __future__ import annotations
 
 import copy
+import html
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +23,10 @@ from sla_checks.attribution import tier_of
 from sla_checks.report_html import main, render, write_html_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sla_report_example.json"
+FAULTED_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sla_report_faulted.json"
+"""A real run's report: ``--scenario smoke --scenario-duration 20 --inject-faults`` against the reference backend
+(agent-slow 2500 ms from 3.3 s to 16.7 s), its ``histograms`` left out; re-record it with
+``tests/e2e/test_sla_report_screenshots.py`` (it writes artifacts/sla-report-faulted.json)."""
 STAGES = (
     "agent_started→agent_thinking",
     "agent_thinking→tool_executing",
@@ -263,6 +269,94 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
+@dataclass
+class SeriesData:
+    t: list[float | None]
+    values: list[float | None]
+    index: int | None
+
+
+@dataclass
+class Chart:
+    """What one SVG chart of the page holds, read from its ``data-*`` attributes."""
+
+    kind: str
+    x0: float | None = None
+    x1: float | None = None
+    series: dict[str, SeriesData] = field(default_factory=dict)
+    spans: list[tuple[str, float, float]] = field(default_factory=list)
+    limits: list[float] = field(default_factory=list)
+    grid: list[float] = field(default_factory=list)
+    bars: list[tuple[str, str, float]] = field(default_factory=list)
+    bins: list[tuple[float, float, int]] = field(default_factory=list)
+    markers: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+def _numbers(text: str | None) -> list[float | None]:
+    return [None if item == "-" else float(item) for item in (text or "").split()]
+
+
+class _ChartReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.charts: dict[str, Chart] = {}
+        self.current: Chart | None = None
+        self.in_text = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        classes = a.get("class", "").split()
+        if tag == "svg" and "chart-svg" in classes:
+            self.current = self.charts[a["id"]] = Chart(
+                a.get("data-kind", ""),
+                float(a["data-x0"]) if "data-x0" in a else None,
+                float(a["data-x1"]) if "data-x1" in a else None,
+            )
+            return
+        chart = self.current
+        if chart is None:
+            return
+        if tag == "g" and "series" in classes:
+            index = a.get("data-index")
+            chart.series[a["data-series"]] = SeriesData(
+                _numbers(a.get("data-t")), _numbers(a.get("data-values")), int(index) if index else None
+            )
+        elif tag == "rect" and "span" in classes:
+            chart.spans.append((classes[1], float(a["data-start"]), float(a["data-end"])))
+        elif tag == "line" and "limit" in classes:
+            chart.limits.append(float(a["data-value"]))
+        elif tag == "line" and "marker" in classes:
+            chart.markers.append(float(a["data-value"]))
+        elif tag == "line" and "wgrid" in classes:
+            chart.grid.append(float(a["data-t"]))
+        elif tag == "rect" and "bar" in classes:
+            chart.bars.append((a["data-row"], a["data-bar"], float(a["data-value"])))
+        elif tag == "rect" and "bin" in classes:
+            chart.bins.append((float(a["data-lo"]), float(a["data-hi"]), int(a["data-count"])))
+        self.in_text = tag == "text"
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        self.in_text = False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self.current = None
+        self.in_text = False
+
+    def handle_data(self, data: str) -> None:
+        if self.current is not None and self.in_text:
+            self.current.texts.append(data)
+
+
+def _charts(page: str) -> dict[str, Chart]:
+    reader = _ChartReader()
+    reader.feed(page)
+    reader.close()
+    return reader.charts
+
+
 def _parse(page: str) -> _Collector:
     collector = _Collector()
     collector.feed(page)
@@ -274,6 +368,8 @@ def _reports() -> list[Any]:
     params = [pytest.param(example_report(), id="synthetic")]
     if FIXTURE.exists():
         params.append(pytest.param(json.loads(FIXTURE.read_text(encoding="utf-8")), id="core-fixture"))
+    if FAULTED_FIXTURE.exists():
+        params.append(pytest.param(json.loads(FAULTED_FIXTURE.read_text(encoding="utf-8")), id="real-faulted-run"))
     return params
 
 
@@ -292,10 +388,10 @@ def test_render_example_is_self_contained(report: dict[str, Any]) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "script" not in tags
     for tag, attrs in parsed.tags:
-        for name in ("src", "href"):
-            assert not attrs.get(name), (
-                f"<{tag} {name}=...> would fetch a resource: the report must open offline"
-            )
+        assert not attrs.get("src"), f"<{tag} src=...> would fetch a resource: the report must open offline"
+        href = attrs.get("href") or ""
+        if href:  # links only: in-page anchors and the sibling Locust report, never a fetched resource
+            assert tag == "a" and "://" not in href and not href.startswith("//"), f"<{tag} href={href!r}>"
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page
     assert "Content-Security-Policy" in page
@@ -334,7 +430,7 @@ def test_render_windows_chart_has_one_point_per_window_and_series(windows: int) 
         "clickhouse (worst p95",
     ):
         assert f'data-series="{label}' in chart
-    assert chart.count('class="band"') == (1 if windows == 1 else 2)
+    assert chart.count('class="span fail"') == (1 if windows == 1 else 2)
     assert 'class="limit"' in chart  # the p(95) < 2000 line
 
 
@@ -343,7 +439,9 @@ def test_render_tier_line_is_worst_p95_of_the_tier() -> None:
     page = render(example_report())
     # window 2 is locked: postgres worst p95 = PG thread history 2900 ms, not HTTP ready:postgres 2500 ms
     assert 'title="PG thread history">2,900 ms</td>' in page
-    assert "postgres (worst p95 of its metrics) · W2 16:02:00: 2,900 ms" in page
+    charts = _charts(page)
+    postgres = charts["chart-windows"].series["postgres (worst p95 of its metrics)"]
+    assert postgres.values[2] == 2900.0
 
 
 @pytest.mark.timeout(30)
@@ -360,7 +458,8 @@ def test_render_stages_in_pipeline_order_with_slowest_marked() -> None:
 def test_render_gauges_chart_cpu_first_with_points() -> None:
     report = example_report()
     page = render(report)
-    assert _points_in(page, "chart-gauge-0") == len(report["gauges"]["locust:cpu_percent"])
+    (values,) = [s.values for s in _charts(page)["chart-gauge-0"].series.values()]
+    assert values == [v for _, v in report["gauges"]["locust:cpu_percent"]]
     assert page.index("locust:cpu_percent") < page.index("redis:used_memory_mb")
 
 
@@ -463,7 +562,8 @@ def test_render_escapes_metric_names_in_windows_stages_and_gauges() -> None:
 def test_render_tolerates_missing_and_malformed_fields(report: dict[str, Any]) -> None:
     page = render(report)
     assert page.rstrip().endswith("</html>")
-    assert "<svg" not in page or 'class="pt"' in page  # no empty charts drawn
+    for chart_id, chart in _charts(page).items():  # no empty charts drawn
+        assert chart.series or chart.bars or chart.bins, chart_id
 
 
 @pytest.mark.timeout(30)
@@ -488,7 +588,7 @@ def test_render_passing_report_has_pass_banner_and_abort_note() -> None:
     page = render(report)
     assert 'class="banner pass"' in page and "SLA PASSED" in page
     assert "Run aborted early" in page and "was 80 ms after 30 s" in page
-    assert "worker lost" not in page and 'class="band"' not in page
+    assert "worker lost" not in page and 'class="span fail"' not in page
 
 
 @pytest.mark.timeout(30)
@@ -578,3 +678,186 @@ def test_render_warns_only_on_sustained_generator_cpu(readings: list[float], war
     report = example_report()
     report["gauges"] = {"locust:cpu_percent": [[1000.0 + 2 * k, v] for k, v in enumerate(readings)]}
     assert ('id="cpu-warning"' in render(report)) is warned
+
+
+# --- every chart's data against the JSON report -----------------------------------------------------------------
+def _json_reports() -> list[Any]:
+    return [
+        pytest.param(json.loads(path.read_text(encoding="utf-8")), id=name)
+        for name, path in (("core-fixture", FIXTURE), ("real-faulted-run", FAULTED_FIXTURE))
+    ]
+
+
+def _same(a: list[float | None], b: list[Any]) -> bool:
+    """Equal as the charts print them (6 significant digits)."""
+    return len(a) == len(b) and all(
+        (x is None and y is None) or (x is not None and y is not None and x == pytest.approx(y, rel=1e-5, abs=1e-9))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_load_and_latency_charts_hold_the_timeline(report: dict[str, Any]) -> None:
+    charts = _charts(render(report))
+    timeline = report["timeline"]
+    load = charts["chart-load"]
+    assert _same(load.series["requests/s"].t, timeline["t"])
+    assert _same(load.series["requests/s"].values, timeline["requests_per_s"])
+    assert _same(load.series["failures/s"].values, timeline["failures_per_s"])
+    assert _same(load.series["users"].values, timeline["users"])
+    latency = charts["chart-latency"]
+    for q in ("p50", "p95", "p99"):
+        assert _same(latency.series[q].values, timeline["latency"][q])
+        assert _same(latency.series[q].t, timeline["t"])
+    assert sorted(latency.limits) == sorted({lim["ms"] for lim in report["distribution"]["limits"]})
+    assert load.x0 <= 0 and load.x1 == pytest.approx(report["duration_s"])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_distribution_chart_holds_the_bins_and_the_limits(report: dict[str, Any]) -> None:
+    chart = _charts(render(report))["chart-distribution"]
+    dist = report["distribution"]
+    edges, counts = dist["edges_ms"], dist["counts"]
+    expected = [(edges[i], edges[i + 1], n) for i, n in enumerate(counts) if n > 0]
+    assert chart.bins == expected
+    assert sum(n for *_, n in chart.bins) == dist["count"]
+    assert sorted(chart.limits) == sorted({lim["ms"] for lim in dist["limits"]})
+    assert chart.markers == pytest.approx([dist["percentiles"][q] for q in ("p50", "p95", "p99")])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_every_threshold_with_samples_is_charted_over_time_or_listed_as_steady(report: dict[str, Any]) -> None:
+    page = render(report)
+    charts = _charts(page)
+    charted: dict[int, SeriesData] = {}
+    limits: dict[int, list[float]] = {}
+    for chart_id, chart in charts.items():
+        if chart_id.startswith("chart-line-"):
+            for series in chart.series.values():
+                assert series.index is not None
+                charted[series.index] = series
+                limits[series.index] = chart.limits
+    steady = re.search(r'<table id=steady-thresholds>.*?</table>', page, re.S)
+    listed = {int(i) for group in re.findall(r'data-threshold="([\d ]+)"', steady.group(0) if steady else "")
+              for i in group.split()}
+    for i, (row, series) in enumerate(zip(report["thresholds"], report["timeline"]["thresholds"], strict=True)):
+        assert (series["metric"], series["expression"]) == (row["metric"], row["expression"])
+        values = series["values"]
+        if all(v is None for v in values):
+            assert i not in charted and i not in listed
+        elif i in charted:
+            assert _same(charted[i].values, values), row
+            assert _same(charted[i].t, report["timeline"]["t"])
+            assert limits[i] == [row["limit"]]
+        else:
+            assert i in listed, f"threshold {i} {row['metric']} {row['expression']} neither charted nor listed"
+            assert len({v for v in values if v is not None}) == 1 and row["status"] != "fail"
+    failing = [i for i, row in enumerate(report["thresholds"]) if row["status"] == "fail"]
+    assert failing and all(i in charted for i in failing)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_faults_are_shaded_on_every_time_chart(report: dict[str, Any]) -> None:
+    assert report["faults"], "the fixture records its injected fault"
+    charts = _charts(render(report))
+    time_charts = {k: c for k, c in charts.items() if c.kind == "time"}
+    assert {"chart-load", "chart-latency", "chart-windows", "chart-gauge-0"} <= set(time_charts)
+    expected = sorted((f["start_s"], f["end_s"]) for f in report["faults"])
+    for chart_id, chart in time_charts.items():
+        shaded = sorted((a, b) for kind, a, b in chart.spans if kind == "fault")
+        assert shaded == expected, chart_id
+    fail_spans = sorted((a, b) for kind, a, b in charts["chart-windows"].spans if kind == "fail")
+    t0 = report["timeline"]["t0"]
+    failed_windows = [w for w in report["windows"] if w["failed"]]
+    assert len(fail_spans) == len(failed_windows)
+    for (a, b), w in zip(fail_spans, failed_windows, strict=True):
+        assert a == pytest.approx(max(w["start_ts"] - t0, charts["chart-windows"].x0), abs=1e-3)
+        assert b == pytest.approx(min(w["end_ts"] - t0, report["duration_s"]), abs=1e-3)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_window_grid_and_points_lie_within_the_run(report: dict[str, Any]) -> None:
+    chart = _charts(render(report))["chart-windows"]
+    t0, end = report["timeline"]["t0"], report["duration_s"]
+    assert chart.x0 <= 0 and chart.x1 == pytest.approx(end)
+    for series in chart.series.values():
+        assert all(chart.x0 <= t <= end for t in series.t if t is not None)
+    if report["windows_judged"]:
+        boundaries = [w["start_ts"] - t0 for w in report["windows"][1:]]
+        assert chart.grid == pytest.approx([b for b in boundaries if 0 < b < end])
+    else:
+        assert chart.grid == []  # display windows are points, not a grid
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_gauges_on_a_time_axis_backend_first_by_relevance(report: dict[str, Any]) -> None:
+    page = render(report)
+    charts = _charts(page)
+    t0 = report["timeline"]["t0"]
+    order = re.findall(r'data-gauge="([^"]+)"', page)
+    first = [g for g in ("target:cpu_percent", "target:rss_mb", "locust:cpu_percent", "locust:rss_mb")
+             if g in report["gauges"]]
+    assert order[: len(first)] == first
+    for i, name in enumerate(order):
+        (series,) = charts[f"chart-gauge-{i}"].series.values()
+        readings = sorted(report["gauges"][name])
+        assert _same(series.t, [ts - t0 for ts, _ in readings])
+        assert _same(series.values, [v for _, v in readings])
+    flat = [n for n, s in report["gauges"].items() if n not in first and len({v for _, v in s}) == 1]
+    for name in flat:
+        assert name not in order and name in page  # listed with its one value, not charted
+    if len(report["gauges"]) - len(flat) > 12:
+        assert len(order) == 12
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_thresholds_table_failing_first_marked_and_attribution_once_per_metric(report: dict[str, Any]) -> None:
+    page = render(report)
+    table = re.search(r'<table id="thresholds">.*?</table>', page, re.S).group(0)
+    indexes = [int(i) for i in re.findall(r'<tr class="[^"]*" data-index="(\d+)"', table)]
+    rows = report["thresholds"]
+    failing = [i for i, t in enumerate(rows) if t["status"] == "fail" or t["failed_windows"]]
+    assert indexes[: len(failing)] == failing and sorted(indexes) == list(range(len(rows)))
+    assert table.count('class="mark"') == len(failing)
+    metrics = {a["metric"] for a in report["attribution"]}
+    assert len(re.findall(r'<div class="attr" data-metric=', page)) == len(metrics) < len(report["attribution"]) + 1
+    block = re.search(r'<div class="attr".*?</div>', page, re.S).group(0)
+    for a in report["attribution"]:
+        assert html.escape(a["expression"]) in block
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("report", _json_reports())
+def test_log_scale_bars_have_an_axis(report: dict[str, Any]) -> None:
+    chart = _charts(render(report))["chart-metrics"]
+    assert {row for row, _, _ in chart.bars} == set(report["metrics"])
+    for row, _, value in chart.bars:
+        assert value == pytest.approx(report["metrics"][row]["p95"])
+    decades = [t for t in chart.texts if re.fullmatch(r"[\d.]+k?", t)]
+    assert len(decades) >= 3 and "ms (log scale)" in chart.texts
+
+
+@pytest.mark.timeout(30)
+def test_render_links_the_locust_report_only_when_relative() -> None:
+    report = example_report()
+    report["locust_report"] = "locust.html"
+    assert '<a href="locust.html">' in render(report)
+    for bad in ("http://evil.example/x.html", "/etc/passwd", "//host/x"):
+        report["locust_report"] = bad
+        assert "locust-report-link" not in render(report)
+
+
+@pytest.mark.timeout(30)
+def test_report_size_stays_within_twice_the_previous_renderer() -> None:
+    """The previous renderer (per-point markers, no time series) gave 70,133 bytes for the core fixture and 88,032
+    for the real faulted run; the charts over time may not double that."""
+    for path, before in ((FIXTURE, 70_133), (FAULTED_FIXTURE, 88_032)):
+        size = len(render(json.loads(path.read_text(encoding="utf-8"))).encode())
+        assert size <= 2 * before, (path.name, size)

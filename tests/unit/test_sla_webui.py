@@ -29,6 +29,7 @@ from sla_checks.webui import (
     live_snapshot,
     register_web_ui,
     threshold_rows,
+    trend_text,
 )
 from tests.unit.test_sla_html import example_report
 
@@ -175,7 +176,11 @@ def test_register_adds_tabs_tables_and_links_once(env: Environment) -> None:
     assert [t["key"] for t in args["extended_tabs"]] == ["other", SLA_TAB_KEY, ATTRIBUTION_TAB_KEY]
     assert "extendedTabs" not in args  # one spelling only: the bundle camel-cases both to the same key
     assert [t["key"] for t in args["extendedTables"]] == [SLA_TAB_KEY, ATTRIBUTION_TAB_KEY]
-    assert [link["href"] for link in args["extendedCsvFiles"]] == ["./sla/report?download=1", "./sla/status"]
+    assert [link["href"] for link in args["extendedCsvFiles"]] == [
+        "./sla/report",
+        "./sla/report?download=1",
+        "./sla/status",
+    ]
     env.web_ui.update_template_args()  # Locust refreshes its own args on every page load; ours must survive
     page = env.web_ui.app.test_client().get("/").get_data(as_text=True)
     assert '"key": "sla"' in page and '"title": "SLA attribution"' in page
@@ -259,3 +264,55 @@ def test_routes_follow_web_base_path() -> None:
     assert client.get("/locust/sla/status").status_code == 200
     assert SLA_TAB_KEY in _extended(client.get("/locust/stats/requests"))
     env.runner.quit()
+
+
+@pytest.mark.timeout(30)
+def test_attribution_rows_one_per_metric_with_its_failing_lines() -> None:
+    report = example_report()
+    second = dict(report["attribution"][0])
+    second.update(expression="within(2000) >= 95%", summary="WS agent_completed within(2000) 88.40 % < 95.00 % — "
+                  + report["attribution"][0]["summary"].partition(" — ")[2])
+    report["attribution"].append(second)
+    rows = attribution_rows(report)
+    assert len(rows) == 1
+    assert rows[0]["metric"] == "WS agent_completed p(95) < 2000, within(2000) >= 95%"
+    assert rows[0]["summary"].count("coincides with") == 1
+    assert "88.40 %" in rows[0]["summary"] and "3120 ms" in rows[0]["summary"]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("values", "limit", "op", "text"),
+    [
+        ([100, 200, 300, 400], 400, "<", "▃▅▇█"),
+        ([100, None, 900], 400, "<", "▁·█!"),
+        ([100.0, 90.0, 40.0], 95.0, ">=", "██!▄!"),
+        ([], 1, "<", ""),
+        ([0, 0, 0], 1, "<", "▁▁▁"),
+    ],
+)
+def test_trend_text_marks_points_past_the_limit(values: list[Any], limit: float, op: str, text: str) -> None:
+    assert trend_text(values, limit, op) == text
+
+
+@pytest.mark.timeout(30)
+def test_threshold_rows_trend_column_follows_the_timeline() -> None:
+    report = example_report()
+    report["thresholds"][0]["limit"] = 2000.0
+    report["timeline"] = {"t": [1.0, 3.0], "thresholds": [{"values": [1000.0, 3000.0]}] + [{"values": []}] * 5}
+    rows = {row["name"][1:]: row for row in threshold_rows(report, now=0.0)[1:]}
+    assert rows["0001 WS agent_completed p(95) < 2000"]["trend"] == "▃█!"
+    assert rows["0002 WS agent_completed within(2000) >= 95%"]["trend"] == ""
+
+
+@pytest.mark.timeout(30)
+def test_locust_report_page_gets_the_sla_summary(env: Environment) -> None:
+    state_of(env).sla = _FakeEngine()
+    register_web_ui(env)
+    client = env.web_ui.app.test_client()
+    page = client.get("/stats/report").get_data(as_text=True)
+    summary = page.index('id="sla-summary"')
+    assert summary < page.rindex('<div id="root"></div>')
+    assert 'href="../sla/report"' in page and "SLA FAIL" in page
+    download = client.get("/stats/report?download=1").get_data(as_text=True)
+    assert 'id="sla-summary"' in download and "../sla/report" not in download
