@@ -22,12 +22,6 @@ type          name                       measured as / failure text
 ``WS``        ``error``                  the server answered a message with an error frame (``agent_error``,
                                          ``error_message``; failure ``error CODE: text``, response time =
                                          send → error frame); a dropped connection is not one
-``WS``        ``hang``                   a message that hung: no frame for ``--ws-hang-after`` (failure, response
-                                         time = its wait)
-``WS``        ``timeout``                no ``agent_completed`` within ``--ws-reply-timeout`` (failure)
-``WS``        ``error``                  the server answered a message with an error frame (``agent_error``,
-                                         ``error_message``; failure ``error CODE: text``, response time =
-                                         send → error frame); a dropped connection is not one
 ``WS``        ``heartbeat``              ``ping`` → ``pong``; failure ``heartbeat: no pong within 5 s``
 ``WS``        ``disconnect``             the connection dropped with messages in flight, with a close code that is not
                                          a planned one, or without a close frame and the reconnect then failed
@@ -91,11 +85,6 @@ TIMEOUT = "timeout"
 ERROR = "error"
 ABORT_CODE = "DISCONNECTED"
 """Error code of a message ended by the client (connection lost, send failed): not the server's error frame."""
-HANG = "hang"
-TIMEOUT = "timeout"
-ERROR = "error"
-ABORT_CODE = "DISCONNECTED"
-"""Error code of a message ended by the client (connection lost, send failed): not the server's error frame."""
 HEARTBEAT = "heartbeat"
 DISCONNECT = "disconnect"
 RECONNECT = "reconnect"
@@ -109,7 +98,6 @@ GENERATOR_LAG = "generator lag"
 INTENDED_SUFFIX = " (intended)"
 
 _EMPTY: dict[str, Any] = {}
-_OUTCOME_METRIC = {OutcomeKind.HANG: HANG, OutcomeKind.TIMEOUT: TIMEOUT, OutcomeKind.ERROR: ERROR}
 _OUTCOME_METRIC = {OutcomeKind.HANG: HANG, OutcomeKind.TIMEOUT: TIMEOUT, OutcomeKind.ERROR: ERROR}
 _anomalies_logged: set[str] = set()
 
@@ -342,11 +330,6 @@ class ChatClient:
         if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
             fire(request_type=WS, name=EVENTS_MISSING, response_time=outcome.latency_ms, response_length=0,
                  exception=ChatFailure(f"no agent event: {failure}"), context=_EMPTY)
-        outcome_metric = _OUTCOME_METRIC.get(outcome.kind)
-        if outcome_metric is not None and (outcome_metric != ERROR or outcome.error_code != ABORT_CODE):
-            # how the message failed, as a metric of its own: thresholds can allow graceful errors, not hangs
-            fire(request_type=WS, name=outcome_metric, response_time=outcome.latency_ms, response_length=0,
-                 exception=exc, context=_EMPTY)
         outcome_metric = _OUTCOME_METRIC.get(outcome.kind)
         if outcome_metric is not None and (outcome_metric != ERROR or outcome.error_code != ABORT_CODE):
             # how the message failed, as a metric of its own: thresholds can allow graceful errors, not hangs
