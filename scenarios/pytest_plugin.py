@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from config.durations import DURATION_FORMS, parse_duration
+from config.errors import SuiteError
 from config.locustfile_path import LOCUSTFILE
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:0] = seeds
 
 
-class SeedVerdictError(AssertionError):
+class SeedVerdictError(SuiteError, AssertionError):
     """The scenario's verdict was not pass (the text names the failing thresholds)."""
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.registry import SEED_PHASES, SEED_PLAN, SEED_TESTS, get_scenario, seed_phase_tests
+from scenarios.registry import (
+    SEED_PHASES,
+    SEED_PLAN,
+    SEED_TESTS,
+    get_scenario,
+    seed_phase_tests,
+    seed_test_index,
+)
 from scenarios.seed_run import (
     DEADLINE_SLACK_S,
     deadline_s,
@@ -115,3 +122,19 @@ def test_loading_the_pytest_plugin_does_not_import_locust() -> None:
     code = "import sys, scenarios.pytest_plugin; print('locust' in sys.modules, 'gevent' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+
+
+def test_the_scenarios_page_lists_all_28_seed_items_with_scenario_judgement_and_status() -> None:
+    page = (ROOT / "docs" / "scenarios.md").read_text()
+    section = page.split("## The seed plan, item by item", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if re.match(r"\| \d+ \|", line)]
+    assert [int(r[0]) for r in rows] == list(range(1, 29))
+    index = seed_test_index()
+    for row, seed in zip(rows, SEED_PLAN, strict=False):
+        assert row[1] == f"`{seed.name}`" and row[2] == str(seed.phase), row
+        assert row[3] == f"`{index[seed.name]}`", row
+    for row in rows:
+        assert row[4], row  # how it is judged
+        status = row[5]
+        assert status == "faithful" or (status.startswith("partial: ") and len(status) > 20), row
