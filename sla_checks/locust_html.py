@@ -35,6 +35,7 @@ MARK_START = "<!-- ws-agent-loadtest SLA summary -->"
 MARK_END = "<!-- /ws-agent-loadtest SLA summary -->"
 _ROOT = '<div id="root"></div>'
 _COLORS = {"pass": "#2b8a3e", "fail": "#c92a2a", "inconclusive": "#e67700"}
+_TITLES = {"pass": "SLA PASSED", "fail": "SLA FAILED", "inconclusive": "SLA INCONCLUSIVE"}
 
 
 def _esc(value: Any) -> str:
@@ -52,24 +53,39 @@ def _failing(item: Mapping[str, Any]) -> bool:
 
 
 def summary_block(report: Mapping[str, Any], sla_html: str | None = None) -> str:
-    """The static SLA block: verdict, thresholds (failing first), faults, a link to the SLA report (``sla_html``,
-    relative to the page)."""
+    """The static SLA block: verdict, the failing thresholds (the others folded in a ``<details>``), faults, a link
+    to the SLA report (``sla_html``, relative to the page)."""
     verdict = str(report.get("verdict") or "unknown")
     color = _COLORS.get(verdict, "#868e96")
     thresholds = [t for t in report.get("thresholds") or [] if isinstance(t, Mapping)]
     thresholds.sort(key=lambda t: not _failing(t))
     failing = sum(1 for t in thresholds if _failing(t))
     cell = "padding:3px 8px;border-bottom:1px solid #dee2e6;text-align:left"
-    rows = "".join(
-        f'<tr style="background:{"#fff5f5" if _failing(t) else "transparent"}">'
-        f'<td style="{cell};color:{_COLORS.get(str(t.get("status")), "#868e96")};font-weight:600">'
-        f'{"✘ " if _failing(t) else ""}{_esc(t.get("status"))}</td>'
-        f'<td style="{cell}"><code>{_esc(t.get("metric"))}</code></td>'
-        f'<td style="{cell}"><code>{_esc(t.get("expression"))}</code></td>'
-        f'<td style="{cell};text-align:right">{_esc(format_value(t.get("value"), t.get("unit")))}</td>'
-        f'<td style="{cell}">{_esc(", ".join(f"W{w}" for w in t.get("failed_windows") or []))}</td></tr>'
-        for t in thresholds
+    def rows(items: list[Mapping[str, Any]]) -> str:
+        return "".join(
+            f'<tr style="background:{"#fff5f5" if _failing(t) else "transparent"}">'
+            f'<td style="{cell};color:{_COLORS.get(str(t.get("status")), "#868e96")};font-weight:600">'
+            f'{"✘ " if _failing(t) else ""}{_esc(t.get("status"))}</td>'
+            f'<td style="{cell}"><code>{_esc(t.get("metric"))}</code></td>'
+            f'<td style="{cell}"><code>{_esc(t.get("expression"))}</code></td>'
+            f'<td style="{cell};text-align:right">{_esc(format_value(t.get("value"), t.get("unit")))}</td>'
+            f'<td style="{cell}">{_esc(", ".join(f"W{w}" for w in t.get("failed_windows") or []))}</td></tr>'
+            for t in items
+        )
+
+    head = (
+        f'<thead><tr><th style="{cell}">Status</th><th style="{cell}">Metric</th><th style="{cell}">Threshold</th>'
+        f'<th style="{cell};text-align:right">Value</th><th style="{cell}">Failed windows</th></tr></thead>'
     )
+    table = '<table style="border-collapse:collapse;width:100%;font-size:13px;margin:6px 0">'
+    bad = [t for t in thresholds if _failing(t)]
+    good = [t for t in thresholds if not _failing(t)]
+    tables = f"{table}{head}<tbody>{rows(bad)}</tbody></table>" if bad else ""
+    if good:
+        tables += (
+            f'<details style="margin:4px 0"><summary style="cursor:pointer">{len(good)} other thresholds (held or '
+            f"no data)</summary>{table}{head}<tbody>{rows(good)}</tbody></table></details>"
+        )
     faults = [f for f in report.get("faults") or [] if isinstance(f, Mapping)]
     fault_text = ""
     if faults:
@@ -90,14 +106,11 @@ def summary_block(report: Mapping[str, Any], sla_html: str | None = None) -> str
         f'{MARK_START}<section id="sla-summary" style="font:14px/1.4 system-ui,sans-serif;color:#212529;'
         'background:#fff;max-width:1200px;margin:12px auto;padding:0 16px">'
         f'<div style="background:{color};color:#fff;border-radius:8px;padding:10px 16px">'
-        f'<b style="font-size:20px">SLA {_esc(verdict.upper())}</b> · exit code {_esc(report.get("exit_code"))} · '
+        f'<b style="font-size:20px">{_esc(_TITLES.get(verdict, "SLA " + verdict.upper()))}</b> · exit code {_esc(report.get("exit_code"))} · '
         f'profile {_esc(report.get("profile"))} · {failing} of {len(thresholds)} thresholds failing{link}</div>'
         + (f'<ul style="margin:6px 0">{reasons}</ul>' if reasons else "")
         + fault_text
-        + '<table style="border-collapse:collapse;width:100%;font-size:13px;margin:6px 0">'
-        f'<thead><tr><th style="{cell}">Status</th><th style="{cell}">Metric</th><th style="{cell}">Threshold</th>'
-        f'<th style="{cell};text-align:right">Value</th><th style="{cell}">Failed windows</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table></section>{MARK_END}"
+        + f"{tables}</section>{MARK_END}"
     )
 
 

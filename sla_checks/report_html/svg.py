@@ -426,11 +426,12 @@ def histogram_chart(
 ) -> str:
     """Samples per latency bin (``counts[i]`` in ``(edges[i], edges[i + 1]]`` ms) on a log ms axis; ``lines`` are
     the thresholds' limits ``(label, ms, failed)`` (red when failed, green when held), ``markers`` the measured
-    percentiles ``(label, ms)``."""
+    percentiles ``(label, ms)``; the axis spans the bins and every line."""
     left, right, top, bottom = 64, 24, 30, 40
     plot_w, plot_h = width - left - right, height - top - bottom
-    low = max(edges[0], 1.0)
-    high = max(edges[-1], low * 1.01)
+    shown = [ms for _, ms, _ in lines] + [ms for _, ms in markers]
+    low = max(min([edges[0], *shown]), 1.0)
+    high = max([edges[-1] * 1.02, *(ms * 1.08 for ms in shown), low * 1.01])  # every limit inside the axis
     decade_low, decade_high = _nice_log_bounds([low, high])
     lo_log, hi_log = math.log10(low), math.log10(high)
 

@@ -226,15 +226,17 @@ def test_html_report_renders_in_chromium_with_chart_points_and_no_console_errors
         assert page.evaluate("document.getElementById('verdict').innerText") == "SLA FAILED"
         rows = page.evaluate("document.querySelectorAll('#thresholds tbody tr').length")
         assert rows == len(report["thresholds"])
-        # every chart has data points that the browser laid out inside the chart's box
+        # every chart has data (points, lines, bins) that the browser laid out inside the chart's box
         charts = page.evaluate(
             """Array.from(document.querySelectorAll('svg.chart-svg')).map(svg => {
                  const box = svg.getBoundingClientRect();
-                 const pts = Array.from(svg.querySelectorAll('.pt')).map(p => p.getBoundingClientRect());
-                 const inside = pts.filter(r => r.width > 0 && r.height > 0 && r.left >= box.left - 1
+                 const pts = Array.from(svg.querySelectorAll('.pt, .series polyline, rect.bin'))
+                     .map(p => p.getBoundingClientRect());
+                 const inside = pts.filter(r => (r.width > 0 || r.height > 0) && r.left >= box.left - 1
                      && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1);
                  return {id: svg.id, width: box.width, points: pts.length, inside: inside.length,
-                         lines: svg.querySelectorAll('polyline').length};
+                         lines: svg.querySelectorAll('polyline').length,
+                         dots: svg.querySelectorAll('.pt').length};
                })"""
         )
         by_id = {c["id"]: c for c in charts}
@@ -248,7 +250,7 @@ def test_html_report_renders_in_chromium_with_chart_points_and_no_console_errors
             ("WS agent_completed" in w["metrics"]) + len({tier_of(m) for m in w["metrics"]} - {None})
             for w in report["windows"]
         )  # one point per window for each series that has data in that window
-        assert by_id["chart-windows"]["points"] == expected
+        assert by_id["chart-windows"]["dots"] == expected
         screenshot = page.screenshot(ARTIFACTS / f"sla_report_chromium_{name}.png")
         assert screenshot.stat().st_size > 10_000
         assert page.console_errors() == []
