@@ -18,7 +18,8 @@ the ``init`` listener, before the headless start or the web UI's first swarm):
   backend on loopback; cleared at test stop and at quit, always.
 * **web UI**: ``--scenario`` is a drop-down in the start form; a ``before_request`` hook on ``/swarm`` activates the
   picked scenario (or restores the plain run) before Locust starts the swarm, composing its thresholds with the SLA
-  profile the form names; every start is judged afresh (the SLA engine starts a new state at each test start).
+  profile the form names; every start is judged afresh (the SLA engine starts a new state at each test start). A
+  start waits until the previous test's ``stop()`` has returned (users, shape worker, ``test_stop`` listeners).
 
 User errors (unknown scenario, missing user class, fault injection against another host) exit with code 2 at start.
 """
@@ -31,10 +32,12 @@ import logging
 import math
 import os
 import sys
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import User, events
 from locust.env import Environment
@@ -65,6 +68,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 INFLIGHT_MESSAGE = "scenario_inflight"
+STOP_WAIT_GRACE_S = 10.0
+"""How long past ``--stop-timeout`` a web-UI start waits for the previous test's stop to end before it is refused."""
 
 
 class _ListScenariosAction(argparse.Action):
@@ -172,6 +177,9 @@ class ScenarioState:
     """The thresholds this scenario is judged with (handed to the SLA engine)."""
     curve: list[CurvePoint] = field(default_factory=list)
     _step_marks: list[tuple[int, Step | None, dict[int, int], int, int, float]] = field(default_factory=list)
+    stops_under_way: int = 0
+    """Calls of the runner's ``stop()`` that have not returned (web UI): its users, shape worker and ``test_stop``
+    listeners, the SLA engine's judgement of the test's end among them, are not done."""
 
     @property
     def peak_users(self) -> int:
@@ -718,15 +726,63 @@ def _take_form_options(options: Any, form: Any, keys: tuple[str, ...]) -> None:
             continue
 
 
+def _track_stops(runner: Any, state: ScenarioState) -> None:
+    """Count the runner's ``stop()`` calls under way in ``state.stops_under_way`` (every caller: the Stop button, a
+    shape that ended, the SLA engine's abort, quit)."""
+    stop = runner.stop
+
+    def tracked_stop(*args: Any, **kwargs: Any) -> Any:
+        state.stops_under_way += 1
+        try:
+            return stop(*args, **kwargs)
+        finally:
+            state.stops_under_way -= 1
+
+    runner.stop = tracked_stop
+
+
+def _await_stopped(environment: Environment, state: ScenarioState) -> bool:
+    """Wait (gevent; at most ``--stop-timeout`` + :data:`STOP_WAIT_GRACE_S`) until no ``stop()`` of the runner is
+    under way; False when one still is.
+
+    A test started while the previous one stops would be activated in the middle of that stop. After a shape test
+    ends, Locust reports the runner ``stopped`` (and the SLA engine has judged the end) before its shape worker and
+    the remaining ``test_stop`` listeners are done, and until then ignores a shape start ("Editing is disabled"):
+    the start is lost while the tab still shows the previous verdict. During the users' stop (``cleanup``) it
+    starts the new test with the new scenario's user classes swapped in under the stop, which then fails
+    (KeyError) before its ``test_stop``: the previous test is never judged to its end and the runner stays
+    ``ready``."""
+    limit = float(environment.stop_timeout or 0.0) + STOP_WAIT_GRACE_S
+    deadline = time.monotonic() + limit
+    while state.stops_under_way > 0 and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    return state.stops_under_way == 0
+
+
+def _starting_shape(runner: Any) -> bool:
+    """A shape test has been started and its worker has not run its first step yet (the runner still ``ready``)."""
+    worker = getattr(runner, "shape_greenlet", None)
+    return worker is not None and not worker.dead and runner.state not in ("stopped", "cleanup", "stopping")
+
+
 def _install_web_ui_hook(environment: Environment, web_ui: Any, state: ScenarioState) -> None:
     from flask import jsonify, request
+
+    if environment.runner is not None:
+        _track_stops(environment.runner, state)
 
     @web_ui.app.before_request
     def _scenario_from_form() -> Any:
         if request.method != "POST" or not request.path.endswith("/swarm"):
             return None
-        if environment.runner is not None and environment.runner.state in ("spawning", "running"):
-            return None  # editing a running test: keep its scenario
+        if not _await_stopped(environment, state):
+            message = (f"The previous test is still stopping after {environment.stop_timeout or 0:g} s + "
+                       f"{STOP_WAIT_GRACE_S:g} s; start again when it has stopped")
+            logger.error("%s", message)
+            return jsonify({"success": False, "message": message, "host": environment.host})
+        runner = environment.runner
+        if runner is not None and (runner.state in ("spawning", "running") or _starting_shape(runner)):
+            return None  # editing a running (or starting) test: keep its scenario
         options = environment.parsed_options
         assert options is not None  # a web UI runs from the command line
         name = request.form.get("scenario", options.scenario or "")

@@ -539,6 +539,17 @@ class SlaPlugin:
         self.load_watch.start()
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._evaluate_loop)
+        self._check_scenario_handed_over()
+
+    def _check_scenario_handed_over(self) -> None:
+        """Log an error when the run names a scenario (``--scenario``, the form's pick) whose thresholds this engine
+        was not handed: its verdict judges the profile named in the report, not the scenario."""
+        name = _opt(self.environment.parsed_options, "scenario", "") or ""
+        judged = (self.scenario or {}).get("name")
+        if name and judged != name:
+            logger.error("SLA: the run is scenario %r, but the SLA engine judges %s with profile %r: the scenario's "
+                         "thresholds were not handed over", name, f"scenario {judged!r}" if judged else "no scenario",
+                         self.engine.profile)
 
     def on_test_stop(self, environment: Environment, **_kw: Any) -> None:
         runner = environment.runner

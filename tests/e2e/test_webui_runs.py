@@ -139,6 +139,13 @@ def judged_lines(snapshot: dict[str, Any]) -> set[tuple[str, str, bool]]:
     return {(t["pattern"], t["expression"], bool(t.get("required"))) for t in snapshot["thresholds"]}
 
 
+def judged_with(snapshot: dict[str, Any]) -> str:
+    """What a report says it judged with: its profile, its scenario and its start (for failure messages)."""
+    scenario = (snapshot.get("scenario") or {}).get("name")
+    return (f"profile {snapshot.get('profile')!r}, scenario {scenario!r}, state {snapshot.get('state')!r}, "
+            f"started {snapshot.get('started_at')}")
+
+
 def metric_counts(snapshot: dict[str, Any]) -> dict[str, int]:
     return {name: m["count"] for name, m in (snapshot.get("metrics") or {}).items() if m.get("count")}
 
@@ -207,20 +214,25 @@ def test_the_same_scenario_started_by_form_and_by_post_is_judged_by_the_same_thr
         page.wait_for_function("() => document.querySelector('table').innerText.includes('finished, updated')",
                                timeout=50_000)
         by_form = web.sla()
-        assert by_form["state"] == "finished"
+        assert by_form["state"] == "finished", judged_with(by_form)
+        assert (by_form.get("scenario") or {}).get("name") == "smoke", (judged_with(by_form), web.log())
         form_lines = judged_lines(by_form)
-        assert ("WS events missing", "count < 1", False) in form_lines, form_lines  # the scenario's own line
-        assert ("WS agent_completed", "p(95) < 2000", True) in form_lines, form_lines
+        assert ("WS events missing", "count < 1", False) in form_lines, (judged_with(by_form), form_lines)
+        assert ("WS agent_completed", "p(95) < 2000", True) in form_lines, (judged_with(by_form), form_lines)
         answer = web.post("/swarm", {
             "user_count": "1", "spawn_rate": "1", "host": backend.ws_url, "scenario": "smoke",
             "scenario_duration": "6", "sla_config": "", "sla_profile": "local", "inject_faults": "false",
         })
         assert answer.get("success"), answer
-        assert wait_until(lambda: web.sla().get("started_at") != by_form["started_at"], 20)
-        assert wait_until(lambda: web.sla().get("state") == "finished", 40), web.sla().get("state")
+        assert wait_until(lambda: web.sla().get("started_at") != by_form["started_at"], 20), (
+            judged_with(web.sla()), web.log())
+        assert wait_until(lambda: web.sla().get("state") == "finished", 40), judged_with(web.sla())
         by_post = web.sla()
-        assert judged_lines(by_post) == form_lines
-        assert by_post["profile"] == by_form["profile"] and "scenario smoke" in by_post["profile"]
+        assert judged_lines(by_post) == form_lines, (judged_with(by_form), judged_with(by_post))
+        assert by_post["profile"] == by_form["profile"] and "scenario smoke" in by_post["profile"], (
+            judged_with(by_form), judged_with(by_post))
+        assert (by_post.get("scenario") or {}).get("name") == "smoke", judged_with(by_post)
     finally:
         web.stop()
-    assert "judging with profile 'local'" not in web.log_path.read_text(errors="replace")
+    log = web.log_path.read_text(errors="replace")
+    assert "judging with profile 'local'" not in log and "thresholds were not handed over" not in log, log[-6000:]

@@ -107,3 +107,19 @@ def test_the_tabs_last_poll_waits_until_the_stopped_test_is_judged() -> None:
     assert _await_final_judgement(env) is True
     assert 0.2 < time.monotonic() - began < 3 and plugin.snapshot()["state"] == "finished"
     assert _await_final_judgement(env) is False  # judged: no wait
+
+
+def test_a_scenario_run_without_the_scenarios_thresholds_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    env = new_env()
+    env.parsed_options.scenario = "smoke"  # picked in the form, but nothing handed the SLA engine its thresholds
+    plugin = plugin_for(env)
+    plugin.on_test_start(env)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["SLA: the run is scenario 'smoke', but the SLA engine judges no scenario with profile 'local': "
+                      "the scenario's thresholds were not handed over"], errors
+    plugin.on_test_stop(env)
+    caplog.clear()
+    plugin.reconfigure(SCENARIO)
+    plugin.scenario = {"name": "smoke"}  # what the scenario plugin hands over with its thresholds
+    plugin.on_test_start(env)
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
