@@ -33,7 +33,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from config import CONFIG_DIR
 from config.durations import parse_duration
 from config.errors import UsageError
+from config.toml_file import read_toml
 from contract.schema import CH_QUERIES, PG_QUERIES
 from sla_checks.baseline import RegressionSpec
 from sla_checks.evaluate import ThresholdSpec
@@ -184,21 +184,11 @@ def validate_metric(metric: str) -> str | None:
 
 
 def _read(path: Path, where: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{where}: SLA config file {str(path)!r} does not exist; available profiles in {path.parent}:"
-            f" {', '.join(available_profiles(path.parent)) or 'none'} (use --sla-profile NAME or --sla-config FILE)"
-        ) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"SLA config file {str(path)!r} is not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"SLA config file {str(path)!r} is not UTF-8 text (a binary file?); give a TOML file "
-                          "like config/ci.toml") from None
-    except OSError as e:
-        raise ConfigError(f"SLA config file {str(path)!r} cannot be read: {e.strerror}") from None
+    return read_toml(
+        path, f"SLA config file {str(path)!r}", "give a TOML file like config/ci.toml", ConfigError,
+        missing=f"{where}: SLA config file {str(path)!r} does not exist; available profiles in {path.parent}:"
+        f" {', '.join(available_profiles(path.parent)) or 'none'} (use --sla-profile NAME or --sla-config FILE)",
+    )
 
 
 def _thresholds(path: Path, table: Any) -> dict[str, list[ThresholdSpec | RegressionSpec]]:

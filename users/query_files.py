@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import random
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from config.errors import UsageError
+from config.toml_file import read_toml
 
 __all__ = ["ProbeQuery", "QueryFile", "QueryFileError", "load_query_file", "refuse_writes", "statement_kind"]
 
@@ -220,20 +220,7 @@ def _query(option: str, path: str, dialect: Dialect, name: str, table: Any) -> P
 
 def load_query_file(path: str, option: str, dialect: Dialect) -> QueryFile:
     """Read and check the query file ``path`` given to ``option``; raises :class:`QueryFileError`."""
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise QueryFileError(f"{option} {path!r}: no such file; give a TOML file with [queries.NAME] tables") from None
-    except IsADirectoryError:
-        raise QueryFileError(f"{option} {path!r} is a directory; give a TOML file with [queries.NAME] tables") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise QueryFileError(f"{option} {path!r} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise QueryFileError(f"{option} {path!r} is not UTF-8 text; give a TOML file with [queries.NAME] "
-                             "tables") from None
-    except OSError as exc:
-        raise QueryFileError(f"{option} {path!r} cannot be read: {exc.strerror or exc}") from None
+    doc = read_toml(path, f"{option} {path!r}", "give a TOML file with [queries.NAME] tables", QueryFileError)
     extra = [k for k in doc if k != "queries"]
     if extra:
         raise QueryFileError(f"{_where(option, path)}: unknown top-level key {extra[0]!r}; the file holds only "
