@@ -22,3 +22,18 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def shape_ticks(spec: Any, times: list[float], **kw: Any) -> list[Any]:
+    """``tick()`` of the load shape built from ``spec`` at each of ``times`` (seconds after its start), on a fake
+    clock (no sleeping)."""
+    from scenarios.shapes import build_shape
+
+    now = [100.0]
+    shape = build_shape(spec, clock=lambda: now[0], **kw)
+    shape.reset_time()
+    out = []
+    for t in times:
+        now[0] = 100.0 + t
+        out.append(shape.tick())
+    return out

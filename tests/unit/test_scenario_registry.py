@@ -34,6 +34,7 @@ from scenarios.shapes import Ramp, Soak, Spike, Steady, Step, Stepped, build_sha
 from sla_checks.attribution import tier_of
 from sla_checks.expressions import parse_expression
 from sla_checks.profiles import validate_metric
+from tests.helpers import shape_ticks as ticks
 
 SEED_PLAN = Path("/work/shared/seed-test-plan.md")
 
@@ -162,25 +163,6 @@ def test_one_line_names_duration_shape_and_fault() -> None:
 
 
 # --------------------------------------------------------------------------------------------- shapes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def ticks(spec: Any, times: list[float], **kw: Any) -> list[Any]:
-    clock = Clock()
-    shape = build_shape(spec, clock=clock, **kw)
-    shape.reset_time()
-    out = []
-    for t in times:
-        clock.t = 100.0 + t
-        out.append(shape.tick())
-    return out
 
 
 @pytest.mark.parametrize(

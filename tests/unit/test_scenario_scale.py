@@ -13,28 +13,10 @@ from locust.env import Environment
 
 from scenarios.plugin import ScenarioError, activate, scenario_block
 from scenarios.registry import SCENARIOS
-from scenarios.shapes import MAX_SCALE, Ramp, Soak, Spike, Steady, Step, Stepped, build_shape, scale_users
+from scenarios.shapes import MAX_SCALE, Ramp, Soak, Spike, Steady, Step, Stepped, scale_users
+from tests.helpers import shape_ticks as ticks
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def ticks(spec: Any, times: list[float], **kw: Any) -> list[Any]:
-    clock = Clock()
-    shape = build_shape(spec, clock=clock, **kw)
-    shape.reset_time()
-    out = []
-    for t in times:
-        clock.t = 100.0 + t
-        out.append(shape.tick())
-    return out
 
 
 @pytest.mark.parametrize(
