@@ -82,7 +82,7 @@ class SuiteState:
     resource_monitor: object | None = None
     """The generator's CPU/RSS gauge sampler (``users.resources.ResourceMonitor``)."""
     scenario: object | None = None
-    """The scenario plugin's state (``scenarios.plugin.ScenarioState``)."""
+    """The scenario plugin's state (``scenarios.run_state.ScenarioState``)."""
 
 
 _STATES: weakref.WeakKeyDictionary[Environment, SuiteState] = weakref.WeakKeyDictionary()

@@ -323,7 +323,7 @@ def test_soak_full_length_passes(backend: BackendProcess, tmp_path: Path) -> Non
     """The real soak (SCENARIO_SOAK_DURATION, e.g. 4h as the scenario's default): windows judged, healthy stack
     passes. Marked ``soak`` (CI deselects it) and skipped unless the duration is given, so a plain ``pytest`` never
     starts a 4-hour run."""
-    from scenarios.plugin import parse_seconds
+    from scenarios.options import parse_seconds
 
     seconds = parse_seconds(os.environ["SCENARIO_SOAK_DURATION"])
     run = Run("soak", "healthy", seconds, tmp_path / "soak.json", tmp_path / "soak.log")

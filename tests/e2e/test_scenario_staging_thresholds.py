@@ -1,6 +1,6 @@
 """A scenario under the staging profile's thresholds, live against the reference backend.
 
-``--sla-profile staging`` refuses a loopback target (the staging checks in ``scenarios.plugin.staging_problems``),
+``--sla-profile staging`` refuses a loopback target (the staging checks in ``scenarios.staging.staging_problems``),
 so the same thresholds come in as a file (``--sla-config config/staging.toml``): ``smoke`` runs no
 ``ChatFlowUser``, and staging's required ``FLOW`` line must not fail it with "no data (required)"; the seed's
 failure line ``max < 3000`` is judged, and what staging requires of the tiers smoke does probe is judged on data.

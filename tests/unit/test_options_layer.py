@@ -48,7 +48,7 @@ def test_one_duration_parser_refuses_what_is_not_a_duration(value: Any) -> None:
 
 
 def test_both_callers_use_it_each_with_its_own_rule_on_zero() -> None:
-    from scenarios.plugin import parse_seconds
+    from scenarios.options import parse_seconds
     from sla_checks import profiles
 
     assert profiles.parse_duration is parse_duration

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from scenarios.plugin import not_staging, staging_problems
 from scenarios.registry import SCENARIOS
+from scenarios.staging import not_staging, staging_problems
 
 REPO = Path(__file__).resolve().parents[2]
 

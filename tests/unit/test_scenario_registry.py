@@ -18,7 +18,7 @@ from scenarios.faults import (
     looks_like_reference_health,
     resolves_to_loopback,
 )
-from scenarios.plugin import parse_seconds
+from scenarios.options import parse_seconds
 from scenarios.registry import (
     SCENARIOS,
     SEED_TESTS,
@@ -363,7 +363,7 @@ STAGING_OK = {
 
 
 def test_staging_run_with_everything_configured_is_ready() -> None:
-    from scenarios.plugin import staging_problems
+    from scenarios.staging import staging_problems
 
     problems = staging_problems(SCENARIOS["three-tier-cascade"], Options(**STAGING_OK), "wss://chat.staging.example/ws", {})
     assert problems == []
@@ -381,7 +381,7 @@ def test_staging_run_with_everything_configured_is_ready() -> None:
     ],
 )
 def test_staging_run_names_the_missing_setting(change: dict[str, Any], host: str | None, needle: str) -> None:
-    from scenarios.plugin import staging_problems
+    from scenarios.staging import staging_problems
 
     options = Options(**{**STAGING_OK, **change})
     problems = staging_problems(SCENARIOS["three-tier-cascade"], options, host, {})
@@ -389,7 +389,7 @@ def test_staging_run_names_the_missing_setting(change: dict[str, Any], host: str
 
 
 def test_staging_chat_may_mint_tokens_from_the_jwt_secret_env() -> None:
-    from scenarios.plugin import staging_problems
+    from scenarios.staging import staging_problems
 
     options = Options(**{**STAGING_OK, "token_file": ""})
     assert staging_problems(SCENARIOS["ws-reply-2s"], options, "wss://c.example/ws", {"JWT_SECRET_KEY": "s"}) == []

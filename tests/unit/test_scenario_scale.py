@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from locust.env import Environment
 
-from scenarios.plugin import ScenarioError, activate, scenario_block
+from scenarios.activation import activate
 from scenarios.registry import SCENARIOS
+from scenarios.run_state import ScenarioError, scenario_block
 from scenarios.shapes import MAX_SCALE, Ramp, Soak, Spike, Steady, Step, Stepped, scale_users
 from tests.helpers import shape_ticks as ticks
 
