@@ -25,6 +25,9 @@ Live state for the web UI: :func:`sla_plugin` gives the environment's :class:`Sl
 report dict (schema in :mod:`sla_checks.report`, ``"state": "running"``), its ``final_report`` the one
 written at the end.
 
+The options and their checks live in :mod:`sla_checks.plugin_options`, the runner-level handling of workers' final
+reports in :mod:`sla_checks.worker_reports`.
+
 Usage (programmatic, e.g. a test with its own Environment)::
 
     plugin = SlaPlugin.register(environment, profile=load_profile("ci"))
@@ -38,12 +41,10 @@ import time
 from typing import Any
 
 import gevent
-import gevent.lock
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 from locust import log as locust_log
 from locust.env import Environment
-from locust.exception import RPCError
 from locust.runners import (
     STATE_INIT,
     STATE_MISSING,
@@ -56,185 +57,35 @@ from locust.runners import (
 )
 
 from config.errors import exit_usage
-from config.options import add_option
-from config.validate import bounded
 from sla_checks.baseline import Baseline, BaselineError, Gate, load_baseline
 from sla_checks.engine import Engine, FaultMark
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
 from sla_checks.formatting import format_value
 from sla_checks.load_watch import LoadWatch
 from sla_checks.locust_html import add_summary_to_file, relative_link
-from sla_checks.profiles import ConfigError, Profile, load_profile, parse_duration
+from sla_checks.plugin_options import (
+    DEFAULT_EVAL_INTERVAL_S,
+    DEFAULT_EXIT_CODE,
+    DEFAULT_INCONCLUSIVE_EXIT_CODE,
+    baseline_option,
+    check_report_paths,
+    check_users,
+    inconclusive_code_option,
+    load_from_options,
+    opt,
+    warmup_option,
+    window_option,
+)
+from sla_checks.profiles import ConfigError, Profile
 from sla_checks.prometheus_server import PrometheusExporter, serve_prometheus
 from sla_checks.report import build_report, render_terminal, write_reports
 from sla_checks.state import state_of
+from sla_checks.worker_reports import collect_final_reports, send_final_report, serialize_stops
 
 __all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE", "sla_plugin"]
 
 logger = logging.getLogger(__name__)
 console = logging.getLogger("locust.stats_logger")  # Locust's plain console logger (the stats table uses it)
-
-DEFAULT_EXIT_CODE = 3
-DEFAULT_INCONCLUSIVE_EXIT_CODE = 4
-DEFAULT_EVAL_INTERVAL_S = Profile.eval_interval_s
-FINAL_REPORT_GRACE_S = 5.0
-"""How long past ``--stop-timeout`` the master waits for a quitting worker's final report (and a worker's second
-``stop()`` for the one under way)."""
-
-
-@events.init_command_line_parser.add_listener
-def _add_options(parser: Any) -> None:
-    def add(name: str, **kwargs: Any) -> None:
-        add_option(parser, name, group="SLA verdict and reports", **kwargs)
-
-    add("--sla-profile", default="local", web_ui=True,
-        help="SLA threshold profile: config/<name>.toml (local, ci, staging, soak). Default: {default}.")
-    add("--sla-config", default="", web_ui=True,
-        help="Threshold file (TOML) to use instead of a profile from config/.")
-    add("--sla-exit-code", type=int, default=DEFAULT_EXIT_CODE,
-        help="Process exit code when an SLA threshold fails (default {default}, 1..255).")
-    add("--sla-inconclusive-exit-code", type=int, default=DEFAULT_INCONCLUSIVE_EXIT_CODE,
-        help="Process exit code when nothing failed but nothing was measured: no user ran, or no threshold was "
-             "judged on a metric with samples (default {default}, 1..255).")
-    add("--sla-window", default="", web_ui=True,
-        help="Also judge every threshold per window of this many seconds (soak). Empty (default): the profile's "
-             "window_s; 0: no windows, whatever the profile says.")
-    add("--sla-warmup", default="", web_ui=True,
-        help="Keep the samples of the run's first seconds out of the verdict (e.g. 30s: connection set-up and "
-             "spawn spikes); they still show in the stats and the report. Empty = the profile's warmup_s (none).")
-    add("--sla-eval-interval", default="",
-        help="Live evaluation period in seconds (abort_on_fail, web UI), more than 0. Empty (default): the "
-             f"profile's eval_interval_s ({DEFAULT_EVAL_INTERVAL_S:g} unless it sets one).")
-    add("--sla-report-json", default="", help="Write the SLA report as JSON to this path at the end.")
-    add("--sla-report-junit", default="",
-        help="Write the SLA verdict as JUnit XML (one testcase per threshold and failing window).")
-    add("--sla-report-html", default="", help="Write the SLA report as one self-contained HTML file.")
-    add("--sla-baseline", default="", web_ui=True,
-        help="A previous run's JSON report (--sla-report-json) to judge this run against: the profile's regression "
-             "lines (p(95) <= baseline * 1.10); without any, p95 and p99 may rise by a tenth + 5 ms and rps fall by "
-             "a tenth on the metrics the thresholds judge. A line crossed with 0.95 confidence fails the run (exit "
-             "3). Empty (default): no baseline.")
-    add("--sla-off", action="store_true", default=False,
-        help="Disable SLA evaluation (no verdict, no SLA exit code, no SLA reports).")
-
-
-def _opt(options: Any, name: str, default: Any) -> Any:
-    return getattr(options, name, default) if options is not None else default
-
-
-def _unset(value: Any) -> bool:
-    """An option left empty: the profile's value applies."""
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _window_option(options: Any) -> float | None:
-    """--sla-window: None when empty (the profile's window_s), else whole seconds (0: no windows); ConfigError."""
-    value = _opt(options, "sla_window", None)
-    if _unset(value):
-        return None
-    return bounded("--sla-window", value, low=0, high=7 * 86400, integer=True, unit="seconds",
-                   hint="e.g. 300; 0 = no windows; empty = the profile's window_s", error=ConfigError)
-
-
-def _eval_interval_option(options: Any) -> float | None:
-    """--sla-eval-interval: None when empty (the profile's), else seconds > 0; ConfigError."""
-    value = _opt(options, "sla_eval_interval", None)
-    if _unset(value):
-        return None
-    return bounded("--sla-eval-interval", value, low=0, high=3600, low_open=True, unit="seconds",
-                   hint=f"empty = the profile's eval_interval_s (default {DEFAULT_EVAL_INTERVAL_S:g})",
-                   error=ConfigError)
-
-
-def _load_from_options(options: Any) -> tuple[Profile, float, float, int, float]:
-    """(profile, window_s, eval_interval_s, exit_code, warmup_s) from the parsed options; ConfigError on bad input.
-    An empty --sla-window / --sla-eval-interval / --sla-warmup takes the profile's value."""
-    cfg = _opt(options, "sla_config", "")
-    name = _opt(options, "sla_profile", "local")
-    profile = load_profile(name=None if cfg else name, path=cfg or None)
-    window = _window_option(options)
-    interval = _eval_interval_option(options)
-    code = int(bounded("--sla-exit-code", _opt(options, "sla_exit_code", DEFAULT_EXIT_CODE), low=1, high=255,
-                       integer=True, hint=f"default {DEFAULT_EXIT_CODE}; 0 would make a failing run pass",
-                       error=ConfigError))
-    return (profile, profile.window_s if window is None else window,
-            interval or profile.eval_interval_s or DEFAULT_EVAL_INTERVAL_S, code, _warmup_s(options, profile))
-
-
-REPORT_OPTIONS = ("--sla-report-json", "--sla-report-junit", "--sla-report-html")
-
-
-def report_path_problem(path: str) -> str | None:
-    """Why the report file ``path`` could not be written at the end (None: it can): it is a directory, or its
-    nearest existing ancestor is not a writable directory (missing directories are created when writing)."""
-    if os.path.isdir(path):
-        return "is a directory"
-    directory = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(directory):
-        directory = os.path.dirname(directory)
-    if not os.path.isdir(directory):
-        return f"{directory!r} is a file, not a directory"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"directory {directory!r} is not writable"
-    return None
-
-
-def _check_report_paths(options: Any) -> None:
-    """ConfigError naming the first ``--sla-report-*`` path that could not be written: checked at start, not after
-    the load ran."""
-    for option in REPORT_OPTIONS:
-        path = _opt(options, option[2:].replace("-", "_"), "") or ""
-        problem = report_path_problem(path) if path else None
-        if problem:
-            raise ConfigError(f"{option} {path!r}: {problem}; give a file path in a writable directory")
-
-
-def _inconclusive_exit_code(options: Any) -> int:
-    """--sla-inconclusive-exit-code; ConfigError unless 1..255 (0 would let a run that measured nothing pass CI)."""
-    code = int(_opt(options, "sla_inconclusive_exit_code", DEFAULT_INCONCLUSIVE_EXIT_CODE))
-    if not 1 <= code <= 255:
-        raise ConfigError(
-            f"--sla-inconclusive-exit-code {code}: expected an exit code 1..255 (default 4); 0 would make a run "
-            "that measured nothing look like a pass"
-        )
-    return code
-
-
-def _check_users(environment: Environment) -> str | None:
-    """-u/--users on a master or local runner: ConfigError when negative; a warning (returned) when 0 in a headless
-    run without a load shape, which runs no user and so measures nothing."""
-    options = environment.parsed_options
-    users = _opt(options, "num_users", None)
-    if users is None or isinstance(environment.runner, WorkerRunner):
-        return None
-    if users < 0:
-        raise ConfigError(f"-u/--users {users}: expected a number of users >= 1 (e.g. -u 10)")
-    headless = _opt(options, "headless", False) or _opt(options, "autostart", False)
-    if users == 0 and headless and environment.shape_class is None and not _opt(options, "scenario", ""):
-        code = _opt(options, "sla_inconclusive_exit_code", DEFAULT_INCONCLUSIVE_EXIT_CODE)
-        return (
-            f"-u/--users 0: no user will run, so nothing is measured and the SLA verdict will be INCONCLUSIVE "
-            f"(exit code {code}); use -u 1 or more"
-        )
-    return None
-
-
-def _baseline_option(options: Any) -> Baseline | None:
-    """--sla-baseline: the baseline report, None when empty; BaselineError (exit 2) when it cannot be used."""
-    path = _opt(options, "sla_baseline", "") or ""
-    return load_baseline(path) if str(path).strip() else None
-
-
-def _warmup_s(options: Any, profile: Profile) -> float:
-    """--sla-warmup when given (also 0), else the profile's ``warmup_s``; ConfigError on a bad value."""
-    warmup = _opt(options, "sla_warmup", "")
-    if warmup in ("", None):
-        return profile.warmup_s
-    try:
-        return parse_duration(warmup)
-    except ValueError as e:
-        raise ConfigError(f"--sla-warmup {warmup!r}: {e}") from None
-
 
 class SlaPlugin:
     """The SLA engine attached to one Locust environment (``state_of(environment).sla``)."""
@@ -323,13 +174,13 @@ class SlaPlugin:
         options = self.environment.parsed_options
         self.profile = profile
         try:
-            option_window = _window_option(options)
+            option_window = window_option(options)
         except ConfigError as e:  # checked at start already; a bad value from the web UI's form keeps the profile's
             logger.error("SLA: %s", e)
             option_window = None
         self.window_s = float(option_window if option_window is not None else window_s or profile.window_s or 0.0)
         try:
-            self.warmup_s = _warmup_s(options, profile)
+            self.warmup_s = warmup_option(options, profile)
         except ConfigError as e:  # checked at start already; keep the warm-up judged so far
             logger.error("SLA: %s", e)
         self.options_key = self._option_key()
@@ -372,7 +223,7 @@ class SlaPlugin:
             ev.report_to_master.add_listener(plugin.on_report_to_master)
             # added after WorkerRunner's own listener, so it runs before that one sends ``quit`` (reverse order)
             ev.quitting.add_listener(plugin.on_worker_quitting)
-            _serialize_stops(environment.runner)  # type: ignore[arg-type]
+            serialize_stops(environment.runner)  # type: ignore[arg-type]
         else:
             ev.worker_report.add_listener(plugin.on_worker_report)
             ev.test_start.add_listener(plugin.on_test_start)
@@ -417,7 +268,7 @@ class SlaPlugin:
     def _locust_html(self) -> str | None:
         """Locust's own ``--html`` report of this run when Locust wrote it during the run (it does right before
         ``quitting``; not after a SIGTERM), else None."""
-        path = _opt(self.environment.parsed_options, "html_file", None)
+        path = opt(self.environment.parsed_options, "html_file", None)
         if not path or not isinstance(path, str) or not os.path.isfile(path):
             return None
         started = self.engine.started_at
@@ -444,11 +295,7 @@ class SlaPlugin:
         self._finished = True  # the SIGTERM path may fire ``quitting`` twice
         if runner.state in (STATE_INIT, STATE_STOPPED):
             return  # no users: the last report (the master's ``stop`` or ``quit``) carried the samples
-        runner.stop()
-        try:
-            runner._send_stats()  # report_to_master: Locust's stats and on_report_to_master's SLA payload
-        except RPCError as e:
-            logger.warning("SLA: the final report to the master failed (%s); its samples are lost", e)
+        send_final_report(runner)
 
     def on_test_start_users(self, **_kw: Any) -> None:
         """A test starts: no user has run in it yet."""
@@ -477,14 +324,14 @@ class SlaPlugin:
     # --- lifecycle (master / local) ---------------------------------------------------------------------------
     def _option_key(self) -> tuple[Any, ...]:
         o = self.environment.parsed_options
-        return tuple(_opt(o, k, None) for k in ("sla_profile", "sla_config", "sla_window", "sla_warmup"))
+        return tuple(opt(o, k, None) for k in ("sla_profile", "sla_config", "sla_window", "sla_warmup"))
 
     def _reload_if_options_changed(self) -> bool:
         """The web UI may change --sla-profile / --sla-config / --sla-window / --sla-warmup between tests: reload."""
         if self.options_key is None or self._option_key() == self.options_key:
             return False
         try:
-            profile, window, _interval, _code, warmup = _load_from_options(self.environment.parsed_options)
+            profile, window, _interval, _code, warmup = load_from_options(self.environment.parsed_options)
         except ConfigError as e:
             logger.error("SLA: options from the web UI rejected, keeping profile %r: %s", self.engine.profile, e)
             self.options_key = self._option_key()
@@ -502,7 +349,7 @@ class SlaPlugin:
 
     def _reload_baseline_if_changed(self) -> None:
         """The web UI may change --sla-baseline between tests: load the new one (a bad file: logged, no gate)."""
-        path = str(_opt(self.environment.parsed_options, "sla_baseline", "") or "")
+        path = str(opt(self.environment.parsed_options, "sla_baseline", "") or "")
         if path == self.baseline_option:
             return
         self.baseline_option = path
@@ -544,7 +391,7 @@ class SlaPlugin:
     def _check_scenario_handed_over(self) -> None:
         """Log an error when the run names a scenario (``--scenario``, the form's pick) whose thresholds this engine
         was not handed: its verdict judges the profile named in the report, not the scenario."""
-        name = _opt(self.environment.parsed_options, "scenario", "") or ""
+        name = opt(self.environment.parsed_options, "scenario", "") or ""
         judged = (self.scenario or {}).get("name")
         if name and judged != name:
             logger.error("SLA: the run is scenario %r, but the SLA engine judges %s with profile %r: the scenario's "
@@ -553,7 +400,7 @@ class SlaPlugin:
 
     def on_test_stop(self, environment: Environment, **_kw: Any) -> None:
         runner = environment.runner
-        headless = bool(_opt(environment.parsed_options, "headless", False))
+        headless = bool(opt(environment.parsed_options, "headless", False))
         if isinstance(runner, MasterRunner) and (headless or self._quitting):
             # the run is over for good (a web-UI stop keeps its workers): judge their final reports too
             self._collect_final_reports(runner)
@@ -562,22 +409,11 @@ class SlaPlugin:
         self.load_watch.stop()
 
     def _collect_final_reports(self, runner: MasterRunner) -> None:
-        """Ask every worker still connected to quit and wait until each has (``quit`` follows its final report).
-
-        Locust's ``MasterRunner.quit()`` fires ``test_stop`` before it sends the same ``quit`` and then waits only
-        0.5 s; a worker stops its users first (within ``--stop-timeout``), so its final report comes later."""
+        """Wait for the final report of every worker still connected (:func:`collect_final_reports`); the ones that
+        sent none are lost workers."""
         self._track_workers()
-        waiting = {c.id for c in runner.clients.values() if c.state != STATE_MISSING}
-        if not waiting:
-            return
-        for client_id in waiting:
-            runner.send_message("quit", client_id=client_id)
-        limit = float(self.environment.stop_timeout or 0.0) + FINAL_REPORT_GRACE_S
-        deadline = time.monotonic() + limit
-        while waiting and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-            waiting = {i for i in waiting if i in runner.clients and runner.clients[i].state != STATE_MISSING}
-        for client_id in sorted(waiting):
+        silent, limit = collect_final_reports(runner, self.environment.stop_timeout)
+        for client_id in sorted(silent):
             self.engine.lost_workers.add(client_id)
             logger.warning(
                 "SLA: worker %s sent no final report within %g s of the stop; its samples since its last report "
@@ -657,7 +493,7 @@ class SlaPlugin:
         if env.process_exit_code is not None:
             return int(env.process_exit_code)
         if runner is not None and (len(runner.errors) or len(runner.exceptions)):
-            return int(_opt(env.parsed_options, "exit_code_on_error", 1))
+            return int(opt(env.parsed_options, "exit_code_on_error", 1))
         if locust_log.unhandled_greenlet_exception:
             return 2
         return 0
@@ -738,37 +574,16 @@ def sla_plugin(environment: Environment) -> SlaPlugin | None:
     return sla if isinstance(sla, SlaPlugin) else None
 
 
-def _serialize_stops(runner: WorkerRunner) -> None:
-    """Let a second ``stop()`` on the worker wait until the one under way has ended, then return (state stopped).
-
-    When the master's ``quit`` arrives while the worker stops its users for its own quit (Ctrl-C to both), Locust
-    runs ``stop()`` again at once; it asks users that are not stopping yet to stop a second time, and the user
-    raises "Tried to stop User in an unexpected state: stopping". The wait is bounded: the first stop ends within
-    ``--stop-timeout`` (Locust kills the users still running then)."""
-    stop = runner.stop
-    lock = gevent.lock.Semaphore()
-
-    def serialized_stop() -> None:
-        acquired = lock.acquire(timeout=float(runner.environment.stop_timeout or 0.0) + FINAL_REPORT_GRACE_S)
-        try:
-            stop()
-        finally:
-            if acquired:
-                lock.release()
-
-    runner.stop = serialized_stop  # type: ignore[method-assign]
-
-
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
     options = environment.parsed_options
     try:
-        warning = _check_users(environment)
+        warning = check_users(environment)
     except ConfigError as e:
         exit_usage(e, logger=logger)
-    if _opt(options, "sla_off", False):
+    if opt(options, "sla_off", False):
         logger.info("SLA evaluation is off (--sla-off)")
-        if _opt(options, "prometheus_port", 0):
+        if opt(options, "prometheus_port", 0):
             logger.warning("--prometheus-port is ignored with --sla-off: the metrics come from the SLA engine")
         return
     if warning:
@@ -783,10 +598,10 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     warmup = 0.0
     baseline: Baseline | None = None
     try:
-        profile, window, interval, code, warmup = _load_from_options(options)
-        inconclusive_code = _inconclusive_exit_code(options)
-        _check_report_paths(options)
-        baseline = None if is_worker else _baseline_option(options)
+        profile, window, interval, code, warmup = load_from_options(options)
+        inconclusive_code = inconclusive_code_option(options)
+        check_report_paths(options)
+        baseline = None if is_worker else baseline_option(options)
     except (ConfigError, BaselineError) as e:
         if not is_worker:
             exit_usage(e, prefix="SLA configuration error", logger=logger)
@@ -799,13 +614,13 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         exit_code=code,
         inconclusive_exit_code=inconclusive_code,
         warmup_s=warmup,
-        report_json=_opt(options, "sla_report_json", ""),
-        report_junit=_opt(options, "sla_report_junit", ""),
-        report_html=_opt(options, "sla_report_html", ""),
+        report_json=opt(options, "sla_report_json", ""),
+        report_junit=opt(options, "sla_report_junit", ""),
+        report_html=opt(options, "sla_report_html", ""),
     )
     plugin.options_key = plugin._option_key()
     if not is_worker:
         plugin.baseline = baseline
-        plugin.baseline_option = _opt(options, "sla_baseline", "") or ""
+        plugin.baseline_option = opt(options, "sla_baseline", "") or ""
     if not is_worker:
         plugin.exporter = serve_prometheus(environment, plugin)

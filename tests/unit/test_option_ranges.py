@@ -130,10 +130,10 @@ def _sla_opts(**kw):
                            "0 = no windows; empty = the profile's window_s"),
 ])
 def test_sla_numeric_options_are_range_checked(kw: dict, fragment: str) -> None:
-    from sla_checks.plugin import _load_from_options
+    from sla_checks.plugin_options import load_from_options
 
     with pytest.raises(ConfigError) as info:
-        _load_from_options(_sla_opts(**kw))
+        load_from_options(_sla_opts(**kw))
     assert fragment in str(info.value)
 
 
@@ -146,16 +146,16 @@ def test_sla_numeric_options_are_range_checked(kw: dict, fragment: str) -> None:
 ])
 def test_sla_window_and_eval_interval_unset_take_the_profiles_and_window_0_means_none(
         window: object, eval_interval: object, expected: tuple[float, float]) -> None:
-    from sla_checks.plugin import _load_from_options
+    from sla_checks.plugin_options import load_from_options
 
-    profile, window_s, interval_s, _code, _warmup = _load_from_options(
+    profile, window_s, interval_s, _code, _warmup = load_from_options(
         _sla_opts(sla_profile="soak", sla_window=window, sla_eval_interval=eval_interval))
     assert (profile.window_s, profile.eval_interval_s) == (300.0, 15.0), "the soak profile's own values"
     assert (window_s, interval_s) == expected
 
 
 def test_report_paths_are_checked_before_the_run(tmp_path: Path) -> None:
-    from sla_checks.plugin import _check_report_paths, report_path_problem
+    from sla_checks.plugin_options import check_report_paths, report_path_problem
 
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -163,7 +163,7 @@ def test_report_paths_are_checked_before_the_run(tmp_path: Path) -> None:
     assert report_path_problem(str(tmp_path)) == "is a directory"
     assert "is a file, not a directory" in (report_path_problem(str(a_file / "sla.xml")) or "")
     with pytest.raises(ConfigError, match="--sla-report-junit .*file.txt/sla.xml.*: .* is a file, not a directory"):
-        _check_report_paths(SimpleNamespace(sla_report_json="", sla_report_junit=str(a_file / "sla.xml")))
+        check_report_paths(SimpleNamespace(sla_report_json="", sla_report_junit=str(a_file / "sla.xml")))
 
 
 def test_first_cpu_reading_waits_for_a_measurable_interval() -> None:

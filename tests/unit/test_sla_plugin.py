@@ -12,8 +12,9 @@ from locust.event import Events
 
 from sla_checks.evaluate import ThresholdSpec
 from sla_checks.gauges import record_gauge
-from sla_checks.plugin import SlaPlugin, _serialize_stops, sla_plugin
+from sla_checks.plugin import SlaPlugin, sla_plugin
 from sla_checks.profiles import Profile
+from sla_checks.worker_reports import serialize_stops
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -179,7 +180,7 @@ class _Master:
 
 
 def test_final_reports_wait_ends_when_every_worker_quit_and_marks_silent_ones_lost(monkeypatch, caplog):
-    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 0.5)
+    monkeypatch.setattr("sla_checks.worker_reports.FINAL_REPORT_GRACE_S", 0.5)
     env = new_env()
     env.stop_timeout = 0
     plugin = SlaPlugin.register(env, profile(ThresholdSpec.of("WS agent_completed", "p(95) < 2000")))
@@ -192,7 +193,7 @@ def test_final_reports_wait_ends_when_every_worker_quit_and_marks_silent_ones_lo
     assert plugin.engine.lost_workers == {"w2"}
     assert "worker w2 sent no final report within 0.5 s" in caplog.text
 
-    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 10.0)
+    monkeypatch.setattr("sla_checks.worker_reports.FINAL_REPORT_GRACE_S", 10.0)
     master = _Master("w3")
     gevent.spawn_later(0.1, master.clients.pop, "w3")
     t0 = time.monotonic()
@@ -221,15 +222,15 @@ class _StoppingRunner:
 
 def test_second_worker_stop_waits_for_the_one_under_way_within_its_bound(monkeypatch):
     runner = _StoppingRunner(1.0, 0.3, 0.3)
-    _serialize_stops(runner)  # type: ignore[arg-type]
+    serialize_stops(runner)  # type: ignore[arg-type]
     t0 = time.monotonic()
     gevent.joinall([gevent.spawn(runner.stop), gevent.spawn(runner.stop)], timeout=5)
     assert runner.calls == [1, 1]  # the master's ``quit`` arriving mid-stop does not stop the users a second time
     assert 0.55 <= time.monotonic() - t0 < 3.0
 
-    monkeypatch.setattr("sla_checks.plugin.FINAL_REPORT_GRACE_S", 0.2)
+    monkeypatch.setattr("sla_checks.worker_reports.FINAL_REPORT_GRACE_S", 0.2)
     runner = _StoppingRunner(0.0, 5.0, 0.0)  # a stop that outlives --stop-timeout + the grace
-    _serialize_stops(runner)  # type: ignore[arg-type]
+    serialize_stops(runner)  # type: ignore[arg-type]
     first = gevent.spawn(runner.stop)
     gevent.sleep(0)
     t0 = time.monotonic()

@@ -27,7 +27,8 @@ from sla_checks.evaluate import (
     evaluate,
     has_evidence,
 )
-from sla_checks.plugin import SlaPlugin, _check_users, _inconclusive_exit_code
+from sla_checks.plugin import SlaPlugin
+from sla_checks.plugin_options import check_users, inconclusive_code_option
 from sla_checks.profiles import ConfigError, Profile
 from sla_checks.report import build_report, render_junit, render_terminal, verdict_exit_code
 from sla_checks.report_html import render
@@ -246,10 +247,10 @@ def test_live_tab_says_no_data_yet_instead_of_inconclusive():
 def test_inconclusive_exit_code_option_is_1_to_255(code, ok):
     options = argparse.Namespace(sla_inconclusive_exit_code=code)
     if ok:
-        assert _inconclusive_exit_code(options) == code
+        assert inconclusive_code_option(options) == code
     else:
         with pytest.raises(ConfigError, match=rf"--sla-inconclusive-exit-code {code}: expected an exit code 1\.\.255"):
-            _inconclusive_exit_code(options)
+            inconclusive_code_option(options)
 
 
 def env_with(**options) -> Environment:
@@ -260,12 +261,12 @@ def env_with(**options) -> Environment:
 
 def test_negative_users_are_a_usage_error_and_zero_a_warning():
     with pytest.raises(ConfigError, match=r"-u/--users -5: expected a number of users >= 1"):
-        _check_users(env_with(num_users=-5, headless=True))
-    warning = _check_users(env_with(num_users=0, headless=True))
+        check_users(env_with(num_users=-5, headless=True))
+    warning = check_users(env_with(num_users=0, headless=True))
     assert warning is not None and "INCONCLUSIVE (exit code 4)" in warning
-    assert _check_users(env_with(num_users=0, headless=False)) is None  # the web UI's form default
-    assert _check_users(env_with(num_users=0, headless=True, scenario="smoke")) is None  # the shape sets users
-    assert _check_users(env_with(num_users=None, headless=True)) is None
+    assert check_users(env_with(num_users=0, headless=False)) is None  # the web UI's form default
+    assert check_users(env_with(num_users=0, headless=True, scenario="smoke")) is None  # the shape sets users
+    assert check_users(env_with(num_users=None, headless=True)) is None
 
 
 def test_plugin_tracks_peak_users_and_a_run_without_users_exits_with_the_inconclusive_code():

@@ -9,7 +9,7 @@ import pytest
 
 from sla_checks.engine import Engine
 from sla_checks.evaluate import ThresholdSpec
-from sla_checks.plugin import _load_from_options
+from sla_checks.plugin_options import load_from_options
 from sla_checks.profiles import ConfigError, load_profile
 from sla_checks.report import build_report, render_terminal
 
@@ -103,11 +103,11 @@ def test_profile_key_and_option(tmp_path):
     def opts(**kw):
         return argparse.Namespace(**{"sla_config": str(child), "sla_profile": "local", **kw})
 
-    assert _load_from_options(opts())[4] == 15
-    assert _load_from_options(opts(sla_warmup="0"))[4] == 0  # the option overrides the profile, also to none
-    assert _load_from_options(opts(sla_warmup="1m"))[4] == 60
+    assert load_from_options(opts())[4] == 15
+    assert load_from_options(opts(sla_warmup="0"))[4] == 0  # the option overrides the profile, also to none
+    assert load_from_options(opts(sla_warmup="1m"))[4] == 60
     with pytest.raises(ConfigError, match=r"--sla-warmup 'soon': expected a duration"):
-        _load_from_options(opts(sla_warmup="soon"))
+        load_from_options(opts(sla_warmup="soon"))
     bad = tmp_path / "bad.toml"
     bad.write_text('warmup_s = -5\n[thresholds]\n"REDIS connect" = "p(95) < 100"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"warmup_s = -5: a duration cannot be negative"):
