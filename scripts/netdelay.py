@@ -5,9 +5,14 @@ built without ``sch_netem`` (``tc qdisc add ... netem`` then fails with "Specifi
 
 Every chunk read from one side is written to the other ``delay ± jitter`` ms (uniform) after it arrived, never
 before the chunk ahead of it (bytes stay in order, as TCP keeps them; netem's jitter reorders packets and lets TCP
-restore the order). A half-close travels with the same delay. What it does not model: the connect handshake (the
-client's ``connect()`` returns at once, so a connect measures one round trip less than over netem), loss, and
-bandwidth. Stdlib only; runs until SIGTERM/SIGINT.
+restore the order). A half-close travels with the same delay.
+
+The TCP handshake: the client's ``connect()`` to the relay returns at once, where over a real path it returns one
+round trip later (SYN, SYN-ACK) and its first bytes then take one more way. So the first chunk the client sends is
+held for one extra round trip (two more jittered one-way delays): for every protocol where the client speaks first
+(TLS, HTTP, Redis, PostgreSQL) a connect then pays exactly the round trips it pays over netem. A server that speaks
+first (SMTP, MySQL) would see its greeting one round trip early. Not modelled: loss and bandwidth. Stdlib only;
+runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -40,15 +45,23 @@ def _pair(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
 
 
 class Delay:
-    """Due times of the chunks of one direction: ``delay ± jitter`` after arrival, in arrival order."""
+    """Due times of the chunks of one direction: ``delay ± jitter`` after arrival, in arrival order; with
+    ``handshake``, the first chunk also waits the round trip of the TCP handshake the relay's connect skipped."""
 
-    def __init__(self, delay_s: float, jitter_s: float, rng: random.Random) -> None:
+    def __init__(self, delay_s: float, jitter_s: float, rng: random.Random, *, handshake: bool = False) -> None:
         self.delay_s, self.jitter_s, self.rng = delay_s, jitter_s, rng
         self.last_due = 0.0
+        self.handshake = handshake
+
+    def one_way(self) -> float:
+        return max(0.0, self.delay_s + self.rng.uniform(-self.jitter_s, self.jitter_s))
 
     def due(self, arrived: float) -> float:
-        one_way = max(0.0, self.delay_s + self.rng.uniform(-self.jitter_s, self.jitter_s))
-        self.last_due = max(self.last_due, arrived + one_way)
+        wait = self.one_way()
+        if self.handshake:
+            self.handshake = False
+            wait += self.one_way() + self.one_way()
+        self.last_due = max(self.last_due, arrived + wait)
         return self.last_due
 
 
@@ -92,7 +105,7 @@ async def _serve_one(client_r: asyncio.StreamReader, client_w: asyncio.StreamWri
         client_w.close()
         return
     try:
-        await asyncio.gather(_pump(client_r, up_w, Delay(delay_s, jitter_s, rng)),
+        await asyncio.gather(_pump(client_r, up_w, Delay(delay_s, jitter_s, rng, handshake=True)),
                              _pump(up_r, client_w, Delay(delay_s, jitter_s, rng)))
     except (ConnectionError, OSError):
         pass

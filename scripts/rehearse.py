@@ -4,8 +4,10 @@
 
 The path (docs/rehearse.md):
 
-* a network namespace ``wsrehearse`` joined to this one by a veth pair, 198.18.0.1 here and 198.18.0.2 inside
-  (RFC 2544's benchmarking range: addresses that exist only on this pair; load goes to 198.18.0.2 only);
+* a network namespace ``wsrehearse<i>`` joined to this one by a veth pair, 198.18.<i>.1 here and 198.18.<i>.2
+  inside (RFC 2544's benchmarking range: addresses that exist only on this pair; load goes to 198.18.<i>.2 only).
+  ``<i>`` is the first of 64 slots no other running rehearsal holds, so rehearsals side by side (a CI run beside a
+  developer's) never tear down each other's path;
 * latency on the veth: ``tc netem`` (default 10 ms ± 2 ms each way), or, on a kernel built without netem, the
   relay of ``scripts/netdelay.py`` inside the namespace with the same delay and jitter;
 * HAProxy from Debian with its listeners inside the namespace: TLS on 443 with a certificate from a throw-away CA
@@ -13,20 +15,22 @@ The path (docs/rehearse.md):
   side on loopback; an idle timeout (``timeout client/server/tunnel``) and a maximum connection lifetime (HAProxy has
   no setting for it: this script cuts sessions older than the lifetime through HAProxy's runtime API, ``show sess``
   / ``shutdown session``, every 0.5 s);
-* Redis 6379, PostgreSQL 5432 and ClickHouse 8123 forwarded by HAProxy ``mode tcp`` frontends at 198.18.0.2 to
-  the services on loopback, so the ``staging`` profile's probes run unchanged against the namespace address.
+* Redis 6379, PostgreSQL 5432 and ClickHouse 8123 forwarded by HAProxy ``mode tcp`` frontends at the namespace
+  address to the services on loopback, so the ``staging`` profile's probes run unchanged against the namespace address.
 
 Then ``locust --headless --scenario soak --scenario-duration LEN --sla-profile staging`` with users logging in from
 ``--users-file`` (default: the reference backend's seeded users), ``--fault KIND`` applied mid-run through the
 backend's admin API (on loopback), the reports in the folder it prints; it exits with Locust's exit code (2 for a
 bad option of its own, before anything is set up). Everything is torn down on exit, on SIGINT/SIGTERM, and leftovers
-of a killed run are removed at the next start.
+of a killed run are removed by the next rehearsal that takes its slot. The backend writes its ClickHouse rows
+through ``scripts/rehearse_tap.py``, which keeps its own reply times for the summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import random
@@ -39,31 +43,76 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from rehearse_tap import ClickHouseTap  # noqa: E402
 
 from config.durations import DURATION_FORMS, parse_duration  # noqa: E402
 from contract.faults import FAULT_KINDS, FaultsClient  # noqa: E402
+from contract.schema import CH_DATABASE, CH_TABLE  # noqa: E402
+from sla_checks.histogram import Histogram  # noqa: E402
 
-NS = "wsrehearse"
-HOST_IF, NS_IF = "wsrh0", "wsrh1"
-NET = "198.18.0.0/30"
-HOST_ADDR, NS_ADDR = "198.18.0.1", "198.18.0.2"
 REHEARSE_NET_ENV = "REHEARSE_NET"
 """Set for the Locust run: the network the staging profile's "this is not staging" guard accepts."""
-STATE_FILE = Path("/run/wsrehearse.pids")
+SLOTS = 64
+"""Rehearsals that can run side by side on one machine (a CI run beside a developer's), each on a path of its own."""
 TIERS = {"redis": 6379, "pg": 5432, "clickhouse": 8123}
 SEED_PASSWORD = "loadtest-password"
 SEED_USERS = 100
+SLA_WINDOW_S = 300
+"""The soak windows the rehearsal judges: the staging soak's own (the scenario's window scaled down to a 3-minute
+run is 4 s, where a probe's one connect sample is a window's whole p95 — stricter than the staging run it
+rehearses). ``-- --sla-window N`` after it wins."""
+CUT_MARK = "DISCONNECTED"
+"""The error code of a message the client ended because its connection closed under it."""
 
 
 def say(text: str) -> None:
     print(f"[rehearse] {text}", flush=True)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The names and addresses of one rehearsal's path (``index`` < SLOTS): namespace ``wsrehearse<i>``, veth pair
+    ``wsrh<i>a`` / ``wsrh<i>b`` and the /30 ``198.18.<i>.0`` (RFC 2544's benchmarking range), 198.18.<i>.1 on this
+    side and 198.18.<i>.2 inside; the processes it started are listed in ``/run/wsrehearse<i>.pids``, which the
+    running rehearsal holds locked."""
+
+    index: int
+
+    @property
+    def ns(self) -> str:
+        return f"wsrehearse{self.index}"
+
+    @property
+    def host_if(self) -> str:
+        return f"wsrh{self.index}a"
+
+    @property
+    def ns_if(self) -> str:
+        return f"wsrh{self.index}b"
+
+    @property
+    def net(self) -> str:
+        return f"198.18.{self.index}.0/30"
+
+    @property
+    def host_addr(self) -> str:
+        return f"198.18.{self.index}.1"
+
+    @property
+    def ns_addr(self) -> str:
+        return f"198.18.{self.index}.2"
+
+    @property
+    def state_file(self) -> Path:
+        return Path(f"/run/wsrehearse{self.index}.pids")
 
 
 class UsageError(Exception):
@@ -210,13 +259,14 @@ def old_sessions(show_sess: str, frontend: str, max_age_s: float) -> list[str]:
     return ids
 
 
-def haproxy_config(*, backend_port: int, crt: Path, stats_sock: Path, idle_s: float, relay: bool) -> str:
-    """HAProxy's configuration: listeners in the namespace (on its loopback behind the delay relay, else on
-    NS_ADDR), servers on this side's loopback."""
+def haproxy_config(*, slot: Slot, backend_port: int, crt: Path, stats_sock: Path, idle_s: float,
+                   relay: bool) -> str:
+    """HAProxy's configuration: listeners in the slot's namespace (on its loopback behind the delay relay, else on
+    its address), servers on this side's loopback."""
 
     def bind(port: int) -> str:
-        addr = f"127.0.0.1:{10000 + port}" if relay else f"{NS_ADDR}:{port}"
-        return f"bind {addr} namespace {NS}"
+        addr = f"127.0.0.1:{10000 + port}" if relay else f"{slot.ns_addr}:{port}"
+        return f"bind {addr} namespace {slot.ns}"
 
     idle = f"{idle_s:g}s"
     tiers = "".join(
@@ -264,76 +314,100 @@ backend app
 # The path (I/O)
 
 
-def run(*argv: str, check: bool = True, ns: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    cmd = (["ip", "netns", "exec", NS] if ns else []) + list(argv)
+def run(*argv: str, check: bool = True, ns: str = "", timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``argv`` (inside the namespace ``ns`` when given)."""
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(argv)
     return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
 
 
-def kill_recorded() -> None:
-    """Stop the processes a previous (killed) run recorded, if they still run."""
+def claim_slot() -> tuple[Slot, int]:
+    """The first slot no running rehearsal holds: its state file locked (the lock ends with this process, also on
+    SIGKILL) and whatever a killed rehearsal left in it removed. Returns the slot and the locked file's descriptor
+    (kept open for the run). RuntimeError when every slot is taken."""
+    import fcntl
+
+    for i in range(SLOTS):
+        slot = Slot(i)
+        fd = os.open(slot.state_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        teardown_path(slot)  # leftovers of a killed run in this slot
+        return slot, fd
+    raise RuntimeError(f"all {SLOTS} rehearsal slots are taken by running rehearsals (/run/wsrehearse*.pids)")
+
+
+def kill_recorded(slot: Slot) -> None:
+    """Stop the processes recorded in the slot's state file (its rehearsal ended or was killed), then empty it."""
     try:
-        pids = [int(x) for x in STATE_FILE.read_text().split()]
+        pids = [int(x) for x in slot.state_file.read_text().split()]
     except (OSError, ValueError):
         pids = []
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
-    STATE_FILE.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        os.truncate(slot.state_file, 0)
 
 
-def record_pid(pid: int) -> None:
-    with STATE_FILE.open("a") as f:
+def record_pid(slot: Slot, pid: int) -> None:
+    with slot.state_file.open("a") as f:
         f.write(f"{pid}\n")
 
 
-def teardown_path() -> None:
-    """Idempotent: the namespace (and with it its veth end and addresses), the host's veth end, the processes."""
-    kill_recorded()
-    if run("ip", "netns", "pids", NS, check=False).returncode == 0:
-        for pid in run("ip", "netns", "pids", NS, check=False).stdout.split():
+def teardown_path(slot: Slot) -> None:
+    """Idempotent: the slot's processes, its namespace (and with it its veth end and addresses) and the host's veth
+    end. Only for a slot this process holds."""
+    kill_recorded(slot)
+    if run("ip", "netns", "pids", slot.ns, check=False).returncode == 0:
+        for pid in run("ip", "netns", "pids", slot.ns, check=False).stdout.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-        run("ip", "netns", "del", NS, check=False)
-    run("ip", "link", "del", HOST_IF, check=False)
+        run("ip", "netns", "del", slot.ns, check=False)
+    if run("ip", "link", "show", slot.host_if, check=False).returncode == 0:
+        run("ip", "link", "del", slot.host_if, check=False)
 
 
-def netem(dev: str, o: Options, ns: bool) -> subprocess.CompletedProcess[str]:
+def netem(dev: str, o: Options, ns: str = "") -> subprocess.CompletedProcess[str]:
     return run("tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", f"{o.latency_ms:g}ms",
                f"{o.jitter_ms:g}ms", check=False, ns=ns)
 
 
-def setup_path(o: Options) -> bool:
+def setup_path(slot: Slot, o: Options) -> bool:
     """The namespace, the veth pair and the latency; True when netem delays the veth, False for the relay."""
-    run("ip", "netns", "add", NS)
-    run("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF, "netns", NS)
-    run("ip", "addr", "add", f"{HOST_ADDR}/30", "dev", HOST_IF)
-    run("ip", "link", "set", HOST_IF, "up")
-    run("ip", "addr", "add", f"{NS_ADDR}/30", "dev", NS_IF, ns=True)
-    run("ip", "link", "set", NS_IF, "up", ns=True)
-    run("ip", "link", "set", "lo", "up", ns=True)
+    ns = slot.ns
+    run("ip", "netns", "add", ns)
+    run("ip", "link", "add", slot.host_if, "type", "veth", "peer", "name", slot.ns_if, "netns", ns)
+    run("ip", "addr", "add", f"{slot.host_addr}/30", "dev", slot.host_if)
+    run("ip", "link", "set", slot.host_if, "up")
+    run("ip", "addr", "add", f"{slot.ns_addr}/30", "dev", slot.ns_if, ns=ns)
+    run("ip", "link", "set", slot.ns_if, "up", ns=ns)
+    run("ip", "link", "set", "lo", "up", ns=ns)
     if o.netem == "off" or o.latency_ms == 0:
         return False
-    r = netem(HOST_IF, o, ns=False)
+    r = netem(slot.host_if, o)
     if r.returncode != 0:
         if o.netem == "on":
             raise RuntimeError(f"tc netem failed: {r.stderr.strip()} (the kernel needs sch_netem; try --netem off)")
         say(f"tc netem is not available ({r.stderr.strip()}): latency by the scripts/netdelay.py relay instead")
         return False
-    r = netem(NS_IF, o, ns=True)
+    r = netem(slot.ns_if, o, ns=ns)
     if r.returncode != 0:
         raise RuntimeError(f"tc netem in the namespace failed: {r.stderr.strip()}")
     return True
 
 
-def make_certs(d: Path) -> tuple[Path, Path]:
-    """A throw-away CA and a server certificate for NS_ADDR signed by it: (ca.pem, server.pem with its key)."""
+def make_certs(d: Path, addr: str) -> tuple[Path, Path]:
+    """A throw-away CA and a server certificate for ``addr`` signed by it: (ca.pem, server.pem with its key)."""
     ca_key, ca, key, csr, crt = (d / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.crt"))
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run("openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
         "-subj", "/CN=ws-agent-loadtest rehearsal CA")
-    run("openssl", "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={NS_ADDR}")
+    run("openssl", "req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={addr}")
     ext = d / "san.cnf"
-    ext.write_text(f"subjectAltName=IP:{NS_ADDR},DNS:staging.rehearsal.test\nextendedKeyUsage=serverAuth\n")
+    ext.write_text(f"subjectAltName=IP:{addr},DNS:staging.rehearsal.test\nextendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
         "-out", str(crt), "-days", "2", "-extfile", str(ext))
     pem = d / "server.pem"
@@ -342,16 +416,16 @@ def make_certs(d: Path) -> tuple[Path, Path]:
     return ca, pem
 
 
-def wait_tls(ca: Path, deadline_s: float = 15.0) -> None:
+def wait_tls(ca: Path, addr: str, deadline_s: float = 15.0) -> None:
     ctx = ssl.create_default_context(cafile=str(ca))
     end = time.monotonic() + deadline_s
     while True:
         try:
-            with socket.create_connection((NS_ADDR, 443), timeout=2) as s, ctx.wrap_socket(s, server_hostname=NS_ADDR):
+            with socket.create_connection((addr, 443), timeout=2) as s, ctx.wrap_socket(s, server_hostname=addr):
                 return
         except OSError as e:
             if time.monotonic() > end:
-                raise RuntimeError(f"HAProxy did not answer TLS on {NS_ADDR}:443 within {deadline_s:g} s: {e}") from None
+                raise RuntimeError(f"HAProxy did not answer TLS on {addr}:443 within {deadline_s:g} s: {e}") from None
             time.sleep(0.2)
 
 
@@ -374,6 +448,8 @@ class LifetimeReaper(threading.Thread):
         self.sock, self.lifetime_s = sock, lifetime_s
         self.stopped = threading.Event()
         self.cut = 0
+        self.cut_at: list[float] = []
+        """Epoch seconds of each cut."""
 
     def run(self) -> None:
         while not self.stopped.wait(0.5):
@@ -381,6 +457,7 @@ class LifetimeReaper(threading.Thread):
                 for sid in old_sessions(haproxy_cmd(self.sock, "show sess"), "wss", self.lifetime_s):
                     haproxy_cmd(self.sock, f"shutdown session {sid}")
                     self.cut += 1
+                    self.cut_at.append(time.time())
             except OSError:
                 continue
 
@@ -393,21 +470,33 @@ def locust_has_option(name: str) -> bool:
         return False
 
 
-def server_side_p50(start: str, end: str, users: int) -> tuple[int, float | None]:
-    """(rows, p50) of the backends' own agent_completed times (``duration_ms``, in ClickHouse) between two ISO
-    times. Every reference backend on this machine writes there: rows of other runs make it unusable."""
-    ids = ",".join(f"'user-{i:04d}'" for i in range(users))
-    query = ("SELECT count(), quantileExact(0.5)(duration_ms) FROM agentchat.agent_state_history "
-             f"WHERE event_type = 'agent_completed' AND user_id IN ({ids}) "
-             f"AND ts >= parseDateTimeBestEffort('{start}') AND ts <= parseDateTimeBestEffort('{end}') "
-             "FORMAT JSONCompact")
-    req = urllib.request.Request("http://127.0.0.1:8123/", data=query.encode())
+def iso_epoch(text: str) -> float:
+    """An ISO 8601 time of the report (``2026-01-02T03:04:05.678Z``) in epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def p50(values: list[float]) -> float | None:
+    """The p50 the SLA report gives for these samples (its histogram: nearest rank, exact to 1 ms)."""
+    h = Histogram()
+    for v in values:
+        h.record(v)
+    return h.percentile(50)
+
+
+def cut_messages(failures_csv: Path) -> list[dict[str, Any]]:
+    """Failures of Locust's ``--csv`` table that are messages ended by a close under them (their error carries the
+    close code and reason), and the disconnects: ``[{"name", "error", "count"}]``, most frequent first."""
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback)
-            rows, value = json.loads(r.read())["data"][0]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return 0, None
-    return int(rows), (float(value) if rows else None)
+        with failures_csv.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    out = [{"name": f"{r.get('Method', '')} {r.get('Name', '')}".strip(), "error": r.get("Error", ""),
+            "count": int(r.get("Occurrences") or 0), "first_seen": r.get("First Seen"), "last_seen": r.get("Last Seen")}
+           for r in rows if CUT_MARK in (r.get("Error") or "") or r.get("Name") == "disconnect"]
+    return sorted(out, key=lambda r: -r["count"])
 
 
 def backend_completed(log: Path) -> int | None:
@@ -425,18 +514,20 @@ def backend_completed(log: Path) -> int | None:
 @dataclass
 class Rehearsal:
     o: Options
+    slot: Slot
     work: Path
     out: Path
     procs: list[subprocess.Popen[Any]] = field(default_factory=list)
     backend: Any = None
     reaper: LifetimeReaper | None = None
+    tap: ClickHouseTap | None = None
 
     def start(self, argv: list[str], *, ns: bool = False, log: Path) -> subprocess.Popen[Any]:
-        cmd = (["ip", "netns", "exec", NS] if ns else []) + argv
+        cmd = (["ip", "netns", "exec", self.slot.ns] if ns else []) + argv
         with log.open("ab") as f:
             p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
-        record_pid(p.pid)
+        record_pid(self.slot, p.pid)
         self.procs.append(p)
         return p
 
@@ -455,41 +546,46 @@ class Rehearsal:
                     p.wait(5)
         if self.backend is not None:
             self.backend.stop()
-        teardown_path()
+        if self.tap is not None:
+            self.tap.stop()
+        teardown_path(self.slot)
 
     def bring_up(self) -> Path:
         """The path; returns the CA file."""
         from reference_backend.process import BackendProcess
 
-        o = self.o
-        netem_on = setup_path(o)
-        ca, pem = make_certs(self.work)
+        o, addr = self.o, self.slot.ns_addr
+        netem_on = setup_path(self.slot, o)
+        ca, pem = make_certs(self.work, addr)
         think = {} if o.backend_think_ms is None else {"think_min_ms": o.backend_think_ms,
                                                         "think_max_ms": o.backend_think_ms}
-        self.backend = BackendProcess.start(self.work, seed_users=SEED_USERS, seed_password=SEED_PASSWORD, **think)
-        record_pid(self.backend.pid)
+        # the backend writes its agent events through the tap: its own reply times, whoever else shares ClickHouse
+        self.tap = ClickHouseTap("127.0.0.1:8123", f"{CH_DATABASE}.{CH_TABLE}").start()
+        self.backend = BackendProcess.start(self.work, seed_users=SEED_USERS, seed_password=SEED_PASSWORD,
+                                            clickhouse_url=self.tap.url, **think)
+        record_pid(self.slot, self.backend.pid)
         sock = self.work / "haproxy.sock"
         cfg = self.work / "haproxy.cfg"
         relay = not netem_on and o.latency_ms > 0
-        cfg.write_text(haproxy_config(backend_port=self.backend.port, crt=pem, stats_sock=sock,
+        cfg.write_text(haproxy_config(slot=self.slot, backend_port=self.backend.port, crt=pem, stats_sock=sock,
                                       idle_s=o.idle_timeout_s, relay=relay))
         check = run("haproxy", "-c", "-f", str(cfg), check=False)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy -c {cfg}: {check.stdout.strip()} {check.stderr.strip()}")
         self.start(["haproxy", "-db", "-f", str(cfg)], log=self.out / "haproxy.log")
         if relay:
-            pairs = [f"{NS_ADDR}:{port}=127.0.0.1:{10000 + port}" for port in (443, *TIERS.values())]
+            pairs = [f"{addr}:{port}=127.0.0.1:{10000 + port}" for port in (443, *TIERS.values())]
             self.start([sys.executable, str(REPO / "scripts" / "netdelay.py"), "--delay-ms", f"{o.latency_ms:g}",
                         "--jitter-ms", f"{o.jitter_ms:g}", *pairs], ns=True, log=self.out / "netdelay.log")
-        wait_tls(ca)
+        wait_tls(ca, addr)
         self.reaper = LifetimeReaper(sock, o.lifetime_s)
         self.reaper.start()
         how = "tc netem on the veth" if netem_on else ("the netdelay relay" if relay else "none")
-        say(f"path up: wss://{NS_ADDR}/ws → HAProxy (TLS, idle {o.idle_timeout_s:g} s, lifetime "
+        say(f"path up ({self.slot.ns}): wss://{addr}/ws → HAProxy (TLS, idle {o.idle_timeout_s:g} s, lifetime "
             f"{o.lifetime_s:g} s) → reference backend 127.0.0.1:{self.backend.port}; latency "
-            f"{o.latency_ms:g} ms ± {o.jitter_ms:g} ms each way ({how}); redis/pg/clickhouse at {NS_ADDR}")
+            f"{o.latency_ms:g} ms ± {o.jitter_ms:g} ms each way ({how}); redis/pg/clickhouse at {addr}")
         (self.out / "path.json").write_text(json.dumps({
-            "ws_url": f"wss://{NS_ADDR}/ws", "latency_ms": o.latency_ms, "jitter_ms": o.jitter_ms,
+            "ws_url": f"wss://{addr}/ws", "namespace": self.slot.ns, "veth": self.slot.host_if, "latency_ms": o.latency_ms, "jitter_ms": o.jitter_ms,
             "latency_by": how, "backend_think_ms": o.backend_think_ms, "idle_timeout_s": o.idle_timeout_s, "lifetime_s": o.lifetime_s,
             "backend": f"127.0.0.1:{self.backend.port}"}, indent=2))
         return ca
@@ -502,15 +598,16 @@ class Rehearsal:
         return f
 
     def locust_argv(self) -> list[str]:
-        o = self.o
+        o, addr = self.o, self.slot.ns_addr
         argv = [str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "locustfile.py"), "--headless",
-                "--only-summary", "--host", f"wss://{NS_ADDR}/ws", "--users-file", str(self.users_file()),
-                "--redis-url", f"redis://{NS_ADDR}:{TIERS['redis']}/0",
-                "--pg-dsn", f"postgresql://postgres@{NS_ADDR}:{TIERS['pg']}/test",
-                "--clickhouse-url", f"http://{NS_ADDR}:{TIERS['clickhouse']}",
+                "--only-summary", "--host", f"wss://{addr}/ws", "--users-file", str(self.users_file()),
+                "--redis-url", f"redis://{addr}:{TIERS['redis']}/0",
+                "--pg-dsn", f"postgresql://postgres@{addr}:{TIERS['pg']}/test",
+                "--clickhouse-url", f"http://{addr}:{TIERS['clickhouse']}",
                 "--scenario", "soak", "--scenario-duration", f"{o.length_s:g}s", "--sla-profile", "staging",
                 "--sla-report-json", str(self.out / "sla.json"), "--sla-report-html", str(self.out / "sla.html"),
-                "--sla-report-junit", str(self.out / "sla.xml")]
+                "--sla-report-junit", str(self.out / "sla.xml"), "--sla-window", str(SLA_WINDOW_S),
+                "--csv", str(self.out / "locust")]
         max_age = ws_max_age_arg(o.ws_max_age, o.lifetime_s, locust_has_option("--ws-max-age"))
         if max_age:
             argv += ["--ws-max-age", max_age]
@@ -524,13 +621,13 @@ class Rehearsal:
         o = self.o
         ca = self.bring_up()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "JWT_", "TARGET_"))}
-        env.update(SSL_CERT_FILE=str(ca), **{REHEARSE_NET_ENV: NET}, PYTHONUNBUFFERED="1")
+        env.update(SSL_CERT_FILE=str(ca), **{REHEARSE_NET_ENV: self.slot.net}, PYTHONUNBUFFERED="1")
         argv = self.locust_argv()
         say("running: " + " ".join(argv[argv.index("--headless"):]))
         with (self.out / "locust.log").open("ab") as log:
             locust = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        record_pid(locust.pid)
+        record_pid(self.slot, locust.pid)
         self.procs.append(locust)
         fault_timer = self._schedule_fault() if o.fault else None
         try:
@@ -563,40 +660,68 @@ class Rehearsal:
         return timer
 
     def _summary(self, code: int) -> None:
+        o = self.o
         try:
             report = json.loads((self.out / "sla.json").read_text())
         except (OSError, ValueError):
             report = {}
-        reply = (report.get("metrics") or {}).get("WS agent_completed") or {}
-        self.backend.stop()  # its last log line counts the messages it completed; it flushes ClickHouse first
+        metrics = report.get("metrics") or {}
+        reply = metrics.get("WS agent_completed") or {}
+        self.backend.stop()  # it flushes its last ClickHouse rows (through the tap) and logs its message count
         completed = backend_completed(self.backend.log_path)
-        rows, server = (server_side_p50(report["started_at"], report["ended_at"], SEED_USERS)
-                        if report.get("started_at") and report.get("ended_at") else (0, None))
+        rtt = 2 * o.latency_ms
         path = json.loads((self.out / "path.json").read_text())
-        path.update(client_reply_p50_ms=reply.get("p50"), backend_completed=completed, server_rows=rows,
-                    lifetime_cuts=self.reaper.cut if self.reaper else 0, exit_code=code,
-                    verdict=report.get("verdict"))
-        if server is not None and completed is not None and abs(rows - completed) <= max(2, completed // 100):
-            path["server_reply_p50_ms"] = server
-            if reply.get("p50") is not None:
+        cuts = self.reaper.cut_at if self.reaper else []
+        t0 = iso_epoch(report["started_at"]) if report.get("started_at") else None
+        path.update(exit_code=code, verdict=report.get("verdict"), client_reply_p50_ms=reply.get("p50"),
+                    backend_completed=completed, backend_rows=len(self.tap.rows) if self.tap else 0,
+                    load_average=[round(x, 2) for x in os.getloadavg()],
+                    reconnects=report.get("reconnects") or {}, messages=report.get("messages") or {},
+                    lifetime_cuts=len(cuts),
+                    heartbeat_p50_ms=(metrics.get("WS heartbeat") or {}).get("p50"),
+                    lifetime_cuts_at_s=[round(t - t0, 1) for t in cuts] if t0 is not None else [],
+                    cut_messages=cut_messages(self.out / "locust_failures.csv"),
+                    connect_ms={m: {k: (metrics.get(m) or {}).get(k) for k in ("count", "p50", "p95", "max")}
+                                for m in ("WS connect", "REDIS connect", "PG connect")})
+        if self.tap is not None and t0 is not None and report.get("ended_at"):
+            # the client's p50 is over the judged samples: the backend's over the same span
+            own = self.tap.between(t0 + float(report.get("warmup_s") or 0), iso_epoch(report["ended_at"]))
+            server = p50(own)
+            path.update(server_rows_judged=len(own), server_reply_p50_ms=server)
+            if server is not None and reply.get("p50") is not None:
                 path["path_overhead_p50_ms"] = round(reply["p50"] - server, 2)
-        elif rows:
-            say(f"ClickHouse holds {rows} agent_completed rows of the run's span but this backend completed "
-                f"{completed}: another backend shares it, so no server-side p50 is given")
-        if self.o.backend_think_ms is not None and reply.get("p50") is not None:
-            path["reply_minus_think_p50_ms"] = round(reply["p50"] - self.o.backend_think_ms, 2)
+                path["overhead_minus_rtt_ms"] = round(reply["p50"] - server - rtt, 2)
+        if o.backend_think_ms is not None and reply.get("p50") is not None:
+            path["reply_minus_think_p50_ms"] = round(reply["p50"] - o.backend_think_ms, 2)
         (self.out / "path.json").write_text(json.dumps(path, indent=2))
         for line in report.get("verdict_reasons", [])[:8]:
             say(line)
         for a in report.get("attribution", [])[:3]:
             say(f"attribution: {a.get('summary')}")
-        if "path_overhead_p50_ms" in path:
-            say(f"reply p50 {reply['p50']:.1f} ms = backend's own p50 {path['server_reply_p50_ms']:.1f} ms + "
-                f"{path['path_overhead_p50_ms']:.1f} ms over the path (round trip {2 * self.o.latency_ms:g} ms)")
+        failed = path["messages"].get("failed") or 0
+        if "path_overhead_p50_ms" in path and failed:
+            say(f"{failed} message(s) failed: the client's reply p50 counts them, the backend's completed rows do not, "
+                f"so reply minus backend ({path['path_overhead_p50_ms']:.1f} ms) is not the path's cost")
+        elif "path_overhead_p50_ms" in path:
+            say(f"reply p50 {reply['p50']:.1f} ms = backend's own p50 {path['server_reply_p50_ms']:.1f} ms "
+                f"({path['server_rows_judged']} replies) + {path['path_overhead_p50_ms']:.1f} ms over the path "
+                f"(round trip {rtt:g} ms: {path['overhead_minus_rtt_ms']:+.1f} ms; the client's heartbeat p50 "
+                f"over the same path {path['heartbeat_p50_ms']} ms)")
         if "reply_minus_think_p50_ms" in path:
-            say(f"reply p50 {reply['p50']:.1f} ms = fixed think {self.o.backend_think_ms:g} ms + "
-                f"{path['reply_minus_think_p50_ms']:.1f} ms of tiers and path (round trip {2 * self.o.latency_ms:g} ms)")
-        say(f"balancer lifetime cuts: {path['lifetime_cuts']}; verdict {report.get('verdict')}, exit code {code}")
+            say(f"reply p50 {reply['p50']:.1f} ms = fixed think {o.backend_think_ms:g} ms + "
+                f"{path['reply_minus_think_p50_ms']:.1f} ms of tiers and path (round trip {rtt:g} ms)")
+        connects = ", ".join(f"{m} p50 {v['p50']:.0f} / p95 {v['p95']:.0f} ms" for m, v in path["connect_ms"].items()
+                             if v.get("p50") is not None)
+        if connects:
+            say(f"connects over the path: {connects}")
+        planned = ", ".join(f"{n} {cause}" for cause, n in sorted(path["reconnects"].items())) or "none"
+        say(f"balancer lifetime cuts: {len(cuts)}"
+            + (f" (at +{', +'.join(f'{t:g}' for t in path['lifetime_cuts_at_s'][:12])} s)" if cuts else "")
+            + f"; planned reconnects: {planned}; messages failed: {path['messages'].get('failed', '?')}")
+        for c in path["cut_messages"][:6]:
+            seen = f" ({c['first_seen']} .. {c['last_seen']})" if c.get("first_seen") else ""
+            say(f"cut by a close: {c['count']} × {c['name']}: {c['error']}{seen}")
+        say(f"verdict {report.get('verdict')}, exit code {code}")
         say(f"reports: {self.out}")
 
 
@@ -619,8 +744,12 @@ def main(argv: list[str] | None = None) -> int:
     work = out / "path"
     work.mkdir(exist_ok=True)
     os.chmod(work, 0o700)
-    teardown_path()  # leftovers of a killed run
-    rehearsal = Rehearsal(o, work, out)
+    try:
+        slot, _lock = claim_slot()  # the lock is held until this process ends
+    except (RuntimeError, OSError) as e:
+        say(f"ERROR: {e}")
+        return 1
+    rehearsal = Rehearsal(o, slot, work, out)
 
     def interrupted(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)

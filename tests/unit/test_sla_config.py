@@ -17,7 +17,8 @@ def test_shipped_profiles_load(name):
     assert "WS agent_completed within(2000) >= 95%" in names
     assert "WS agent_completed rps >= 10" in names
     assert "PG * p(95) < 200" in names
-    assert "REDIS connect p(95) < 100" in names
+    # staging judges a connect's 4 round trips across a network (config/staging.toml says why)
+    assert ("REDIS connect p(95) < 250" if name == "staging" else "REDIS connect p(95) < 100") in names
     assert all(s.description for s in prof.thresholds)
 
 
