@@ -13,6 +13,8 @@ Needs ``pip install playwright`` (requirements.txt) and /usr/bin/chromium; skipp
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -79,8 +81,13 @@ class LocustWeb:
         return self.get("/sla/status")
 
     def locust_counts(self) -> dict[str, int]:
-        return {f"{s['method']} {s['name']}": s["num_requests"] for s in self.get("/stats/requests")["stats"]
-                if s["name"] != "Aggregated"}
+        """Locust's own request counts now, from ``/stats/requests/csv``: ``/stats/requests`` (what the Statistics
+        tab polls) is memoized for 2 s or more, so right after a stop it can miss the samples of the last seconds
+        (the messages that ended during the stop)."""
+        with urllib.request.urlopen(self.base + "/stats/requests/csv", timeout=40) as r:
+            rows = csv.DictReader(io.StringIO(r.read().decode()))
+            return {f"{row['Type']} {row['Name']}": int(row["Request Count"]) for row in rows
+                    if row["Name"] != "Aggregated"}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
