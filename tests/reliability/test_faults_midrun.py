@@ -19,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -83,9 +84,13 @@ def _stop_clickhouse() -> None:
     graceful stop while inserts are going on, too long for the team sharing it); ``scripts/services up`` restarts."""
     try:
         pid = int(CH_PID_FILE.read_text().strip())
-    except (OSError, ValueError):
-        _services("down")
-        return
+    except (OSError, ValueError):  # no pid file: the server by its command line (its comm is cut to 15 chars)
+        found = [p.pid for p in psutil.process_iter(["cmdline"])
+                 if (p.info["cmdline"] or [""])[0].endswith("clickhouse-server")]
+        if not found:
+            _services("down")
+            return
+        pid = found[0]
     try:
         os.kill(pid, signal.SIGTERM)
         if not wait_until(lambda: not psutil.pid_exists(pid), 3):
@@ -95,6 +100,14 @@ def _stop_clickhouse() -> None:
         pass
     except PermissionError:  # not root: the slower scripted way (it uses sudo)
         _services("down")
+
+
+def _clickhouse_answers() -> bool:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8123/ping", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 @pytest.mark.timeout(240)
@@ -175,6 +188,7 @@ def test_run_survives_every_fault_and_accounts_for_every_message(tmp_path: Path)
         t0 = time.time()
         ch_stopped = True
         _stop_clickhouse()
+        assert not _clickhouse_answers(), "ClickHouse still answers after the stop: the fault was not applied"
         time.sleep(2)
         _services("up")
         ch_stopped = False
