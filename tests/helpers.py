@@ -37,3 +37,11 @@ def shape_ticks(spec: Any, times: list[float], **kw: Any) -> list[Any]:
         now[0] = 100.0 + t
         out.append(shape.tick())
     return out
+
+
+def kill_running(*procs: Any) -> None:
+    """Kill each subprocess (``None`` allowed) that is still running and reap it (10 s deadline each)."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(10)

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, kill_running, wait_until
 from tests.hostile_ws import HostileServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,10 +128,7 @@ def test_messages_in_flight_on_a_worker_are_judged_by_the_master(tmp_path):
             master.wait(90)
             worker.wait(30)
         finally:
-            for p in (master, worker):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait(10)
+            kill_running(master, worker)
     rep = report_of(tmp_path)
     assert master.returncode == EXIT_FAIL, log_of(tmp_path)[-3000:]
     assert rep["workers"] == 1
@@ -169,10 +166,7 @@ def test_server_killed_mid_run_fails_on_disconnects_and_connects(tmp_path):
         server.wait(10)
         proc.wait(60)
     finally:
-        for p in (server, proc):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait(10)
+        kill_running(server, proc)
     rep = report_of(tmp_path)
     assert proc.returncode == EXIT_FAIL, log_of(tmp_path)[-3000:]
     assert {"WS disconnect count < 1", "WS connect fail_ratio < 0.01"} <= failing(rep), failing(rep)
