@@ -28,6 +28,12 @@ An ``rps >= X`` line that fails is first held against what the offered load coul
 limit, the summary says so instead of blaming a tier or the backend. Without any tier sample in the run the summary
 says that no tier was measured, not that the backend is slow.
 
+A failed reply whose error text names a tier (``error DEPENDENCY_TIMEOUT: postgres thread history timed out``; see
+:func:`tier_named_in`) is evidence too: the share of the bad buckets' failures that name a tier raises its score
+(``failures_naming`` counts them), and a tier named by at least half of them is over its SLA. Under a fault that lasts
+the whole run there are no baseline buckets, so the latency comparison alone cannot tell a slow tier from a slow
+agent; the backend's own words can. A named tier with no samples of its own gets an entry with ``p95`` null.
+
 A tier *coincides* with the failure when its score is >= 0.25, or it breaks its own SLA while rising. Tiers are
 ranked by score, then correlation. The slowest stage is the gap of the five-event timeline
 (``agent_started→agent_thinking`` ...) whose p95 grew most between baseline and bad buckets.
@@ -36,6 +42,7 @@ ranked by score, then correlation. The slowest stage is the gap of the five-even
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -53,7 +60,16 @@ from sla_checks.formatting import format_ms, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import FLOW_METRIC, LAG_METRIC, OfferedLoad, RpsCap, rps_cap
 
-__all__ = ["attribute", "gauge_correlations", "tier_of", "TIER_LABELS", "COINCIDE_SCORE", "MIN_GAUGE_WINDOWS"]
+__all__ = [
+    "attribute",
+    "gauge_correlations",
+    "tier_of",
+    "tier_named_in",
+    "TIER_LABELS",
+    "ATTRIBUTED_TYPES",
+    "COINCIDE_SCORE",
+    "MIN_GAUGE_WINDOWS",
+]
 
 TIER_LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "clickhouse": "ClickHouse"}
 _TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
@@ -73,6 +89,21 @@ nor samples outside the bad buckets (a probe that started late, a run that was s
 FAILING_RATIO = 0.2
 """A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts
 as rising too: a Redis refusing writes (OOM) fails chat messages fast without any latency rise."""
+
+
+ATTRIBUTED_TYPES = ("WS", "FLOW")
+"""Request types whose failed samples' error text is searched for a tier's name (:func:`tier_named_in`)."""
+_TIER_WORDS = re.compile(r"\b(postgres(?:ql)?|pg|redis|clickhouse)\b", re.IGNORECASE)
+_WORD_TIER = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres", "redis": "redis",
+              "clickhouse": "clickhouse"}
+
+
+def tier_named_in(text: str) -> str | None:
+    """The tier a failed reply's error text names first (``error DEPENDENCY_TIMEOUT: postgres thread history timed
+    out after 2000 ms`` -> ``postgres``), else None. A backend that says which dependency failed tells the attribution
+    more than any latency correlation can: under a fault that lasts the whole run there is no baseline to compare."""
+    m = _TIER_WORDS.search(text)
+    return _WORD_TIER[m.group(1).lower()] if m else None
 
 
 def tier_of(metric: str) -> str | None:
@@ -359,12 +390,14 @@ def attribute(
             "rise_ms": round(k_rise, 1),
             "fail_ratio": round(f_bad, 3),
             "baseline_fail_ratio": round(f_base, 3),
+            "failures_naming": 0,
         }
         best = per_tier.get(tier)
         key = (entry["score"], -1 if corr is None else corr, not within, k_rise + 1000.0 * f_rise)
         if best is None or key > best["_key"]:
             entry["_key"] = key
             per_tier[tier] = entry
+    _add_named_evidence(per_tier, target, [buckets[i][1] for i in sorted(bad)])
     tiers = sorted(per_tier.values(), key=lambda e: e["_key"], reverse=True)
     for e in tiers:
         del e["_key"]
@@ -445,6 +478,34 @@ def attribute(
     }
 
 
+def _add_named_evidence(per_tier: dict[str, dict[str, Any]], target: str, bad: Sequence[Bucket]) -> None:
+    """Fold the failed samples of ``target`` in the bad buckets whose error text names a tier into that tier's entry
+    (``failures_naming``): the named share of those failures raises its score, and a tier named by at least half of
+    them is over its SLA. A named tier with no samples of its own gets an entry of its own."""
+    failures = sum(b.metrics[target].failures for b in bad if target in b.metrics)
+    named: dict[str, int] = {}
+    for b in bad:
+        for tier, n in b.named.get(target, {}).items():
+            named[tier] = named.get(tier, 0) + n
+    if not failures:
+        return
+    for tier, n in named.items():
+        share = min(1.0, n / failures)
+        entry = per_tier.get(tier)
+        if entry is None:
+            entry = per_tier[tier] = {
+                "tier": tier, "metric": f"{target} errors", "p95": None, "baseline_p95": None, "threshold": None,
+                "within_sla": True, "score": 0.0, "correlation": None, "rise_ms": 0.0, "fail_ratio": 0.0,
+                "baseline_fail_ratio": 0.0, "_key": (0.0, -1, False, 0.0),
+            }
+        entry["failures_naming"] = n
+        entry["score"] = round(max(entry["score"], share), 3)
+        if share >= 0.5:
+            entry["within_sla"] = False
+        _, corr, _, rise = entry["_key"]
+        entry["_key"] = (entry["score"], corr, not entry["within_sla"], rise)
+
+
 def _tier_clause(coinciding: Sequence[dict[str, Any]], per_tier: Mapping[str, Any]) -> str:
     """The summary's tier clause: which tiers coincide; else that none was measured, or that none of the measured
     ones rose (naming the agent, or an unmeasured tier, as what is left)."""
@@ -462,6 +523,12 @@ def _tier_clause(coinciding: Sequence[dict[str, Any]], per_tier: Mapping[str, An
                 )
             if e["correlation"] is not None and e["correlation"] < 0:  # near the failure, but not with it
                 what += f", though it did not rise with the chat latency bucket by bucket (r {e['correlation']:+.2f})"
+            if e.get("failures_naming"):
+                label = TIER_LABELS.get(e["tier"], e["tier"])
+                named = f"{label}, named in the error of {e['failures_naming']} failed replies"
+                over = e["p95"] is not None and e["threshold"] and e["p95"] > _tier_limit(e["threshold"])
+                cs.append(f"{named}; {_metric_label(e['metric'])} {what}" if over else named)
+                continue
             cs.append(f"{_metric_label(e['metric'])} {what}")
         return "coincides with " + ", ".join(cs)
     if not per_tier:

@@ -65,16 +65,20 @@ COLLECTOR_RESOLUTION_S = 1.0
 MAX_BUCKETS = 240
 MAX_GAUGE_POINTS = 4000
 CHAT_METRIC = "WS agent_completed"
+_NUMBER = (int, float)
 
 
 class Bucket:
-    """Everything recorded in one time bucket: metrics (``"TYPE name"`` -> MetricData), stage gap histograms."""
+    """Everything recorded in one time bucket: metrics (``"TYPE name"`` -> MetricData), stage gap histograms, and
+    ``named``: how many failed samples of a metric named a tier in their error text (``"TYPE name"`` -> tier ->
+    count; e.g. ``DEPENDENCY_TIMEOUT: postgres thread history timed out``), evidence for the attribution."""
 
-    __slots__ = ("metrics", "stages")
+    __slots__ = ("metrics", "stages", "named")
 
     def __init__(self) -> None:
         self.metrics: dict[str, MetricData] = {}
         self.stages: dict[str, Histogram] = {}
+        self.named: dict[str, dict[str, int]] = {}
 
     def merge(self, other: Bucket) -> Bucket:
         for k, m in other.metrics.items():
@@ -89,19 +93,32 @@ class Bucket:
                 self.stages[k] = h.copy()
             else:
                 mine_h.merge(h)
+        for k, tiers in other.named.items():
+            mine_n = self.named.setdefault(k, {})
+            for tier, n in tiers.items():
+                mine_n[tier] = mine_n.get(tier, 0) + n
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "m": {k: m.to_dict() for k, m in self.metrics.items()},
             "s": {k: h.to_dict() for k, h in self.stages.items()},
         }
+        if self.named:
+            d["n"] = {k: dict(v) for k, v in self.named.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Bucket:
         b = cls()
         b.metrics = {k: MetricData.from_dict(v) for k, v in d.get("m", {}).items()}
         b.stages = {k: Histogram.from_dict(v) for k, v in d.get("s", {}).items()}
+        named = d.get("n")
+        if isinstance(named, Mapping):
+            b.named = {
+                str(k): {str(t): int(n) for t, n in v.items() if isinstance(n, int)}
+                for k, v in named.items() if isinstance(v, Mapping)
+            }
         return b
 
     @classmethod
@@ -122,6 +139,11 @@ class Collector:
         self._counts: dict[str, int] = {}
         self._in_flight: list[tuple[float, float, float]] = []
         self.samples = 0
+        # the hot path's cache: the bucket of the last sample's second and its metrics by type then name, so a
+        # sample costs no "TYPE name" string and no bucket lookup (reset by drain())
+        self._cur_idx: int | None = None
+        self._cur: Bucket = Bucket()
+        self._cur_metrics: dict[str, dict[str, MetricData]] = {}
 
     def record(
         self,
@@ -131,24 +153,39 @@ class Collector:
         failed: bool,
         now: float,
         stages: Mapping[str, float] | None = None,
+        tier: str | None = None,
     ) -> None:
+        """One sample; ``tier``: the tier a failed sample's error text names (see :attr:`Bucket.named`)."""
         if response_time is None:
             return
         idx = int(now // self.resolution_s)
-        b = self._pending.get(idx)
-        if b is None:
-            b = self._pending[idx] = Bucket()
-        key = f"{request_type} {name}"
-        m = b.metrics.get(key)
+        if idx != self._cur_idx:
+            b = self._pending.get(idx)
+            if b is None:
+                b = self._pending[idx] = Bucket()
+            self._cur_idx, self._cur, self._cur_metrics = idx, b, {}
+        else:
+            b = self._cur
+        by_name = self._cur_metrics.get(request_type)
+        if by_name is None:
+            by_name = self._cur_metrics[request_type] = {}
+        m = by_name.get(name)
         if m is None:
-            m = b.metrics[key] = MetricData()
+            key = f"{request_type} {name}"
+            m = b.metrics.get(key)
+            if m is None:
+                m = b.metrics[key] = MetricData()
+            by_name[name] = m
         m.hist.record(response_time)
         if failed:
             m.fails.record(response_time)
+            if tier is not None:
+                named = b.named.setdefault(f"{request_type} {name}", {})
+                named[tier] = named.get(tier, 0) + 1
         self.samples += 1
         if stages:
             for gap, ms in stages.items():
-                if isinstance(ms, int | float):
+                if isinstance(ms, _NUMBER):
                     h = b.stages.get(gap)
                     if h is None:
                         h = b.stages[gap] = Histogram()
@@ -182,6 +219,7 @@ class Collector:
         if self._in_flight:
             payload["i"] = [list(m) for m in self._in_flight]
         self._pending = {}
+        self._cur_idx, self._cur, self._cur_metrics = None, Bucket(), {}
         self._gauges = []
         self._counts = {}
         self._in_flight = []

@@ -57,6 +57,7 @@ from locust.runners import (
 )
 
 from config.errors import exit_usage
+from sla_checks.attribution import ATTRIBUTED_TYPES, tier_named_in
 from sla_checks.baseline import Baseline, BaselineError, Gate, load_baseline
 from sla_checks.engine import Engine, FaultMark
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
@@ -253,8 +254,11 @@ class SlaPlugin:
             st = context.get("stages")
             if isinstance(st, dict):
                 stages = st
+        tier = None
+        if exception is not None and request_type in ATTRIBUTED_TYPES:
+            tier = tier_named_in(str(exception))
         self.engine.collector.record(
-            request_type, name, response_time, exception is not None, time.time(), stages
+            request_type, name, response_time, exception is not None, time.time(), stages, tier
         )
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:

@@ -78,10 +78,11 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                              "change_pct"}},      # windows_judged only: p95 drift over the judged windows
       "stages": {"agent_started→agent_thinking": {"count", "p50", "p95", "p99", "max"}, ...},
       "attribution": [{"metric": str, "expression": str, "summary": str,
-                       "tiers": [{"tier": "postgres", "metric": "PG thread history", "p95": ms,
+                       "tiers": [{"tier": "postgres", "metric": "PG thread history", "p95": ms|null,
                                   "baseline_p95": ms|null, "threshold": str|null, "within_sla": bool,
                                   "score": float, "correlation": float|null, "rise_ms": float,
-                                  "fail_ratio": float, "baseline_fail_ratio": float}],
+                                  "fail_ratio": float, "baseline_fail_ratio": float,
+                                  "failures_naming": int}],  # failed replies whose error names the tier
                        "slowest_stage": str|null,
                        "stages": [{"stage", "p95", "baseline_p95", "growth_ms"}],
                        "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix],

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from sla_checks.attribution import MIN_GAUGE_WINDOWS, attribute, gauge_correlations, tier_of
-from sla_checks.engine import Engine
+from sla_checks.attribution import MIN_GAUGE_WINDOWS, attribute, gauge_correlations, tier_named_in, tier_of
+from sla_checks.engine import Bucket, Engine
 from sla_checks.evaluate import FAIL, ThresholdSpec
 from sla_checks.offered_load import OfferedLoad
 
@@ -356,3 +356,69 @@ def test_gauge_with_a_tiny_step_at_the_fault_is_not_named():
     (rss,) = a["gauges"]
     assert rss["detrended_correlation"] > 0.9 and 0 < rss["change_pct"] < 5.0 and not rss["moves_with"], rss
     assert "moves with" not in a["summary"]
+
+
+@pytest.mark.parametrize(
+    ("text", "tier"),
+    [
+        ("error DEPENDENCY_TIMEOUT: postgres thread history timed out after 2000 ms", "postgres"),
+        ("error DEPENDENCY_ERROR: PostgreSQL pool acquire failed", "postgres"),
+        ("error DEPENDENCY_TIMEOUT: Redis GET session timed out", "redis"),
+        ("error E: clickhouse insert refused", "clickhouse"),
+        ("hang: no event for 10 s", None),
+        ("error TIMEOUT: upgrade took too long", None),  # 'upgrade' contains no tier word
+    ],
+)
+def test_tier_named_in_error_text(text, tier):
+    assert tier_named_in(text) == tier
+
+
+def _whole_run_fault(named: str | None) -> Engine:
+    """A fault over the whole run (no baseline windows): PG is slow in every bucket, a fifth of the replies fail
+    fast-ish with an error that names ``named``, the rest are slow."""
+    eng = Engine([ThresholdSpec.of("WS agent_completed", "fail_ratio < 0.01"), *SPECS[1:]])
+    eng.start(T0)
+    c = eng.collector
+    for s in range(10):
+        t = T0 + s + 0.3
+        for i in range(5):
+            fails = i == 0
+            c.record("WS", "agent_completed", 2000.0 if fails else 1500.0, fails, t, None,
+                     named if fails else None)
+        c.record("PG", "thread history", 1800.0, False, t)
+        c.record("PG", "thread update", 5.0 if s % 2 else 3.0, False, t)
+        c.record("REDIS", "GET", 0.5, False, t)
+    eng.flush_local()
+    eng.stop(T0 + 10)
+    return eng
+
+
+def test_failures_that_name_a_tier_rank_it_first_when_latency_cannot_tell():
+    eng = _whole_run_fault("postgres")
+    (r,) = [r for r in eng.evaluate(T0 + 999) if r.metric == "WS agent_completed"]
+    assert r.status == FAIL
+    a = attribute(r, eng.store.sorted_buckets(), eng.specs)
+    top = a["tiers"][0]
+    assert top["tier"] == "postgres" and top["failures_naming"] == 10 and top["within_sla"] is False
+    assert top["score"] == 1.0
+    assert "PostgreSQL, named in the error of 10 failed replies" in a["summary"]
+    redis = [t for t in a["tiers"] if t["tier"] == "redis"][0]
+    assert redis["failures_naming"] == 0 and redis["within_sla"] is True
+
+
+def test_a_named_tier_without_samples_of_its_own_still_gets_an_entry():
+    eng = _whole_run_fault("clickhouse")
+    (r,) = [r for r in eng.evaluate(T0 + 999) if r.metric == "WS agent_completed"]
+    a = attribute(r, eng.store.sorted_buckets(), eng.specs)
+    top = a["tiers"][0]
+    assert top["tier"] == "clickhouse" and top["p95"] is None and top["failures_naming"] == 10
+    assert "ClickHouse, named in the error of 10 failed replies" in a["summary"]
+
+
+def test_named_tiers_survive_the_worker_report_round_trip():
+    eng = _whole_run_fault("redis")
+    (b,) = [b for _, b in eng.store.sorted_buckets()][:1]
+    n = b.named["WS agent_completed"]["redis"]
+    assert n >= 1 and Bucket.from_dict(b.to_dict()).named == b.named == {"WS agent_completed": {"redis": n}}
+    merged = Bucket.merged([b, Bucket.from_dict(b.to_dict())])
+    assert merged.named == {"WS agent_completed": {"redis": 2 * n}}
