@@ -14,6 +14,7 @@ from locust.runners import WorkerRunner
 from scenarios.fault_handoff import prepare_faults
 from scenarios.faults import FaultTargetError
 from scenarios.options import scale_option, time_scale
+from scenarios.read_only import read_only_conflict
 from scenarios.registry import get_scenario
 from scenarios.run_state import ScenarioError, ScenarioState, scenario_state
 from scenarios.shapes import ScenarioShape, Stepped, build_shape
@@ -85,6 +86,9 @@ def activate(environment: Environment, name: str) -> ScenarioState:
             logger.warning("Scenario %s: option %s=%r is not known to this locustfile; ignored", name, key, value)
     if isinstance(runner, WorkerRunner):
         return state
+    conflict = read_only_conflict(scenario, bool(getattr(options, "probe_read_only", False)))
+    if conflict:
+        raise ScenarioError(conflict)
     if getattr(options, "sla_profile", "") == "staging":
         problems = staging_problems(scenario, options, environment.host, dict(os.environ))
         if problems:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Literal
 
 from locust.env import Environment
 
 from scenarios.compose import Composition, compose
+from scenarios.query_thresholds import on_query_files
 from scenarios.registry import Scenario
 from scenarios.run_state import ScenarioError, ScenarioState, scenario_block
 from sla_checks.state import state_of
+from users.query_files import QueryFileError, load_query_file
 
 __all__ = ["composed_profile", "hand_to_sla", "sla_handoff", "sla_restore", "tell_sla"]
 
@@ -51,7 +53,9 @@ def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) 
 
     The base is ``--sla-config`` when given, else ``--sla-profile``, except that a scenario with a profile of its own
     (soak) uses that one instead of the default ``local``. The offered load comes from the chat options
-    (``--ws-think-time``, ``--ws-inflight``, ``--ws-arrival-rate``) and ``--scenario-scale`` when present."""
+    (``--ws-think-time``, ``--ws-inflight``, ``--ws-arrival-rate``) and ``--scenario-scale`` when present. With
+    ``--pg-queries`` / ``--clickhouse-queries`` the scenario's lines on the bundled backend's statements judge the
+    file's statements instead (:func:`scenarios.query_thresholds.on_query_files`; a note says so)."""
     from sla_checks.profiles import ConfigError, load_profile
 
     user_config = getattr(options, "sla_config", "") or ""
@@ -63,7 +67,9 @@ def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) 
     except ConfigError as e:
         raise ScenarioError(str(e)) from None
     window = float(max(1, round(scenario.sla_window_s * time_scale))) if scenario.sla_window_s else None
-    return compose(
+    scenario, moved = on_query_files(scenario, _query_names(options, "pg_queries", "--pg-queries", "pg"),
+                                     _query_names(options, "clickhouse_queries", "--clickhouse-queries", "ch"))
+    composition = compose(
         scenario,
         base,
         think_s=_number(getattr(options, "ws_think_time", 1.0), 1.0, allow_zero=True),
@@ -72,6 +78,22 @@ def composed_profile(options: Any, scenario: Scenario, time_scale: float = 1.0) 
         scale=_number(getattr(options, "scenario_scale", 1.0), 1.0),
         window_s=window,
     )
+    composition.notes[:0] = moved
+    return composition
+
+
+def _query_names(options: Any, attr: str, option: str, dialect: Literal["pg", "ch"]) -> tuple[str, ...]:
+    """The names of the statements the probe runs from the query file of ``option`` (reads only under
+    ``--probe-read-only``); () without a file. A bad file is a ScenarioError (the probe's own check says the same)."""
+    path = str(getattr(options, attr, "") or "")
+    if not path:
+        return ()
+    try:
+        queries = load_query_file(path, option, dialect).queries
+    except QueryFileError as e:
+        raise ScenarioError(str(e)) from None
+    read_only = bool(getattr(options, "probe_read_only", False))
+    return tuple(q.name for q in queries if not (read_only and q.write))
 
 
 def sla_handoff(environment: Environment, state: ScenarioState) -> None:

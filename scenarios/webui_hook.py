@@ -24,7 +24,7 @@ STOP_WAIT_GRACE_S = 10.0
 
 _FORM_OPTIONS_COMPOSED = (
     "sla_profile", "sla_config", "sla_window", "sla_warmup", "ws_think_time", "ws_inflight", "ws_arrival_rate",
-    "scenario_scale",
+    "scenario_scale", "probe_read_only",
 )
 
 
