@@ -5,6 +5,7 @@ every worker) and the latency curve of WS ``agent_completed`` per step, logged a
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from locust.env import Environment
@@ -30,6 +31,8 @@ def set_inflight(environment: Environment, inflight: int) -> None:
         options.ws_inflight = inflight
     settings = state_of(environment).chat_settings
     if isinstance(settings, ChatSettings):
+        if inflight < settings.inflight:  # the demand drops: chat users measure their recovery from now
+            settings.demand_dropped_at = time.monotonic()
         settings.inflight = inflight
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from sla_checks.counters import CHAT_NOT_SENT, count, in_flight_at_stop
 from sla_checks.state import state_of
 from tasks.timeline import Outcome
 from users.auth import LoginError, login
+from users.recovery import RECOVERY_NAME, RecoveryWatch
 from users.ws_client import ChatClient
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure
@@ -41,6 +43,8 @@ FLOW_NAME = "login→send→receive"
 LOGIN_NAME = "/auth/login"
 
 _abandoned = {"count": 0}
+_recovery: weakref.WeakKeyDictionary[ChatClient, RecoveryWatch] = weakref.WeakKeyDictionary()
+"""Each chat client's recovery watch (users.recovery)."""
 
 
 def abandoned_at_stop() -> int:
@@ -66,7 +70,15 @@ def converse(client: ChatClient) -> list[Outcome]:
     if not client.ensure_connected():
         return []
     s = client.settings
-    return client.send_and_await([pick_message(s) for _ in range(s.inflight)])
+    sent_at = time.monotonic()
+    outcomes = client.send_and_await([pick_message(s) for _ in range(s.inflight)])
+    if s.demand_dropped_at is not None:
+        watch = _recovery.setdefault(client, RecoveryWatch())
+        ms = watch.observe(s.demand_dropped_at, sent_at, [(o.failure is None, o.latency_ms) for o in outcomes])
+        if ms is not None:
+            client.environment.events.request.fire(request_type="WS", name=RECOVERY_NAME, response_time=ms,
+                                                   response_length=0, exception=None, context={})
+    return outcomes
 
 
 class _FlowFailure(SuiteError):

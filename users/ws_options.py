@@ -59,6 +59,8 @@ class ChatSettings:
     reply_timeout: float = 30.0
     hang_after: float = 10.0
     inflight: int = 1
+    demand_dropped_at: float | None = None
+    """``time.monotonic()`` when a scenario step last lowered ``inflight`` (users.recovery); ``None``: never."""
     heartbeat_interval: float = 15.0
     heartbeat_timeout: float = 5.0
     heartbeat_misses: int = 2
