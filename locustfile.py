@@ -18,6 +18,7 @@ import users.gc_freeze  # noqa: F401  (--gc-freeze: no long GC pauses at thousan
 from config.options import add_option
 from config.options_reference import ListOptionsAction
 from users.chat import ChatFlowUser, ChatUser  # noqa: F401  (chat: --ws-*/--jwt-* options + users)
+from users.cleanup_check import METRIC as _CLEANUP_METRIC  # noqa: F401  (--cleanup-check: orphan runs at the stop)
 from users.clickhouse_probe import ClickHouseProbeUser  # noqa: F401  (probes: options + users)
 from users.health import HealthCheckUser  # noqa: F401
 from users.postgres_probe import PostgresProbeUser  # noqa: F401

@@ -10,7 +10,8 @@ with, and the notes (one line each) on what the rule left out and why. The rule:
   SLA window wins), its abort lines, which metrics must have been measured (``required``) and the seed's global
   lines (``WS agent_completed max < 3000``, ``rps >= 10``). Which of its lines join the scenario's:
 
-  - only lines on metrics the run's user classes can produce (:data:`PRODUCES`: ``ChatUser`` → ``WS``,
+  - only lines on metrics the run's user classes can produce (:data:`PRODUCES`: ``ChatUser`` → ``WS`` and the
+    cleanup check's ``BACKEND orphan runs``,
     ``ChatFlowUser`` → ``FLOW`` + ``WS`` + its login, ``RedisProbeUser`` → ``REDIS`` ...). A line on a metric no
     class of the run produces is dropped with a note, so ``staging``'s required ``FLOW`` line does not fail a
     scenario without ``ChatFlowUser``. A user class this table does not know may produce anything: nothing is
@@ -53,7 +54,7 @@ from sla_checks.profiles import Profile
 __all__ = ["PRODUCES", "Composition", "compose", "is_required", "mean_chat_load", "producible"]
 
 PRODUCES: dict[str, tuple[str, ...]] = {
-    "ChatUser": ("WS *",),
+    "ChatUser": ("WS *", "BACKEND orphan runs"),  # the latter with --cleanup-check (users.cleanup_check)
     "ChatFlowUser": ("FLOW *", "WS *", "HTTP /auth/login"),
     "RedisProbeUser": ("REDIS *",),
     "PostgresProbeUser": ("PG *",),

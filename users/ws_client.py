@@ -31,6 +31,11 @@ type          name                       measured as / failure text
                                          closed with 1000/1001/1012/1013, or without a close frame (a balancer's
                                          timeout), with nothing in flight, or ``--ws-max-age`` retired the
                                          connection; its cause counted per kind (``reconnects`` of the report)
+``WS``        ``heartbeat recovery``     the connection was closed for lost heartbeats (``--ws-heartbeat-misses``
+                                         pongs missed): success at the first pong on a new connection, response
+                                         time = the latest such loss → that pong; failure ``heartbeat recovery: no
+                                         working session N s after the heartbeat was lost`` when the user stops
+                                         with the loss unrecovered for longer than an interval + timeout + 1 s
 ``WS``        ``protocol anomaly``       a frame or event the protocol does not allow (failure, response time 0;
                                          the text names the kind: ``protocol anomaly: duplicate completed``,
                                          ``malformed json``, ``binary frame``, ``invalid utf-8``, ``unknown id``,
@@ -64,6 +69,7 @@ from tasks.timeline import (
     OutcomeKind,
 )
 from users.auth import TokenError
+from users.run_threads import note as note_thread
 from users.ws_options import ChatSettings
 from users.ws_session import (
     EOF_CLOSE,
@@ -88,6 +94,12 @@ ABORT_CODE = "DISCONNECTED"
 HEARTBEAT = "heartbeat"
 DISCONNECT = "disconnect"
 RECONNECT = "reconnect"
+HEARTBEAT_RECOVERY = "heartbeat recovery"
+HEARTBEAT_LOST = "heartbeat:"
+"""How the reason of a connection the client closed for lost heartbeats starts (users.ws_session)."""
+RECOVERY_SLACK_S = 1.0
+"""A recovery still pending at the user's stop fails once its loss is older than one heartbeat interval + timeout + this
+(time enough for a working reconnect to answer its first ping); a younger one is not judged."""
 MAX_AGE_CAUSE = "max age"
 EOF_CAUSE = "eof"
 PLANNED_DELAY_S = (0.05, 0.5)
@@ -120,6 +132,8 @@ class ChatClient:
         frame the close's text: it is planned only if the reconnect then succeeds)."""
         self._draining: set[ChatSession] = set()
         self._max_age_at = float("inf")
+        self._recovery: tuple[float, float, str] | None = None
+        """A heartbeat loss not yet recovered from: (first loss of the episode, latest loss, its reason)."""
         self._fire: Callable[..., None] = environment.events.request.fire
         # Samples and their stage gaps carry docs/protocol.md's metric names whatever the backend calls its events
         # (``--ws-protocol``), so SLA thresholds, reports and attribution keep working: the configured events map,
@@ -167,7 +181,7 @@ class ChatClient:
             heartbeat_interval=s.heartbeat_interval,
             heartbeat_timeout=s.heartbeat_timeout,
             heartbeat_misses=s.heartbeat_misses,
-            on_heartbeat=self._on_heartbeat,
+            on_heartbeat=lambda rtt_ms, error: self._on_heartbeat(rtt_ms, error, session),
             on_event=self._on_event,
         )
         session.on_closed = lambda reason: self._on_closed(session, reason)
@@ -254,6 +268,10 @@ class ChatClient:
                 self._fire(request_type=WS, name=DISCONNECT, response_time=0.0, response_length=0,
                            exception=ChatFailure(f"disconnect: {reason}"), context=_EMPTY)
             return
+        if reason.startswith(HEARTBEAT_LOST):
+            now = time.perf_counter()
+            first = self._recovery[0] if self._recovery is not None else now
+            self._recovery = (first, now, reason)
         code = session.close_code
         if not session.lost_in_flight and (code in PLANNED_CLOSE_CODES or code == EOF_CLOSE):
             cause = EOF_CAUSE if code == EOF_CLOSE else f"close {code}"
@@ -285,7 +303,10 @@ class ChatClient:
             return None
         self.sent += 1
         count(self.environment, CHAT_SENT)
-        return session.send_message(content, intended_at=intended_at)
+        timeline = session.send_message(content, intended_at=intended_at)
+        if timeline is not None:
+            note_thread(timeline.thread_id)  # the cleanup check's scope (users.cleanup_check)
+        return timeline
 
     def send_and_await(self, contents: list[str]) -> list[Outcome]:
         """Send every content at once and wait until all ended (each by its own deadline)."""
@@ -344,11 +365,18 @@ class ChatClient:
                  response_length=0, exception=exc, context=_EMPTY)
 
     # -- heartbeat -----------------------------------------------------------------------------------------------
-    def _on_heartbeat(self, rtt_ms: float | None, error: str | None) -> None:
-        """The session's reader ran a heartbeat: ``rtt_ms`` of the pong, or the miss's ``error`` text."""
+    def _on_heartbeat(self, rtt_ms: float | None, error: str | None, session: ChatSession | None = None) -> None:
+        """``session``'s reader ran a heartbeat: ``rtt_ms`` of the pong, or the miss's ``error`` text."""
         if error is None:
             self._fire(request_type=WS, name=HEARTBEAT, response_time=rtt_ms, response_length=0, exception=None,
                        context=_EMPTY)
+            recovery = self._recovery
+            if recovery is not None and session is not None and session is self.session:
+                # the first pong on a connection opened after the heartbeat was lost: a working session again
+                self._recovery = None
+                self._fire(request_type=WS, name=HEARTBEAT_RECOVERY,
+                           response_time=(time.perf_counter() - recovery[1]) * 1000.0, response_length=0,
+                           exception=None, context=_EMPTY)
         else:
             self._fire(request_type=WS, name=HEARTBEAT, response_time=self.settings.heartbeat_timeout * 1000.0,
                        response_length=0, exception=HeartbeatError(error), context=_EMPTY)
@@ -361,6 +389,7 @@ class ChatClient:
         in_flight: list[InFlight] = []
         session, self.session = self.session, None
         self._reconnect = None
+        self._recovery_at_stop()
         now = time.perf_counter()
         for old in [session, *self._draining]:
             if old is not None:
@@ -369,6 +398,22 @@ class ChatClient:
                 old.close(reason="user stopped")
         self._draining.clear()
         return in_flight
+
+
+    def _recovery_at_stop(self) -> None:
+        """A heartbeat loss still not recovered from when the user stops: a failed recovery once the loss is older
+        than a working reconnect needs (:data:`RECOVERY_SLACK_S`), else not judged."""
+        recovery, self._recovery = self._recovery, None
+        if recovery is None:
+            return
+        first, _latest, reason = recovery
+        waited = time.perf_counter() - first
+        s = self.settings
+        if waited <= s.heartbeat_interval + s.heartbeat_timeout + RECOVERY_SLACK_S:
+            return
+        self._fire(request_type=WS, name=HEARTBEAT_RECOVERY, response_time=waited * 1000.0, response_length=0,
+                   exception=HeartbeatError(f"heartbeat recovery: no working session {waited:.1f} s after the "
+                                            f"heartbeat was lost ({reason})"), context=_EMPTY)
 
 
 def metric_names(events: tuple[str, ...]) -> dict[str, str]:
