@@ -27,6 +27,8 @@ FAULT_KINDS: dict[str, str] = {
     "pg-lock": "a separate connection holds LOCK TABLE messages IN ACCESS EXCLUSIVE MODE for the duration",
     "pg-pool-exhaustion": "the backend's own asyncpg pool connections are all checked out and held",
     "pg-slow-query": "messages locked ACCESS EXCLUSIVE in pulses of ms: the thread-history query waits inside PG",
+    "pg-hot-row": "a concurrent writer on the PG probe's hot row (contract.isolation): holds its row lock ms, commits, "
+    "again after params.gap_ms",
     "clickhouse-stall": "the agent-event table is locked inside ClickHouse so inserts block",
     "agent-slow": "adds ms of think time to every message's pipeline",
     "hang": "the backend swallows user messages (no event at all)",

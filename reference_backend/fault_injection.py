@@ -14,6 +14,10 @@ block, so expiry, ``clear()`` and shutdown all restore the original state. Kinds
 - ``pg-pool-exhaustion``: all connections of the backend's own pool are checked out and held.
 - ``pg-slow-query``: a separate connection takes ``ACCESS EXCLUSIVE`` on messages for ``ms`` out of every
   ``ms + params.gap_ms``: each thread-history query waits inside PostgreSQL (up to ms).
+- ``pg-hot-row``: a separate connection updates the PG probe's hot row (``contract.isolation``, the probe's own
+  scratch table, created if missing) and holds that row lock ``ms`` before it commits, again after ``params.gap_ms``
+  (default 20): a concurrent writer, so the probe's REPEATABLE READ / SERIALIZABLE transactions on the row fail with
+  40001 and its READ COMMITTED ones wait.
 - ``clickhouse-stall``: see ``_clickhouse_stall``.
 - ``agent-slow``, ``hang``, ``drop-event``, ``slow-pong``: the app's own faults, read by the pipeline.
 """
@@ -34,6 +38,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from contract.faults import FAULT_KINDS
+from contract.isolation import HOT_KEY, HOT_ROW_BUMP, ISOLATION_DDL, ISOLATION_SEED_ROW
 from contract.schema import CH_DATABASE, CH_TABLE
 from reference_backend.protocol import EVENT_TYPES
 from reference_backend.settings import Settings
@@ -43,14 +48,15 @@ from reference_backend.tiers.postgres import PostgresTier
 log = logging.getLogger(__name__)
 
 DEFAULT_MS = {
-    "redis-pause": 3000, "redis-slow": 100, "pg-slow-query": 500, "agent-slow": 3000, "slow-pong": 3000,
+    "redis-pause": 3000, "redis-slow": 100, "pg-slow-query": 500, "pg-hot-row": 300, "agent-slow": 3000, "slow-pong": 3000,
     "clickhouse-stall": 0, "redis-memory-pressure": 0, "pg-lock": 0, "pg-pool-exhaustion": 0, "hang": 0,
     "drop-event": 0,
 }
 MAX_FOR_S = 600.0
 MAX_PAUSE_MS = 30_000
 FILL_PREFIX = "target:fault:fill:"
-EXCLUSIVE_KINDS = ("redis-memory-pressure", "clickhouse-stall", "pg-pool-exhaustion", "pg-lock", "pg-slow-query")
+EXCLUSIVE_KINDS = ("redis-memory-pressure", "clickhouse-stall", "pg-pool-exhaustion", "pg-lock", "pg-slow-query",
+                   "pg-hot-row")
 SAFE_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction")
 MAXMEMORY_BACKUP_KEY = "target:fault:maxmemory-original"
 STALL_MARK = "target fault: clickhouse-stall"
@@ -296,6 +302,27 @@ class FaultManager:
                         started.set_result(None)
                     fault.info["pulses"] += 1
                     await asyncio.sleep(min(hold, max(0.0, fault.expires_at - time.time())))
+                await asyncio.sleep(gap)
+        finally:
+            await _close_pg(conn)
+
+    async def _pg_hot_row(self, fault: Fault, started: asyncio.Future) -> None:
+        gap = float(fault.params.get("gap_ms", 20)) / 1000.0
+        hold = fault.ms / 1000.0
+        conn = await self._pg_connect()
+        try:
+            await conn.execute("SET lock_timeout = '5s'")
+            with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                await conn.execute(ISOLATION_DDL)  # the probe's own table; a concurrent creator may win
+            await conn.execute(ISOLATION_SEED_ROW, HOT_KEY)
+            fault.info["commits"] = 0
+            while time.time() < fault.expires_at:
+                async with conn.transaction():
+                    await conn.execute(HOT_ROW_BUMP, HOT_KEY)
+                    if not started.done():
+                        started.set_result(None)
+                    await asyncio.sleep(min(hold, max(0.0, fault.expires_at - time.time())))
+                fault.info["commits"] += 1
                 await asyncio.sleep(gap)
         finally:
             await _close_pg(conn)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from config.errors import UsageError
+from contract.isolation import ISOLATION_LEVELS
 from scenarios.shapes import Ramp, ShapeSpec, Soak, Spike, Steady, Step, Stepped
 from sla_checks.attribution import tier_of
 
@@ -63,6 +64,7 @@ FaultKind = Literal[
     "pg-lock",
     "pg-pool-exhaustion",
     "pg-slow-query",
+    "pg-hot-row",
     "clickhouse-stall",
     "agent-slow",
     "hang",
@@ -77,6 +79,7 @@ TIER_OF_FAULT = {
     "pg-lock": "postgres",
     "pg-pool-exhaustion": "postgres",
     "pg-slow-query": "postgres",
+    "pg-hot-row": "postgres",
     "clickhouse-stall": "clickhouse",
 }
 ATTRIBUTED_TYPES = ("WS", "FLOW")
@@ -427,15 +430,68 @@ _CATALOGUE: tuple[Scenario, ...] = (
         ),
     ),
     _s(
+        "pg-pool-demand",
+        "real connection demand: in-flight messages x4 for a step, then back; the pool's waits and refusals show "
+        "in replies, recovery judged",
+        (),  # a variant of pg-pool-exhaustion for its seed test (docs/scenarios.md, item 5)
+        (UserMix(CHAT, weight=1), UserMix(PG_PROBE, fixed_count=1), UserMix(HEALTH, fixed_count=1)),
+        Stepped(
+            steps=(
+                Step(users=6, hold_s=15, inflight=1),
+                Step(users=6, hold_s=15, inflight=4),  # the demand: 4x the messages, each needing a connection
+                Step(users=6, hold_s=30, inflight=1),  # the demand drops: time to recover
+            ),
+            spawn_rate=20,
+        ),
+        (WS_OK, WS_REPLY, WS_MISSING, WS_NO_HANG, WS_NO_TIMEOUT,
+         Threshold("WS recovery", "max < 5000", "after the demand drops, every user's replies are back within the "
+                   "2 s SLA within 5 s")),
+        options=(("ws_inflight", 1), ("tier_gauges_interval", 1.0)),
+        description="No fault: the demand is the load itself. Each message needs a database connection for its "
+        "unit of work, so the backend's pool (or the server's connection limit behind it) is exhausted by 4x the "
+        "messages in flight. A pool sized for the peak passes; a smaller one answers with quick DEPENDENCY_TIMEOUT "
+        "errors (WS agent_completed fails; the report's gauges show backend:pg_pool_waiting and "
+        "backend:pg_pool_acquire_timeouts on the bundled backend, pg:connections against max_connections on any "
+        "server). WS recovery: from the drop to each user's first reply within 2 s.",
+    ),
+    _s(
         "pg-lock-contention",
         "concurrent transactions on shared rows; a held table lock shows as commit/query time",
-        ("test_postgresql_transaction_isolation_performance",),
+        (),  # lock contention in the backend's tables, beside pg-isolation-levels for its seed test (docs/scenarios.md, 6)
         (UserMix(PG_PROBE, weight=3), UserMix(CHAT, weight=1)),
         Steady(users=4, spawn_rate=4, duration_s=60),
         (PG_COMMIT, *PG_FLOW, PG_OK, WS_REPLY),
         faults=(FaultSpec("pg-lock", start_s=15, for_s=35),),
         expected_breaches=("PG thread history",),
         expected_tier="postgres",
+    ),
+    _s(
+        "pg-isolation-levels",
+        "read-modify-write of one hot row under READ COMMITTED / REPEATABLE READ / SERIALIZABLE: PG txn <level> "
+        "p95 < 200 ms with retries; serialization failures retried and counted",
+        ("test_postgresql_transaction_isolation_performance",),
+        (UserMix(PG_PROBE, weight=1),),
+        # six users, 7 in 8 draws a transaction: ~20 per level in an 8 s proof run, so one scheduling hiccup of a
+        # loaded machine is not the p95
+        Steady(users=6, spawn_rate=6, duration_s=60),
+        (
+            *(Threshold(f"PG txn {level}", "p(95) < 200", f"{sql} transaction (read-modify-write of the hot row, "
+                        "retries included) p95 under 200 ms") for level, sql in ISOLATION_LEVELS.items()),
+            Threshold("PG txn *", "fail_ratio < 0.01", "serialization failures (40001) and deadlocks (40P01) are "
+                      "retried, at most 3 attempts: fewer than 1 % of transactions may give up"),
+        ),
+        faults=(FaultSpec("pg-hot-row", start_s=10, for_s=45, ms=600),),
+        expected_breaches=("PG txn read_committed", "PG txn repeatable_read", "PG txn serializable"),
+        expected_tier="postgres",
+        # a retried serialization failure is a failed sample by design (healthy contention has a few): the verdict
+        # judges, not Locust's "any request failed" exit code
+        options=(("pg_isolation_weight", 60), ("exit_code_on_error", 0)),
+        description="Six probe users write the same row, each transaction under the next isolation level (about 7 "
+        "in 8 of their tasks; --pg-isolation-weight 60). Every attempt that hits a serialization failure or a "
+        "deadlock is its own failed sample, PG serialization failure / PG deadlock, whose text names the level and "
+        "whether it was retried: the failures table and the report's metrics count them. --inject-faults adds a "
+        "concurrent writer (pg-hot-row: holds the row 600 ms, commits, again after 20 ms): READ COMMITTED waits, "
+        "REPEATABLE READ and SERIALIZABLE fail with 40001 and retry, some until their 3 attempts run out.",
     ),
     # ----- Phase 2: WebSocket performance ---------------------------------------------------------------------
     _s(
@@ -507,12 +563,22 @@ _CATALOGUE: tuple[Scenario, ...] = (
             Threshold("WS heartbeat", "p(95) < 500", "pong within 0.5 s even while an agent works"),
             Threshold("WS heartbeat", "fail_ratio < 0.01", "no missed pong / dropped connection"),
             WS_CONNECT_OK,
+            # no samples is their pass (no heartbeat was lost); a loss must be followed by a working session
+            Threshold("WS heartbeat recovery", "max < 5000", "after a lost heartbeat, a new connection answers a "
+                      "ping within 5 s", required=False),
+            Threshold("WS heartbeat recovery", "fail_ratio < 0.01", "every lost heartbeat is recovered from",
+                      required=False),
         ),
-        faults=(FaultSpec("slow-pong", start_s=10, for_s=45, ms=1500),),
+        # pongs 1.5 s late against a 1 s heartbeat timeout: heartbeats are lost (the connection is closed after 2
+        # misses) while the fault lasts, and must be recovered from once it ends (a third of the run after it)
+        faults=(FaultSpec("slow-pong", start_s=10, for_s=30, ms=1500),),
         tolerated_faults=(FaultSpec("agent-slow", start_s=10, for_s=45, ms=2500),),
         expected_breaches=("WS heartbeat",),
-        options=(("ws_heartbeat_interval", 1.0),),
-        description="--inject-tolerated-faults slows the agent (legitimate delay): the run must still pass.",
+        holds_under_fault=("WS heartbeat recovery",),
+        options=(("ws_heartbeat_interval", 1.0), ("ws_heartbeat_timeout", 1.0)),
+        description="--inject-tolerated-faults slows the agent (legitimate delay): the run must still pass; "
+        "--inject-faults delays pongs past the heartbeat timeout: WS heartbeat fails, and WS heartbeat recovery "
+        "(lost heartbeat -> a new connection's first pong) must hold.",
     ),
     # ----- Phase 3: message-flow integration ------------------------------------------------------------------
     _s(
@@ -544,29 +610,35 @@ _CATALOGUE: tuple[Scenario, ...] = (
     ),
     _s(
         "three-tier-cascade",
-        "Redis slow -> PG load -> ClickHouse delay in sequence; per-tier p95 against WS p95",
+        "one fault, Redis slow: the backend falls back to PostgreSQL, whose pool queues; attribution reports the "
+        "chain in order of onset",
         ("test_redis_postgresql_clickhouse_cascade_timeout",),
         (
             UserMix(CHAT, weight=1),
             UserMix(REDIS_PROBE, fixed_count=1),
             UserMix(PG_PROBE, fixed_count=1),
             UserMix(CH_PROBE, fixed_count=1),
+            UserMix(HEALTH, fixed_count=3),  # HTTP ready:<tier>: each tier as the backend sees it, pool included
         ),
-        Steady(users=4, spawn_rate=4, duration_s=120),
+        Steady(users=40, spawn_rate=40, duration_s=120),
         (WS_REPLY, WS_OK, REDIS_P95, *PG_FLOW, PG_OK, CH_P95),
+        # Only Redis is faulted, in two steps: 300 ms pauses (the session read misses its budget, each message
+        # rebuilds its session from PostgreSQL, the pool keeps up), then 1500 ms pauses (each fallback holds its
+        # pooled connection while the cache refill waits: the pool queues, HTTP ready:postgres rises)
         faults=(
-            FaultSpec("redis-slow", start_s=20, for_s=80, ms=300),
-            FaultSpec("pg-slow-query", start_s=40, for_s=60, ms=1500),
-            FaultSpec("clickhouse-stall", start_s=60, for_s=40, ms=3000),
+            FaultSpec("redis-slow", start_s=50, for_s=30, ms=300),
+            FaultSpec("redis-slow", start_s=80, for_s=38, ms=1500),
         ),
-        # CH *: the 18.16 stall holds the table, and the short proof run catches either the probe's insert or its
-        # query in it (one CI run failed only CH insert, another only CH query); PG * likewise: the locked messages
-        # table holds the history query and the insert, and a short run may catch only one of them
-        expected_breaches=("REDIS *", "PG *", "CH *"),
-        tier_exception="three tiers are faulted at once, so no single one must rank first; the proof is each "
-        "tier's own breach (the 1500 ms PostgreSQL delay outweighs the 300 ms Redis one in WS latency)",
-        description="Each tier's own probe shows its degradation (REDIS *, PG thread history and CH * all "
-        "fail); when WS p95 breaks too, attribution ranks the tiers behind it.",
+        expected_breaches=("REDIS *",),
+        tier_exception="a cascade: Redis is the cause and PostgreSQL's pool queues behind it, so both coincide "
+        "with the WS breach and their rank depends on the size of each rise; the proof is the WS breach's "
+        "attribution chain, redis before postgres by onset bucket (tests/e2e/test_cascade_e2e.py)",
+        description="Against a backend with a cache fallback (the bundled one with --session-budget-ms 100: "
+        "after 100 ms without its Redis session read it rebuilds the session from PostgreSQL and refills the "
+        "cache on the same pooled connection; without a fallback a stalled cache fails messages fast and only "
+        "Redis shows). The WS breach's attribution carries chain (each tier's onset bucket, in order): redis "
+        "(REDIS *, HTTP ready:redis) first, then postgres (HTTP ready:postgres: the backend's pool). ClickHouse "
+        "is not slowed by it (its writes are batched off the request path) and stays out of the chain.",
     ),
     # ----- Phase 4: timeout reproduction ----------------------------------------------------------------------
     _s(
@@ -612,12 +684,15 @@ _CATALOGUE: tuple[Scenario, ...] = (
             WS_ERROR_IN_TIME,
             Threshold("WS agent_completed", "fail_ratio < 0.9",
                       "errors are allowed (relaxed): while a dependency times out most replies may be error frames"),
+            # required: a backend whose runs cannot be read fails as "no samples" (cleanup not checked), never passes
+            Threshold("BACKEND orphan runs", "max < 1", "no agent run of this test's threads is left 'running' "
+                      "after its connections closed (users.cleanup_check)", required=True),
         ),
         faults=(FaultSpec("hang", start_s=10, for_s=40),),
         tolerated_faults=(FaultSpec("pg-pool-exhaustion", start_s=10, for_s=40),),
         expected_breaches=("WS hang",),
         # errors are allowed: the verdict judges them, not Locust's "any request failed" exit code
-        options=(("ws_hang_after", 3.0), ("exit_code_on_error", 0)),
+        options=(("ws_hang_after", 3.0), ("exit_code_on_error", 0), ("cleanup_check", True)),
         description="--inject-tolerated-faults holds the backend's PostgreSQL pool: replies become quick "
         "'error DEPENDENCY_TIMEOUT' frames (WS error), and the run must pass; --inject-faults swallows messages "
         "(the backend's hang fault): WS hang must fail, whatever the fail ratio.",

@@ -41,6 +41,7 @@ from config import CONFIG_DIR
 from config.durations import parse_duration
 from config.errors import UsageError
 from config.toml_file import read_toml
+from contract.isolation import ISOLATION_LEVELS, RETRYABLE_SQLSTATES
 from contract.schema import CH_QUERIES, PG_QUERIES
 from sla_checks.baseline import RegressionSpec
 from sla_checks.evaluate import ThresholdSpec
@@ -71,8 +72,10 @@ _WS_NAMES = (
     "heartbeat",
     "disconnect",
     "reconnect",  # a planned reconnect (the server closed with nothing in flight, or --ws-max-age)
+    "heartbeat recovery",  # lost heartbeats (connection closed) -> the first pong on a new connection
     "protocol anomaly",
     "generator lag",
+    "recovery",  # after a scenario step lowers the demand: the drop to the user's first reply within 2 s again
 )
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _TOP_KEYS = {"description", "extends", "window_s", "eval_interval_s", "warmup_s", "thresholds"}
@@ -85,7 +88,8 @@ def _known_metrics() -> dict[str, tuple[str, ...]]:
     return {
         "WS": _WS_NAMES,
         "FLOW": ("login→send→receive",),
-        "PG": ("connect", "pool acquire", "commit", "lock stats", "schema", *pg),
+        "PG": ("connect", "pool acquire", "commit", "lock stats", "schema", *pg,
+               *(f"txn {level}" for level in ISOLATION_LEVELS), *RETRYABLE_SQLSTATES.values()),
         "CH": ("connect", "insert", "schema", *ch, *(f"query {q}" for q in ch)),
     }
 

@@ -20,6 +20,10 @@ instead of a failure per attempt that would blame PostgreSQL for a schema mismat
 ``connect``, ``pool acquire``, ``thread history`` (on the probe's own thread id: no rows, same index lookup) and
 ``lock stats``, in sessions with ``default_transaction_read_only`` on, so the server itself refuses any write.
 
+``--pg-isolation-weight N`` adds the isolation-level task (:mod:`users.pg_isolation`): a read-modify-write of one hot
+row of the probe's own table under each isolation level in turn, sampled as ``PG txn <level>`` with retries, and
+``PG serialization failure`` / ``PG deadlock`` per failed attempt; it runs with a query file too (its own table).
+
 ``--pg-queries FILE`` (:mod:`users.query_files`): the file's statements replace the named queries and the contended
 transaction, one drawn by weight per task, sampled as ``PG query <name>``; no schema check, no rows of the probe's
 own. Reads run with ``default_transaction_read_only`` on, a ``write = true`` query with it off (switched per session
@@ -48,6 +52,7 @@ from locust.env import Environment
 from config.errors import SuiteError
 from contract.schema import PG_OBJECT_EXISTS, PG_QUERIES, PG_SCHEMA, schema_object_name, to_pyformat
 from sla_checks.gauges import record_gauge
+from users.pg_isolation import LevelCycle, isolation_gate, run_isolation_txn, with_isolation_weight
 from users.probe_base import ProbeFailure, SchemaGate, fire, redact_url, skip_write_task, timed
 from users.probe_options import ProbeConfig, probe_config, schema_missing_message
 from users.query_files import ProbeQuery
@@ -284,6 +289,9 @@ class PostgresProbeUser(User):
         self._ready = False
         self._schema_missing: list[str] = []
         """Missing tables: the table-bound operations do not run (see the module docstring)."""
+        self._isolation_missing: list[str] | None = None
+        """The isolation task's scratch table when missing (None: not checked yet)."""
+        self._next_level = LevelCycle()
 
     # -------------------------------------------------------------- helpers
 
@@ -369,6 +377,8 @@ class PostgresProbeUser(User):
         """A connect sample, the schema/rows this user needs, and a first lock-wait reading, whatever the task draw."""
         self.cfg = probe_config(self.environment)  # --probe-read-only / --probe-create-schema as the web UI left them
         self.pool = shared_pool(self.cfg)
+        self.tasks = with_isolation_weight(type(self).tasks, PostgresProbeUser.isolation_transaction,
+                                           self.cfg.pg_isolation_weight)
         self.connect()
         with self.lease() as conn:
             if conn is not None:
@@ -441,6 +451,30 @@ class PostgresProbeUser(User):
                 return
             with timed(self.environment, "PG", "commit"):
                 conn.execute("COMMIT")
+            self.record_lock_stats(conn)
+
+    def isolation_transaction(self) -> None:
+        """A read-modify-write of the hot row of the probe's own table under the next isolation level, retried on
+        serialization failures and deadlocks (``PG txn <level>``, ``PG serialization failure``, ``PG deadlock``: see
+        :mod:`users.pg_isolation`), then lock stats. A task only with ``--pg-isolation-weight`` > 0; skipped under
+        ``--probe-read-only``."""
+        if self.cfg.probe_read_only:
+            skip_write_task()
+        if self._isolation_missing:
+            return
+        with self.lease() as conn:
+            if conn is None:
+                return
+            if self._isolation_missing is None:
+                try:
+                    self._isolation_missing = isolation_gate(conn, self.cfg, self.environment)
+                except psycopg.Error as exc:
+                    logger.warning("PG probe: isolation table check failed: %s", exc)
+                    return
+                if self._isolation_missing:
+                    return
+            run_isolation_txn(self.environment, conn, self._next_level(),
+                              lambda exc: pg_error_text(exc, self.cfg.pg_dsn))
             self.record_lock_stats(conn)
 
     def record_lock_stats(self, conn: psycopg.Connection[Any]) -> tuple[int, float] | None:

@@ -71,7 +71,8 @@ DEFAULT_HEALTH_URL = "http://127.0.0.1:8765"
 DEFAULT_HEALTH_PATHS: tuple[str, ...] = ("/health", "/health/ready")
 MAX_HEALTH_PATHS = 20
 CREATE_SCHEMA_CHOICES: tuple[str, ...] = ("auto", "on", "off")
-LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema", "redis_connect_weight")
+LIVE_FIELDS: tuple[str, ...] = ("probe_read_only", "probe_create_schema", "redis_connect_weight",
+                               "pg_isolation_weight")
 """Fields re-read from ``parsed_options`` when a probe user starts (web-UI edits apply to the next run)."""
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COUNT_LIMITS: dict[str, tuple[int, int, str]] = {
@@ -84,6 +85,7 @@ _COUNT_LIMITS: dict[str, tuple[int, int, str]] = {
     "clickhouse_probe_users": (0, 1000, "0 switches that probe off"),
     "health_probe_users": (0, 1000, "0 switches that probe off"),
     "redis_connect_weight": (0, 1000, "0 = no fresh-connection task"),
+    "pg_isolation_weight": (0, 1000, "0 = no isolation-level transactions"),
 }
 """Whole-number probe options: (lowest, highest, what to say beside the range)."""
 
@@ -221,6 +223,8 @@ class ProbeConfig:
     pg_connect_timeout: float = 5.0
     pg_statement_timeout: float = 15.0
     pg_probe_users: int = 1
+    pg_isolation_weight: int = 0
+    """Weight of PostgresProbeUser's isolation-level task (users.pg_isolation); 0 = off."""
     clickhouse_url: str = CLICKHOUSE_URL
     clickhouse_database: str = CH_DATABASE
     clickhouse_batch_size: int = 100
@@ -405,6 +409,11 @@ def _add_options(parser: Any) -> None:
         help="PG statement_timeout and lock_timeout of probe sessions, seconds")
     add("--pg-probe-users", type=int, default=_DEFAULTS.pg_probe_users,
         help="PostgresProbeUser instances (fixed count; 0 = off)")
+    add("--pg-isolation-weight", type=int, default=_DEFAULTS.pg_isolation_weight,
+        help="Weight of PostgresProbeUser's isolation-level task (a read-modify-write of one hot row of its own "
+             "table probe_isolation under READ COMMITTED / REPEATABLE READ / SERIALIZABLE, with retries: 'PG txn "
+             "<level>', 'PG serialization failure', 'PG deadlock') next to its others (connect 1, message flow 6, "
+             "commit 2); 0 = off (scenario pg-isolation-levels: 60)")
     add("--clickhouse-url", type=str, default=_DEFAULTS.clickhouse_url, secret=True,
         help="ClickHouse HTTP interface, e.g. http://USER:PASSWORD@host:8123")
     add("--clickhouse-database", type=str, default=_DEFAULTS.clickhouse_database,

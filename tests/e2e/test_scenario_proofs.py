@@ -265,6 +265,18 @@ def test_resource_scenario_reports_generator_and_backend_gauges(proof_runs: dict
 
 
 @pytest.mark.timeout(900)
+def test_isolation_scenario_counts_serialization_failures_under_its_concurrent_writer(
+    proof_runs: dict[tuple[str, str], Run],
+) -> None:
+    healthy, faulted = proof_runs[("pg-isolation-levels", "healthy")], proof_runs[("pg-isolation-levels", "faulted")]
+    for level in ("read_committed", "repeatable_read", "serializable"):
+        assert healthy.report["metrics"][f"PG txn {level}"]["count"] > 0, healthy.explain()
+    # the pg-hot-row writer fails the snapshot levels with 40001: each attempt is a failed sample, counted
+    failures = faulted.report["metrics"].get("PG serialization failure", {})
+    assert failures.get("failures", 0) >= 2 and failures["failures"] == failures["count"], faulted.explain()
+
+
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", FAULTED)
 def test_scenario_fails_with_exit_3_when_its_fault_is_injected(
     proof_runs: dict[tuple[str, str], Run], name: str

@@ -135,6 +135,8 @@ HEALTHY_MS: dict[str, dict[str, float]] = {
     "ChatUser": {
         "WS connect": 25, "WS agent_started": 60, "WS agent_thinking": 150, "WS tool_executing": 250,
         "WS tool_completed": 350, "WS agent_completed": 450, "WS heartbeat": 5,
+        "WS recovery": 1500,  # only where a stepped shape lowers the demand (users.recovery); harmless elsewhere
+        "BACKEND orphan runs": 0,  # the cleanup check's count (users.cleanup_check, --cleanup-check)
     },
     "ChatFlowUser": {
         "HTTP /auth/login": 40, "WS connect": 25, "WS agent_started": 60, "WS agent_thinking": 150,
@@ -148,6 +150,7 @@ HEALTHY_MS: dict[str, dict[str, float]] = {
     "PostgresProbeUser": {
         "PG connect": 15, "PG pool acquire": 1, "PG thread history": 4, "PG message insert": 3,
         "PG thread update": 3, "PG run insert": 3, "PG run complete": 3, "PG commit": 2, "PG lock stats": 2,
+        "PG txn read_committed": 3, "PG txn repeatable_read": 3, "PG txn serializable": 3,
     },
     "ClickHouseProbeUser": {"CH insert": 40, "CH query agent stage summary": 60},
     "HealthCheckUser": {
