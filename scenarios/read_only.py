@@ -15,6 +15,7 @@ __all__ = ["MEASURES_WRITES", "read_only_conflict"]
 
 MEASURES_WRITES: dict[str, str] = {
     "redis-write-memory-pressure": "cache writes (REDIS SET*) under memory pressure",
+    "pg-isolation-levels": "read-modify-write transactions (PG txn *) on the probe's own hot row",
 }
 """Scenario name → what it measures that only writes produce (each of its thresholds judges a write)."""
 

@@ -86,7 +86,7 @@ def test_composed_profile_reads_the_query_file(tmp_path: Path) -> None:
 
 def test_only_a_write_scenario_is_refused_under_probe_read_only() -> None:
     refused = {name for name, s in SCENARIOS.items() if read_only_conflict(s, True)}
-    assert refused == {"redis-write-memory-pressure"}
+    assert refused == {"redis-write-memory-pressure", "pg-isolation-levels"}
     assert read_only_conflict(get_scenario("redis-write-memory-pressure"), False) is None
     text = read_only_conflict(get_scenario("redis-write-memory-pressure"), True)
     assert text is not None and "\n" not in text
@@ -96,4 +96,4 @@ def test_only_a_write_scenario_is_refused_under_probe_read_only() -> None:
 def test_the_write_scenarios_judge_only_write_metrics() -> None:
     """A scenario in MEASURES_WRITES exists (a renamed one would silently lose its guard) and judges writes only."""
     for name in MEASURES_WRITES:
-        assert all(t.metric.startswith("REDIS SET") for t in get_scenario(name).thresholds), name
+        assert all(t.metric.startswith(("REDIS SET", "PG txn ")) for t in get_scenario(name).thresholds), name
