@@ -88,9 +88,20 @@ class SuiteState:
 _STATES: weakref.WeakKeyDictionary[Environment, SuiteState] = weakref.WeakKeyDictionary()
 
 
+_last: tuple[weakref.ref[Environment], weakref.ref[SuiteState]] | None = None
+"""The last lookup, weakly (a run has one environment; the hot path counts every chat message sent)."""
+
+
 def state_of(environment: Environment) -> SuiteState:
     """The suite's state of ``environment``, created empty on first use."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is environment:
+        hit = last[1]()
+        if hit is not None:
+            return hit
     state = _STATES.get(environment)
     if state is None:
         state = _STATES[environment] = SuiteState()
+    _last = (weakref.ref(environment), weakref.ref(state))
     return state
