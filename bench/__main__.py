@@ -6,6 +6,7 @@ Usage::
     python -m bench all --quick    # a smoke: short windows, 200/1,000 sessions (≈ 5-6 minutes; files <bench>-quick.json)
     python -m bench overhead|scale|distributed|accuracy|co|artillery [--quick]
     python -m bench soak [--minutes 20]   # not part of "all"
+    python -m bench scale --sessions 100000 --processes 8   # one machine, many idle sessions (not part of "all")
 
 All traffic is on loopback to the bench server (``bench/fast_server.py``); every run stops by itself. Figures are
 noisy on a shared machine: the table prints the 1-minute load average at the start and the end.
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="which benchmark (all = every one but soak; table = re-print the last results)")
     ap.add_argument("--quick", action="store_true", help="smoke mode: short windows, fewer sessions")
     ap.add_argument("--minutes", type=float, default=20.0, help="soak only: duration in minutes (default 20)")
+    ap.add_argument("--sessions", type=int, default=0,
+                    help="scale only: this many idle sessions from --processes Locust workers (e.g. 100000)")
+    ap.add_argument("--processes", type=int, default=8, help="scale --sessions only: worker processes (default 8)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         return soak.main(["--minutes", str(a.minutes)])
     if a.what == "table":
         return print_saved_table()
+    if a.what == "scale" and a.sessions:
+        from bench import scale
+
+        return scale.main(["--sessions", str(a.sessions), "--processes", str(a.processes)])
     if a.quick:
         from bench import common
 

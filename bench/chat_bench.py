@@ -6,7 +6,9 @@ registered exactly as in a real run; ``BENCH_SLA=0`` imports only ``users.chat``
 
 from __future__ import annotations
 
+import itertools
 import os
+from typing import Any
 
 import locust  # noqa: F401  (first: monkey-patches gevent)
 from locust import constant
@@ -34,8 +36,21 @@ def _idle(user: ChatUser) -> None:
     gevent.sleep(3600.0)  # Locust kills it at stop; a short sleep would add 1 wake-up per session per period
 
 
+_HOSTS = [h for h in os.environ.get("BENCH_HOSTS", "").split(",") if h]
+_host_turn = itertools.count()
+
+
 class IdleChatUser(ChatUser):
-    """``ChatUser`` holding its session open (heartbeats running) and sending no chat message."""
+    """``ChatUser`` holding its session open (heartbeats running) and sending no chat message.
+
+    ``BENCH_HOSTS`` (comma-separated URLs): the users of each process take them in turn, so that more sessions than
+    the ephemeral port range has ports reach the bench server (one address per ≈ 20,000 sessions).
+    """
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        if _HOSTS:
+            self.host = _HOSTS[next(_host_turn) % len(_HOSTS)]
 
 
 # assigned after the class statement: Locust's metaclass would otherwise add the inherited ``chat`` task

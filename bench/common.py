@@ -77,6 +77,9 @@ class BenchServer:
     """``python -m bench.fast_server`` as a subprocess."""
 
     processes: int = 1
+    hosts: int = 1
+    """Loopback addresses to listen on (127.0.0.1 … 127.0.0.N, same port): more client connections than the
+    ephemeral port range has ports."""
     delay: float = 0.0
     stall_at: float | None = None
     stall_for: float = 2.0
@@ -91,8 +94,14 @@ class BenchServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def urls(self) -> list[str]:
+        """One URL per listening address."""
+        return [f"ws://127.0.0.{i + 1}:{self.port}/ws" for i in range(self.hosts)]
+
     def start(self) -> BenchServer:
-        cmd = [PY, "-m", "bench.fast_server", "--processes", str(self.processes), "--delay", str(self.delay),
+        cmd = [PY, "-m", "bench.fast_server", "--processes", str(self.processes), "--hosts", str(self.hosts),
+               "--delay", str(self.delay),
                "--max-seconds", str(self.max_seconds), "--stall-for", str(self.stall_for)]
         if self.stall_at is not None:
             cmd += ["--stall-at", str(self.stall_at)]

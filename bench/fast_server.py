@@ -18,6 +18,9 @@ What it does:
 * ``--delay D``: every agent reply (all five frames) is sent D seconds after the message arrived (accuracy bench);
 * ``--stall-at T --stall-for N``: replies due in [T, T+N) seconds after server start are held until T+N
   (coordinated-omission demo); heartbeats are held too, as in a stalled event loop;
+* ``--hosts N``: listens on N loopback addresses (``--host`` and the N-1 after it, 127.0.0.1 … 127.0.0.N, all
+  loopback on Linux) on the same port, so that one client machine can hold more connections to it than the
+  ephemeral port range has ports (≈ 28,000 per destination address);
 * stops by itself after ``--max-seconds``.
 
 Usage::
@@ -393,7 +396,18 @@ def _write_stats(path: str, cfg: ServerConfig) -> None:
                               "hold_max_ms": holds[-1] * 1000 if holds else None}))
 
 
-def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: Any,
+def loopback_hosts(first: str, count: int) -> list[str]:
+    """``count`` consecutive IPv4 addresses from ``first`` (127.0.0.1, 127.0.0.2 …); ValueError outside 127/8."""
+    import ipaddress
+
+    start = ipaddress.IPv4Address(first if first != "localhost" else "127.0.0.1")
+    hosts = [str(start + i) for i in range(count)]
+    if any(not ipaddress.IPv4Address(h).is_loopback for h in hosts):
+        raise ValueError(f"{count} addresses from {first} leave 127.0.0.0/8")
+    return hosts
+
+
+def _serve(host: str | list[str], port: int, cfg: ServerConfig, max_seconds: float, ready: Any,
            stats_file: str | None = None) -> None:
     raise_fd_limit()
     try:
@@ -404,10 +418,12 @@ def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: A
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    sock = _listen_socket(host, port)
-    sock.listen(4096)
-    server = loop.run_until_complete(
-        loop.create_server(lambda: BenchWSProtocol(cfg, loop), sock=sock, backlog=4096))
+    servers = []
+    for h in [host] if isinstance(host, str) else host:
+        sock = _listen_socket(h, port)
+        sock.listen(4096)
+        servers.append(loop.run_until_complete(
+            loop.create_server(lambda: BenchWSProtocol(cfg, loop), sock=sock, backlog=4096)))
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
@@ -417,17 +433,20 @@ def _serve(host: str, port: int, cfg: ServerConfig, max_seconds: float, ready: A
     if ready is not None:
         ready.put(os.getpid())
     loop.run_until_complete(stop)
-    server.close()
+    for server in servers:
+        server.close()
     if stats_file:
         _write_stats(stats_file, cfg)
     logger.info("bench server %d: %d messages answered", os.getpid(), cfg.messages)
 
 
-def start_processes(host: str, port: int, processes: int, delay: float, stall_at: float | None,
+def start_processes(host: str | list[str], port: int, processes: int, delay: float, stall_at: float | None,
                     stall_for: float, max_seconds: float,
                     stats_file: str | None = None) -> tuple[int, list[multiprocessing.Process]]:
-    """Start ``processes`` server processes on one port; returns (port, processes) once all listen."""
-    holder = _listen_socket(host, port)  # reserves the port in the SO_REUSEPORT group; never listens
+    """Start ``processes`` server processes on one port (of every address of ``host``); returns (port, processes)
+    once all listen."""
+    hosts = [host] if isinstance(host, str) else host
+    holder = _listen_socket(hosts[0], port)  # reserves the port in the SO_REUSEPORT group; never listens
     port = holder.getsockname()[1]
     t0 = time.time()
     ctx = multiprocessing.get_context("fork")
@@ -435,7 +454,7 @@ def start_processes(host: str, port: int, processes: int, delay: float, stall_at
     procs = []
     for _ in range(processes):
         cfg = ServerConfig(delay, stall_at, stall_for, t0)
-        p = ctx.Process(target=_serve, args=(host, port, cfg, max_seconds, ready, stats_file), daemon=True)
+        p = ctx.Process(target=_serve, args=(hosts, port, cfg, max_seconds, ready, stats_file), daemon=True)
         p.start()
         procs.append(p)
     for _ in range(processes):
@@ -449,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="bind address (loopback only; default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="port, 0 = a free one (printed in the READY line)")
     ap.add_argument("--processes", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
+    ap.add_argument("--hosts", type=int, default=1,
+                    help="listen on this many consecutive loopback addresses from --host (default 1)")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to hold each reply (accuracy bench)")
     ap.add_argument("--stall-at", type=float, default=None, help="seconds after start when replies stall")
     ap.add_argument("--stall-for", type=float, default=2.0, help="stall length in seconds (default 2)")
@@ -464,8 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.processes < 1 or a.delay < 0 or a.stall_for < 0 or a.max_seconds <= 0:
         print("error: --processes must be >= 1 and --delay/--stall-for >= 0, --max-seconds > 0", file=sys.stderr)
         return 2
+    try:
+        hosts = loopback_hosts(a.host, a.hosts) if a.hosts > 1 else a.host
+    except ValueError as exc:
+        print(f"error: --hosts: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    port, procs = start_processes(a.host, a.port, a.processes, a.delay, a.stall_at, a.stall_for, a.max_seconds,
+    port, procs = start_processes(hosts, a.port, a.processes, a.delay, a.stall_at, a.stall_for, a.max_seconds,
                                   a.stats_file)
     print(f"READY port={port} pids={','.join(str(p.pid) for p in procs)}", flush=True)
 

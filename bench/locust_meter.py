@@ -132,8 +132,10 @@ class BenchMeter:
             logger.error("bench meter: the runner never reached 'running'")
             return
         if self.wait_connected:  # scale bench: every session open (or failed) before the warm-up starts
+            # -1: as many as this process runs users (a worker's share of a distributed run)
+            want = self.wait_connected if self.wait_connected > 0 else getattr(self.env.runner, "user_count", 0)
             deadline = time.monotonic() + 300
-            while self.connects_ok + self.connects_failed < self.wait_connected and time.monotonic() < deadline:
+            while self.connects_ok + self.connects_failed < want and time.monotonic() < deadline:
                 gevent.sleep(0.1)
         gevent.sleep(self.warmup)
         g0 = _greenlets()  # walks the heap: keep this pause out of the measured window
@@ -164,6 +166,8 @@ class BenchMeter:
             "gc_collections": len(self.gc_pauses), "gc_pause_total_ms": sum(self.gc_pauses),
             "gc_pause_max_ms": max(self.gc_pauses, default=0.0),
         }
+        if os.environ.get("BENCH_METER_RAW") == "1":  # the raw samples, for exact percentiles over processes
+            out["times"] = self.times
         if self.trace:
             snap = tracemalloc.take_snapshot()
             out["tracemalloc_top"] = [
