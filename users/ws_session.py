@@ -213,6 +213,19 @@ def _iso_now() -> str:
 class ChatSession:
     """One authenticated chat WebSocket with its reader greenlet. Not reusable after :meth:`close`."""
 
+    # slots: a session has ~50 attributes, past the 30 a shared-key instance dict holds (1.4 KiB per session as a
+    # dict, 0.4 KiB as slots); "__dict__" keeps any other attribute possible
+    __slots__ = (
+        "url", "config", "scheme", "hostname", "port", "_netloc", "_target", "_subprotocols", "_headers",
+        "ssl_context", "compression", "deflate", "client_cert", "proxy", "connect_timeout", "reply_timeout",
+        "hang_after", "dispatcher", "decoder", "on_outcome", "on_closed", "on_anomaly", "welcome", "subprotocol",
+        "close_reason", "close_code", "lost_in_flight", "connected_at", "messages_sent", "_sock", "_reader",
+        "_send_lock", "_changed", "_open", "_closing", "_last_error", "_pending_frames", "heartbeat_interval",
+        "heartbeat_timeout", "heartbeat_misses", "on_heartbeat", "on_event", "_hb_echo", "_hb_sent_at",
+        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "__dict__",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         url: str,
