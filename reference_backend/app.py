@@ -76,7 +76,7 @@ class Backend:
         self.s = s
         self.started = time.time()
         self.redis = RedisTier(s.redis_url, s.redis_timeout_ms, pool_size=s.redis_pool_size)
-        self.pg = PostgresTier(s.pg_dsn, s.pg_pool_size, s.pg_timeout_ms)
+        self.pg = PostgresTier(s.pg_dsn, s.pg_pool_size, s.pg_timeout_ms, s.pg_work_ms)
         self.ch = ClickHouseTier(s.clickhouse_url, s.clickhouse_timeout_ms, flush_interval_ms=s.ch_flush_interval_ms,
                                  batch_rows=s.ch_batch_rows, queue_rows=s.ch_queue_rows)
         self.faults = FaultManager(s, self.pg, self.ch)
@@ -132,8 +132,9 @@ class Backend:
                               "connections": self.connections, "in_flight": self.in_flight,
                               "messages_completed": self.pipeline.completed,
                               "messages_failed": self.pipeline.failed,
-                              "messages_rate_limited": self.pipeline.rate_limited, "clickhouse": self.ch.stats(),
-                              "faults": [f["kind"] for f in self.faults.list()]})
+                              "messages_rate_limited": self.pipeline.rate_limited,
+                              "session_fallbacks": self.pipeline.session_fallbacks, "clickhouse": self.ch.stats(),
+                              "pg_pool": self.pg.stats(), "faults": [f["kind"] for f in self.faults.list()]})
 
     async def ready(self, request: Request) -> Response:
         async def one(check) -> dict[str, Any]:  # noqa: ANN001

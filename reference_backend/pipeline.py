@@ -5,7 +5,8 @@ Events per message (docs/protocol.md): ``agent_started``, then per stage ``agent
 Redis (rate counter + session read in one round trip, session + ``agent_state:{run_id}`` writes), PostgreSQL (thread
 upsert with ownership check, history, message and run rows), ClickHouse (one analytics row per event, batched by the
 flusher). A tier timeout before the run starts answers ``error_message`` ``DEPENDENCY_TIMEOUT``; after it started,
-``agent_error`` (the run is closed as failed).
+``agent_error`` (the run is closed as failed); a run cut off by its client going away is closed as cancelled. Closing a
+run is retried while PostgreSQL does not answer (:data:`CLOSE_DEADLINE_S`): no run is left 'running' (an orphan).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from reference_backend.tiers.redis import RedisTier
 
 log = logging.getLogger(__name__)
 
+CLOSE_RETRY_S = 0.5
+CLOSE_DEADLINE_S = 120.0
+"""How long closing a failed or cancelled run is retried while PostgreSQL does not answer (then logged, given up)."""
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # (agent_name, share of the think time, tool name or None)
@@ -51,6 +56,7 @@ class Pipeline:
         self.completed = 0
         self.failed = 0
         self.rate_limited = 0
+        self.session_fallbacks = 0
         self._bg: set[asyncio.Task] = set()
 
     def think_total_ms(self) -> float:
@@ -82,7 +88,7 @@ class Pipeline:
 
         # -- admission: rate limit + session (Redis), thread/message/run rows (PostgreSQL) --------------------------
         try:
-            count, session = await self.redis.admit_message(user.user_id, self.s.rate_limit_per_s)
+            count, session = await self._admit(user.user_id)
         except (TierTimeout, TierError) as e:
             self.failed += 1
             await send(err(_code(e), str(e)))
@@ -148,18 +154,73 @@ class Pipeline:
             self.completed += 1
         except (TierTimeout, TierError) as e:
             self.failed += 1
+            self._close_run_later(run_id, "failed", t0)
             await send(agent_error_frame(
                 run_id=run_id, thread_id=thread_id, user_id=uid, error_message=str(e), correlation_id=cid,
                 error_context={"error_code": _code(e), "tier": e.tier, "operation": e.operation, "stage": stage}))
-            t = asyncio.create_task(self._close_failed_run(run_id, t0))
-            self._bg.add(t)
-            t.add_done_callback(self._bg.discard)
+        except asyncio.CancelledError:
+            # the client went away (or the backend stops) mid-run: the run row must not stay 'running'
+            self._close_run_later(run_id, "cancelled", t0)
+            raise
 
-    async def _close_failed_run(self, run_id: str, t0: float) -> None:
+    async def _admit(self, user_id: str) -> tuple[int, dict | None]:
+        """Rate counter and session from Redis. With ``session_budget_ms`` > 0, when Redis has not answered within it,
+        the session is rebuilt from PostgreSQL instead and written back to the cache on the same pooled connection
+        (the cache fallback, counted in ``session_fallbacks``; see ``PostgresTier.rebuild_session``), and the rate
+        limit is not enforced for that message (it fails open while the cache is slow). The Redis read goes on in
+        the background, bounded by the Redis timeout, so a slow Redis also holds its connections."""
+        budget = self.s.session_budget_ms / 1000.0
+        if budget <= 0:
+            return await self.redis.admit_message(user_id, self.s.rate_limit_per_s)
+        read = asyncio.ensure_future(self.redis.admit_message(user_id, self.s.rate_limit_per_s))
         try:
-            await self.pg.fail_run(run_id, "failed", (time.perf_counter() - t0) * 1000)
-        except (TierTimeout, TierError) as e:
-            log.info("could not mark run failed: %s", e)
+            done, _ = await asyncio.wait({read}, timeout=budget)
+        except asyncio.CancelledError:
+            read.cancel()
+            raise
+        if done:
+            return read.result()
+        self.session_fallbacks += 1
+        self._bg.add(read)
+        read.add_done_callback(self._bg.discard)
+        read.add_done_callback(_forget)
+
+        async def refill(session: dict) -> None:
+            try:
+                await self.redis.cache_session(user_id, session, self.s.session_ttl_s)
+            except (TierTimeout, TierError) as e:  # the refill is best effort; the message goes on without it
+                log.debug("session cache refill failed: %s", e)
+
+        return 0, await self.pg.rebuild_session(user_id, refill)
+
+    def _close_run_later(self, run_id: str, status: str, t0: float) -> None:
+        """Close the run row as ``status`` in a task of its own (not cancelled with the message's task)."""
+        t = asyncio.create_task(self._close_run(run_id, status, t0))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    async def _close_run(self, run_id: str, status: str, t0: float) -> None:
+        """Mark the run ``status``, retried every ``CLOSE_RETRY_S`` for up to ``CLOSE_DEADLINE_S`` while PostgreSQL
+        does not answer (a held pool, a locked table): a failed run is closed once the dependency is back, not left
+        'running' (an orphan)."""
+        duration_ms = (time.perf_counter() - t0) * 1000
+        give_up = time.monotonic() + CLOSE_DEADLINE_S
+        while True:
+            try:
+                await self.pg.fail_run(run_id, status, duration_ms)
+                return
+            except (TierTimeout, TierError) as e:
+                if time.monotonic() >= give_up:
+                    log.warning("could not mark run %s %s within %g s: %s", run_id, status, CLOSE_DEADLINE_S, e)
+                    return
+                log.debug("could not mark run %s %s yet (%s); retrying", run_id, status, e)
+            await asyncio.sleep(CLOSE_RETRY_S)
+
+
+def _forget(task: asyncio.Task) -> None:
+    """Done callback of a Redis read the message stopped waiting for: consume its outcome (a timeout is expected)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("abandoned Redis session read ended with: %s", task.exception())
 
 
 def _code(e: Exception) -> str:

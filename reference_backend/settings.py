@@ -36,7 +36,9 @@ class Settings:
     redis_pool_size: int = 64
     clickhouse_url: str = CLICKHOUSE_URL
     redis_timeout_ms: float = 1000.0
+    session_budget_ms: float = 0.0
     pg_timeout_ms: float = 2000.0
+    pg_work_ms: float = 0.0
     clickhouse_timeout_ms: float = 5000.0
     think_min_ms: float = 300.0
     think_max_ms: float = 600.0
@@ -95,8 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="ClickHouse HTTP interface URL (env TARGET_CLICKHOUSE_URL)")
     add("--redis-timeout-ms", default=_env("TARGET_REDIS_TIMEOUT_MS", d.redis_timeout_ms),
         help="per-operation Redis timeout (env TARGET_REDIS_TIMEOUT_MS)")
+    add("--session-budget-ms", default=_env("TARGET_SESSION_BUDGET_MS", d.session_budget_ms),
+        help="how long a message waits for its Redis session read before rebuilding the session from PostgreSQL "
+             "(the cache fallback, e.g. 100); 0 (default) = no fallback: wait for Redis up to --redis-timeout-ms "
+             "(env TARGET_SESSION_BUDGET_MS)")
     add("--pg-timeout-ms", default=_env("TARGET_PG_TIMEOUT_MS", d.pg_timeout_ms),
         help="per-message PostgreSQL timeout incl. pool acquire (env TARGET_PG_TIMEOUT_MS)")
+    add("--pg-work-ms", default=_env("TARGET_PG_WORK_MS", d.pg_work_ms),
+        help="server-side work (pg_sleep) in each message's first transaction, holding its pooled connection that "
+             "long: connection demand grows with concurrent messages (env TARGET_PG_WORK_MS)")
     add("--clickhouse-timeout-ms", default=_env("TARGET_CLICKHOUSE_TIMEOUT_MS", d.clickhouse_timeout_ms),
         help="ClickHouse request timeout (env TARGET_CLICKHOUSE_TIMEOUT_MS)")
     add("--think-min-ms", default=_env("TARGET_THINK_MIN_MS", d.think_min_ms),
@@ -171,7 +180,9 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         redis_pool_size=_int("redis-pool-size", a.redis_pool_size, 1),
         clickhouse_url=a.clickhouse_url.rstrip("/"),
         redis_timeout_ms=_num("redis-timeout-ms", a.redis_timeout_ms, float, 1),
+        session_budget_ms=_num("session-budget-ms", a.session_budget_ms, float, 0),
         pg_timeout_ms=_num("pg-timeout-ms", a.pg_timeout_ms, float, 1),
+        pg_work_ms=_num("pg-work-ms", a.pg_work_ms, float, 0),
         clickhouse_timeout_ms=_num("clickhouse-timeout-ms", a.clickhouse_timeout_ms, float, 1),
         think_min_ms=_num("think-min-ms", a.think_min_ms, float, 0),
         think_max_ms=_num("think-max-ms", a.think_max_ms, float, 0),

@@ -35,7 +35,8 @@ the whole run there are no baseline buckets, so the latency comparison alone can
 agent; the backend's own words can. A named tier with no samples of its own gets an entry with ``p95`` null.
 
 A tier *coincides* with the failure when its score is >= 0.25, or it breaks its own SLA while rising. Tiers are
-ranked by score, then correlation. The slowest stage is the gap of the five-event timeline
+ranked by score, then correlation; ``chain`` orders the tiers that went bad by onset instead (cause before effect,
+:mod:`sla_checks.cascade`), named in the summary (``chain: redis → postgres``) when two or more did. The slowest stage is the gap of the five-event timeline
 (``agent_started→agent_thinking`` ...) whose p95 grew most between baseline and bad buckets.
 """
 
@@ -47,6 +48,7 @@ from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from sla_checks.cascade import cascade_chain, failure_start, reference_buckets
 from sla_checks.engine import Bucket
 from sla_checks.evaluate import (
     MetricData,
@@ -462,6 +464,10 @@ def attribute(
                     for g in strong[:3]
                 )
             )
+    start = failure_start(bad)
+    chain = cascade_chain(buckets, specs, reference_buckets(buckets, specs, len(buckets) if start is None else start))
+    if chain is not None and len(chain["order"]) >= 2 and not load_alone:
+        tail.append(f"chain: {chain['text']}")
     summary = head + " — " + "; ".join(clauses + tail)
     return {
         "metric": target,
@@ -475,6 +481,7 @@ def attribute(
         "bad_p95": t_bad,
         "gauges": gauge_rows,
         "offered_load": None if cap is None else cap.to_dict(expr.limit, value),
+        "chain": chain,
     }
 
 

@@ -84,6 +84,9 @@ Schema ``ws-agent-loadtest/sla-report/1``::
                                   "fail_ratio": float, "baseline_fail_ratio": float,
                                   "failures_naming": int}],  # failed replies whose error names the tier
                        "slowest_stage": str|null,
+                       "chain": {"order": [tier], "text": "redis → postgres",  # tiers by onset (sla_checks.cascade)
+                                 "tiers": [{"tier", "index", "start", "after_s", "metric", "p95", "baseline_p95",
+                                            "limit"}]}|null,
                        "stages": [{"stage", "p95", "baseline_p95", "growth_ms"}],
                        "bad_p95": ms|null, "baseline_p95": ms|null, "bad_windows": [unix],
                        "gauges": [{"gauge": "target:cpu_percent", "windows": int,  # buckets with both values

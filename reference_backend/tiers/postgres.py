@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -18,6 +20,15 @@ from reference_backend.tiers import TierError, TierTimeout, reraise_if_cancelled
 log = logging.getLogger(__name__)
 
 Q = PG_QUERIES
+
+SESSION_REBUILD_SQL = (
+    "SELECT (SELECT count(*) FROM messages WHERE user_id = $1 AND role = 'user') AS messages, "
+    "(SELECT id FROM threads WHERE user_id = $1 ORDER BY updated_at DESC LIMIT 1) AS last_thread_id, "
+    "(SELECT id FROM runs WHERE user_id = $1 ORDER BY started_at DESC LIMIT 1) AS last_run_id"
+)
+"""The cache fallback: the session Redis keeps for a user (message count, last thread, last run), rebuilt from the
+rows it summarises. ``messages`` has no index on ``user_id``, so the count reads the whole table: the work the
+session cache saves on every message."""
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> int:
@@ -59,10 +70,13 @@ class _Op:
 
 
 class PostgresTier:
-    def __init__(self, dsn: str, pool_size: int, timeout_ms: float) -> None:
+    def __init__(self, dsn: str, pool_size: int, timeout_ms: float, work_ms: float = 0.0) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
         self.timeout_ms = timeout_ms
+        self.work_ms = work_ms  # pg_sleep in begin_message: how long each message holds its connection
+        self._waiting_since: list[float] = []  # time.monotonic() of each caller waiting for a pooled connection
+        self.acquire_timeouts = 0  # callers whose deadline ran out while still waiting (since start)
         self.pool: asyncpg.Pool | None = None
         self.schema_ready = False
         self._lock = asyncio.Lock()
@@ -93,13 +107,20 @@ class PostgresTier:
         conn = None
         try:
             async with asyncio.timeout(self.timeout_ms / 1000.0):
-                conn = await pool.acquire()
+                since = time.monotonic()
+                self._waiting_since.append(since)
+                try:
+                    conn = await pool.acquire()
+                finally:
+                    self._waiting_since.remove(since)
                 reraise_if_cancelled()
                 op.name = operation
                 result = await fn(conn, op)
             reraise_if_cancelled()
             return result
         except TimeoutError:
+            if conn is None:
+                self.acquire_timeouts += 1
             raise TierTimeout("postgres", op.name, self.timeout_ms) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             what = "connect" if conn is None else op.name
@@ -127,6 +148,9 @@ class PostgresTier:
                 await conn.fetchval(Q["message insert"], thread_id, user_id, "user", content)
                 op.name = "run insert"
                 await conn.execute(Q["run insert"], run_id, thread_id, user_id)
+                if self.work_ms > 0:
+                    op.name = "message work"
+                    await conn.execute("SELECT pg_sleep($1)", self.work_ms / 1000.0)
             return [dict(r) for r in rows]
 
         return await self._with_conn("begin message", go)
@@ -144,6 +168,23 @@ class PostgresTier:
                 await conn.execute(Q["thread update"], 2, thread_id)
 
         await self._with_conn("complete message", go)
+
+    async def rebuild_session(self, user_id: str,
+                              write_back: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
+        """The user's session as the Redis cache would hold it, from PostgreSQL (:data:`SESSION_REBUILD_SQL`), then
+        ``write_back(session)`` (the cache refill) before the pooled connection is released: the rebuild and the
+        refill are one unit of work, so while Redis is slow each fallback holds a PostgreSQL connection for as long
+        as the refill waits, and the pool queues (the Redis -> PostgreSQL cascade of docs/scenarios.md)."""
+
+        async def go(conn: asyncpg.Connection, op: _Op) -> dict[str, Any]:
+            row = await conn.fetchrow(SESSION_REBUILD_SQL, user_id)
+            session = {k: v for k, v in dict(row or {}).items() if v is not None}
+            if write_back is not None:
+                op.name = "session rebuild (cache refill)"
+                await write_back(session)
+            return session
+
+        return await self._with_conn("session rebuild", go)
 
     async def fail_run(self, run_id: str, status: str, duration_ms: float) -> None:
         async def go(conn: asyncpg.Connection, op: _Op) -> None:
@@ -164,6 +205,17 @@ class PostgresTier:
             await conn.fetchval("SELECT 1")
 
         await self._with_conn("select 1", go)
+
+    def stats(self) -> dict[str, float]:
+        """The pool's state for ``/health``: connections open / at most, in use, callers waiting and the longest
+        wait in progress (ms), acquire timeouts since start."""
+        pool = self.pool
+        size = pool.get_size() if pool is not None else 0
+        idle = pool.get_idle_size() if pool is not None else 0
+        waiting = self._waiting_since
+        oldest_ms = round((time.monotonic() - min(waiting)) * 1000.0, 1) if waiting else 0.0
+        return {"size": size, "max": self.pool_size, "in_use": size - idle, "waiting": len(waiting),
+                "wait_ms": oldest_ms, "acquire_timeouts": self.acquire_timeouts}
 
     async def close(self) -> None:
         if self.pool is not None:

@@ -79,6 +79,11 @@ class RedisTier:
 
         await self._run("start run", go())
 
+    async def cache_session(self, user_id: str, session: dict, session_ttl_s: int) -> None:
+        """Refill the session cache (after a fallback rebuilt the session elsewhere)."""
+        key = REDIS_SESSION_KEY.format(user_id=user_id)
+        await self._run("session refill", self.client.set(key, orjson.dumps(session), ex=session_ttl_s))
+
     async def set_agent_state(self, run_id: str, state: dict, ttl_s: int) -> None:
         key = REDIS_AGENT_STATE_KEY.format(run_id=run_id)
         await self._run("agent state", self.client.set(key, orjson.dumps(state), ex=ttl_s))
