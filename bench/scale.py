@@ -6,11 +6,11 @@ spawned, divided by N) and the heartbeat round-trip p99 (exact, from the raw sam
 no messages) when it is importable, else ``bench/idle_user.py`` (websocket-client + reader greenlet), and says which.
 Goal: ≤ 16 KiB per session, heartbeat p99 < 100 ms at 10,000 sessions.
 
-With ``--sessions N --processes P`` it runs one size instead: N idle sessions from P Locust worker processes
-(``--worker``, plus the master) against a bench server of P processes listening on one loopback address per 20,000
+With ``--sessions N --processes P`` it runs one size instead: N idle sessions from P Locust processes started
+together (standalone, N/P users each) against a bench server of P processes listening on one loopback address per 20,000
 sessions (127.0.0.1 … 127.0.0.K: each destination address has the ≈ 28,000 ports of the ephemeral range), each
-process under its RLIMIT_NOFILE (raised to the hard limit). Memory per session = the workers' summed RSS growth /
-N; heartbeat p99 exact over all workers' raw samples. Goal: 100,000 sessions, ≤ 16 KiB each, p99 < 100 ms, no
+process under its RLIMIT_NOFILE (raised to the hard limit). Memory per session = the processes' summed RSS growth /
+N; heartbeat p99 exact over all processes' raw samples. Goal: 100,000 sessions, ≤ 16 KiB each, p99 < 100 ms, no
 failed connect.
 
 Usage::
@@ -53,19 +53,30 @@ def kernel_limits() -> dict[str, Any]:
 
 
 def run_many(sessions: int, processes: int) -> dict[str, Any]:
-    """``sessions`` idle ChatUser sessions from ``processes`` Locust workers (see the module docstring)."""
+    """``sessions`` idle ChatUser sessions from ``processes`` Locust processes (see the module docstring).
+
+    Each process is a standalone Locust run with its share of the users, started together: a Locust master hands a
+    spawn to the workers unevenly when they are busy connecting (one worker got every user in a trial run).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     hosts = max(1, -(-sessions // SESSIONS_PER_ADDRESS))
-    spawn_rate = 500
+    share = -(-sessions // processes)
+    spawn_rate = 15  # per process (120/s from 8): at 200/s 2,726 of 50,000 upgrades took > 10 s on 2 cores
     env = {"BENCH_HEARTBEAT_S": str(HEARTBEAT_S), "LOCUST_WS_HEARTBEAT_INTERVAL": str(HEARTBEAT_S), "BENCH_SLA": "1",
            "BENCH_WAIT_CONNECTED": "-1", "BENCH_METER_RAW": "1"}
-    with BenchServer(processes=processes, hosts=hosts, max_seconds=sessions / spawn_rate + 900) as srv:
+    with BenchServer(processes=processes, hosts=hosts, max_seconds=share / spawn_rate + 900) as srv:
         env["BENCH_HOSTS"] = ",".join(srv.urls)
-        run_ = run_locust(["bench/chat_bench.py"], srv.url, sessions, classes=["IdleChatUser"], workers=processes,
-                          spawn_rate=spawn_rate, warmup=10.0, window=HEARTBEAT_S, meter_name="heartbeat", env=env,
-                          spawn_allowance=sessions / spawn_rate + 120)
-    load = run_.load
+        with ThreadPoolExecutor(processes) as pool:
+            runs = list(pool.map(lambda _: run_locust(
+                ["bench/chat_bench.py"], srv.url, share, classes=["IdleChatUser"], spawn_rate=spawn_rate,
+                warmup=10.0, window=HEARTBEAT_S, meter_name="heartbeat", env=env,
+                spawn_allowance=share / spawn_rate + 60), range(processes)))
+    load = [m for r in runs for m in r.load]
+    exit_codes = [c for r in runs for c in r.exit_codes]
+    tail = runs[0].log_tail if runs else ""
     if not load:
-        raise RuntimeError(f"no worker measured; log tail:\n{run_.log_tail[-2500:]}")
+        raise RuntimeError(f"no process measured; log tail:\n{tail[-2500:]}")
     times = sorted(t for m in load for t in m.pop("times", []))
     users = sum(m["users"] for m in load)
     growth = sum(m["rss_start"] - m["rss_init"] for m in load)
@@ -79,7 +90,7 @@ def run_many(sessions: int, processes: int) -> dict[str, Any]:
          "cpu_share": sum(m["cpu_share"] for m in load),
          "gc_pause_max_ms": max(m.get("gc_pause_max_ms", 0) for m in load),
          "rss_mib_per_worker": [round(m["rss_start"] / 2**20) for m in load],
-         "workers_reporting": len(load), "exit_codes": run_.exit_codes}
+         "processes_reporting": len(load), "exit_codes": exit_codes}
     m["expected_pings"] = m["sessions"] * seconds / HEARTBEAT_S
     res = {"user": "ChatUser (idle)", "heartbeat_interval_s": HEARTBEAT_S, "limits": kernel_limits(),
            "sizes": {str(sessions): m}}
@@ -119,7 +130,7 @@ def rows(res: dict[str, Any]) -> list[tuple[str, str, str]]:
         p99 = m["p99_ms"]
         mem_ok = m["kib_per_session"] <= KIB_GOAL
         p99_ok = p99 is not None and p99 < 100
-        where = f"{m['processes']} worker processes" if m.get("processes") else "one process"
+        where = f"{m['processes']} Locust processes" if m.get("processes") else "one process"
         out.append((f"{int(n):,} idle sessions, {where}",
                     f"{m['kib_per_session']:.1f} KiB/session, heartbeat p99 "
                     f"{'n/a' if p99 is None else f'{p99:.1f} ms'} ({m['count']} pongs of "
