@@ -1,14 +1,12 @@
 """End to end: the seed test plan run as pytest tests (``scenarios/pytest_plugin.py``) against the reference backend.
 
-* ``pytest -p scenarios.pytest_plugin --seed-host URL -k phase1 --junitxml F`` in a subprocess runs phase 1 of the
-  seed plan (its six tests, each a short Locust run of its scenario): exit 0, and the JUnit file holds one testcase per
-  seed test of the phase, named as in the seed plan, classname the plan's module, none failed, each with its
-  properties (scenario, phase, verdict pass, the whole SLA report as JSON);
+* ``pytest -p scenarios.pytest_plugin --seed-host URL --junitxml F`` in a subprocess runs all five phases of the
+  seed plan (each seed test a short Locust run of its scenario, ~2.5 min in all): exit 0, and the one JUnit file
+  holds one testcase per seed test, named as in the seed plan, classname the plan's module, none failed, each with
+  its properties (scenario, phase, verdict pass, the whole SLA report as JSON); ``-k phase1`` selects one phase;
 * loaded through a ``pytest11`` entry point (as ``pip install`` registers it) it collects the 20 seed tests with
   ``--seed-host`` and adds nothing without; given both ways at once it loads once;
 * a bad plugin option is a usage error naming the option, before anything runs.
-
-All phases (20 runs, ~3 min at ``--seed-duration 5``) are left to the command in docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -42,31 +40,44 @@ def _pytest(*args: str, env: dict[str, str], timeout: float) -> subprocess.Compl
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.timeout(240)
-def test_phase1_of_the_seed_plan_runs_as_pytest_tests_with_one_junit_file(backend: BackendProcess,
-                                                                         tmp_path: Path) -> None:
+@pytest.mark.timeout(600)
+def test_all_phases_of_the_seed_plan_run_as_pytest_tests_with_one_junit_file(backend: BackendProcess,
+                                                                            tmp_path: Path) -> None:
     junit = tmp_path / "seed.xml"
-    proc = _pytest("-p", PLUGIN, "--seed-host", backend.ws_url, "-k", "phase1", "--seed-duration", "5",
+    proc = _pytest("-p", PLUGIN, "--seed-host", backend.ws_url, "--seed-duration", "5",
                    "--seed-option", "sla_warmup=1s", "--seed-report-dir", str(tmp_path / "runs"),
-                   "--junitxml", str(junit), env=_env(backend.env), timeout=200)
+                   "--junitxml", str(junit), env=_env(backend.env), timeout=560)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    phase1 = seed_phase_tests(1)
-    assert f"{len(phase1)} passed" in out and f"{len(SEED_TESTS) - len(phase1)} deselected" in out, out[-2000:]
+    assert proc.returncode == 0, out[-6000:]
+    assert f"{len(SEED_TESTS)} passed" in out, out[-2000:]
 
     cases = list(ET.parse(junit).getroot().iter("testcase"))
-    assert [c.get("name") for c in cases] == [t.name for t in phase1]
-    for case, seed in zip(cases, phase1, strict=True):
+    assert [c.get("name") for c in cases] == list(SEED_TESTS)
+    seeds = [seed for phase in range(1, 6) for seed in seed_phase_tests(phase)]
+    assert sorted(t.name for t in seeds) == sorted(SEED_TESTS)
+    by_name = {seed.name: (phase, seed) for phase in range(1, 6) for seed in seed_phase_tests(phase)}
+    for case in cases:
+        phase, seed = by_name[str(case.get("name"))]
         assert case.get("classname") == seed.file.removesuffix(".py").replace("/", "."), case.attrib
         assert not [child.tag for child in case if child.tag in ("failure", "error", "skipped")], case.get("name")
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert props["scenario"] == seed_test_index()[seed.name]
-        assert props["phase"] == "phase1" and props["verdict"] == "pass" and props["exit_code"] == "0", props
+        assert props["phase"] == f"phase{phase}" and props["verdict"] == "pass" and props["exit_code"] == "0", props
         report = json.loads(props["sla_report"])
         assert report["verdict"] == "pass" and report["scenario"], report.get("verdict_reasons")
         judged = [k for k in props if k.startswith("threshold ")]
         assert judged and all(props[k].split(" ", 1)[0] in ("pass", "no") for k in judged), props
         assert Path(props["sla_report_path"]).is_file()
+
+
+@pytest.mark.timeout(240)
+def test_one_phase_is_selected_with_k(backend: BackendProcess, tmp_path: Path) -> None:
+    """``-k phase1`` runs that phase's seed tests only (collection only: the runs are the test above's)."""
+    proc = _pytest("-p", PLUGIN, "--seed-host", backend.ws_url, "-k", "phase1", "--collect-only", "-q",
+                   env=_env(backend.env), timeout=60)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    listed = [line.rsplit("::", 1)[1] for line in proc.stdout.splitlines() if "::test_" in line]
+    assert listed == [t.name for t in seed_phase_tests(1)]
 
 
 def _entry_point(tmp_path: Path) -> dict[str, str]:
@@ -109,17 +120,3 @@ def test_bad_plugin_options_are_a_usage_error_naming_the_option(args: tuple[str,
     proc = _pytest("-p", PLUGIN, *args, "--collect-only", "-q", env=_env(), timeout=50)
     assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's exit code for a usage error
     assert needle in proc.stderr, proc.stderr
-
-
-@pytest.mark.timeout(600)
-@pytest.mark.skipif(not os.environ.get("SEED_PYTEST_ALL_PHASES"),
-                    reason="all five phases take ~2.5 min: set SEED_PYTEST_ALL_PHASES=1 to run them")
-def test_all_phases_of_the_seed_plan_pass_on_a_healthy_backend(backend: BackendProcess, tmp_path: Path) -> None:
-    junit = tmp_path / "seed.xml"
-    proc = _pytest("-p", PLUGIN, "--seed-host", backend.ws_url, "--seed-duration", "5",
-                   "--seed-option", "sla_warmup=1s", "--seed-report-dir", str(tmp_path / "runs"),
-                   "--junitxml", str(junit), env=_env(backend.env), timeout=560)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    cases = list(ET.parse(junit).getroot().iter("testcase"))
-    assert [c.get("name") for c in cases] == list(SEED_TESTS)
-    assert all(not [ch for ch in c if ch.tag in ("failure", "error", "skipped")] for c in cases)
