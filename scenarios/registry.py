@@ -23,7 +23,7 @@ from typing import Literal
 from config.errors import UsageError
 from contract.isolation import ISOLATION_LEVELS
 from scenarios.shapes import Ramp, ShapeSpec, Soak, Spike, Steady, Step, Stepped
-from sla_checks.attribution import tier_of
+from sla_checks.tiers import tier_of
 
 __all__ = [
     "CHAT",

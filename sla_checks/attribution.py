@@ -43,7 +43,6 @@ ranked by score, then correlation; ``chain`` orders the tiers that went bad by o
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -61,6 +60,7 @@ from sla_checks.expressions import Expression, parse_expression
 from sla_checks.formatting import format_ms, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import FLOW_METRIC, LAG_METRIC, OfferedLoad, RpsCap, rps_cap
+from sla_checks.tiers import ATTRIBUTED_TYPES, TIER_LABELS, tier_named_in, tier_of
 
 __all__ = [
     "attribute",
@@ -73,8 +73,6 @@ __all__ = [
     "MIN_GAUGE_WINDOWS",
 ]
 
-TIER_LABELS = {"postgres": "PostgreSQL", "redis": "Redis", "clickhouse": "ClickHouse"}
-_TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
 COINCIDE_SCORE = 0.25
 MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
@@ -91,34 +89,6 @@ nor samples outside the bad buckets (a probe that started late, a run that was s
 FAILING_RATIO = 0.2
 """A tier metric failing at least this share of its calls in the bad buckets (and more than in the baseline) counts
 as rising too: a Redis refusing writes (OOM) fails chat messages fast without any latency rise."""
-
-
-ATTRIBUTED_TYPES = ("WS", "FLOW")
-"""Request types whose failed samples' error text is searched for a tier's name (:func:`tier_named_in`)."""
-_TIER_WORDS = re.compile(r"\b(postgres(?:ql)?|pg|redis|clickhouse)\b", re.IGNORECASE)
-_WORD_TIER = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres", "redis": "redis",
-              "clickhouse": "clickhouse"}
-
-
-def tier_named_in(text: str) -> str | None:
-    """The tier a failed reply's error text names first (``error DEPENDENCY_TIMEOUT: postgres thread history timed
-    out after 2000 ms`` -> ``postgres``), else None. A backend that says which dependency failed tells the attribution
-    more than any latency correlation can: under a fault that lasts the whole run there is no baseline to compare."""
-    m = _TIER_WORDS.search(text)
-    return _WORD_TIER[m.group(1).lower()] if m else None
-
-
-def tier_of(metric: str) -> str | None:
-    """The tier a metric measures: ``REDIS *`` -> redis, ``PG *`` -> postgres, ``CH *`` -> clickhouse,
-    ``HTTP ready:<tier>`` -> that tier (``pg`` / ``ch`` spelled out); None for everything else (WS, FLOW, other HTTP
-    paths)."""
-    rtype, _, name = str(metric).partition(" ")
-    if rtype in _TYPE_TIER:
-        return _TYPE_TIER[rtype]
-    if rtype == "HTTP" and name.startswith("ready:"):
-        tier = name[len("ready:") :].strip()
-        return {"pg": "postgres", "ch": "clickhouse"}.get(tier, tier) or None
-    return None
 
 
 def _p95(d: MetricData | Histogram | None) -> float | None:

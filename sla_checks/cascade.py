@@ -30,6 +30,7 @@ from typing import Any
 
 from sla_checks.engine import Bucket
 from sla_checks.evaluate import MetricData, ThresholdSpec, matching_metrics
+from sla_checks.tiers import tier_of
 
 __all__ = ["cascade_chain", "chain_text", "failure_start", "reference_buckets", "tier_onsets", "MIN_RISE_MS", "RISE_FACTOR", "FAILING_RATIO"]
 
@@ -45,18 +46,6 @@ DESIGN_LIMIT_MS = {"postgres": 200.0, "redis": 50.0, "clickhouse": 1000.0}
 PERSIST_BUCKETS = 2
 """An onset must be followed by another bad bucket of the tier among its next this many buckets with samples (when
 the run has that many left)."""
-_TYPE_TIER = {"PG": "postgres", "REDIS": "redis", "CH": "clickhouse"}
-
-
-def _tier(metric: str) -> str | None:
-    """``REDIS *`` -> redis, ``PG *`` -> postgres, ``CH *`` -> clickhouse, ``HTTP ready:<tier>`` -> that tier."""
-    rtype, _, name = metric.partition(" ")
-    if rtype in _TYPE_TIER:
-        return _TYPE_TIER[rtype]
-    if rtype == "HTTP" and name.startswith("ready:"):
-        tier = name[len("ready:") :].strip()
-        return {"pg": "postgres", "ch": "clickhouse"}.get(tier, tier) or None
-    return None
 
 
 def _p95(d: MetricData | None) -> float | None:
@@ -103,10 +92,10 @@ def _per_bucket(
     """For every tier, per bucket: the tier's bad metrics there (``[(metric, p95)]``, [] when all are fine), or None
     when the tier has no sample in that bucket."""
     base_set = {i for i in baseline if 0 <= i < len(buckets)}
-    metrics = sorted({m for _, b in buckets for m, d in b.metrics.items() if d.count and _tier(m)})
+    metrics = sorted({m for _, b in buckets for m, d in b.metrics.items() if d.count and tier_of(m)})
     out: dict[str, list[list[tuple[str, float | None]] | None]] = {}
     for m in metrics:
-        tier = _tier(m) or ""
+        tier = tier_of(m) or ""
         rows = out.setdefault(tier, [None] * len(buckets))
         parts = [buckets[i][1].metrics[m] for i in sorted(base_set) if m in buckets[i][1].metrics]
         base = MetricData.merged(parts) if parts else None

@@ -57,7 +57,6 @@ from locust.runners import (
 )
 
 from config.errors import exit_usage
-from sla_checks.attribution import ATTRIBUTED_TYPES, tier_named_in
 from sla_checks.baseline import Baseline, BaselineError, Gate, load_baseline
 from sla_checks.engine import Engine, FaultMark
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, ThresholdResult
@@ -81,6 +80,7 @@ from sla_checks.profiles import ConfigError, Profile
 from sla_checks.prometheus_server import PrometheusExporter, serve_prometheus
 from sla_checks.report import build_report, render_terminal, write_reports
 from sla_checks.state import state_of
+from sla_checks.tiers import ATTRIBUTED_TYPES, tier_named_in
 from sla_checks.worker_reports import collect_final_reports, send_final_report, serialize_stops
 
 __all__ = ["SlaPlugin", "DEFAULT_EXIT_CODE", "DEFAULT_INCONCLUSIVE_EXIT_CODE", "sla_plugin"]

@@ -8,11 +8,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sla_checks.attribution import tier_of
 from sla_checks.formatting import finite, format_clock, format_count, format_ms, format_time
 from sla_checks.report_html.markup import as_dict, as_list, esc
 from sla_checks.report_html.overtime import RunAxis, run_axis, timestamp_of
 from sla_checks.report_html.svg import Series, bar_chart, time_chart
+from sla_checks.tiers import tier_of
 
 __all__ = [
     "GAUGE_FIRST",
