@@ -9,8 +9,8 @@ process's bounded pool; fails with "no connection free within N s" instead of ha
 
 gevent: psycopg 3 picks its wait function when imported; with gevent's ``select`` patched (locust imports first) it
 uses ``wait_poll`` on the patched ``select`` and yields to other greenlets while the server works. If psycopg was
-imported before the patching it would use its C ``wait_c`` and block the whole process; ``_ensure_cooperative``
-switches it in that case (and says so).
+imported before the patching it would use its C ``wait_c`` and block the whole process, and its connect would wait
+on the unpatched selector it bound at import; ``_ensure_cooperative`` switches both in that case (and says so).
 
 Someone else's database: missing tables are created only when ``--probe-create-schema`` allows it (``auto``: the DSN
 is on loopback, i.e. the bundled backend's). Otherwise the first user of the process logs one error naming the
@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import selectors
 import threading
 import uuid
 import weakref
@@ -80,10 +81,16 @@ TABLE_BOUND: tuple[str, ...] = (*PG_QUERIES, "commit")
 def _ensure_cooperative() -> None:
     """Make psycopg wait through gevent when gevent has patched ``select`` (see the module docstring)."""
     waiting = psycopg.waiting
-    if getattr(waiting, "wait_c", None) is not None and waiting.wait is waiting.wait_c \
-            and waiting._is_select_patched():
+    if not waiting._is_select_patched():
+        return
+    if getattr(waiting, "wait_c", None) is not None and waiting.wait is waiting.wait_c:
         logger.warning("psycopg was imported before gevent patching; switching it to its cooperative wait_poll")
         waiting.wait = waiting.wait_poll
+    # connect() waits in wait_conn() on the DefaultSelector bound when psycopg was imported: unpatched (epoll) when
+    # that was before gevent's patching, and then a connect to a silent server froze every greenlet of the process
+    # for its whole connect_timeout
+    if getattr(waiting, "DefaultSelector", None) is not selectors.DefaultSelector:
+        waiting.DefaultSelector = selectors.DefaultSelector
 
 
 _ensure_cooperative()

@@ -88,3 +88,41 @@ def test_blocking_wait_c_would_stall_the_process(monkeypatch: pytest.MonkeyPatch
     worst_gap = max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
     print(f"with wait_c: worst ticker gap {worst_gap * 1000:.0f} ms")
     assert worst_gap >= 0.9
+
+
+_IMPORTED_FIRST = """
+import psycopg  # before Locust's gevent patching, as a test module or a user's locustfile may import it
+import locust  # noqa: F401
+import socket, time, gevent
+from users.postgres_probe import _ensure_cooperative
+_ensure_cooperative()
+hole = socket.socket(); hole.bind(("127.0.0.1", 0)); hole.listen(8)  # connects, then never answers
+ticks = []
+def ticker():
+    while True:
+        ticks.append(time.monotonic()); gevent.sleep(0.05)
+gevent.spawn(ticker)
+started = time.monotonic()
+try:
+    with gevent.Timeout(1.0):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{hole.getsockname()[1]}/test", connect_timeout=5)
+except gevent.Timeout:
+    pass
+print(round(time.monotonic() - started, 2), round(max(b - a for a, b in zip(ticks, ticks[1:])), 2))
+"""
+
+
+def test_connect_yields_even_when_psycopg_was_imported_before_the_patching() -> None:
+    """psycopg's connect waits on the selector class it bound at import: an unpatched one froze every greenlet for
+    the whole connect_timeout (the tier-gauge reader of a silent PostgreSQL, in a process that had imported psycopg
+    first)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-c", _IMPORTED_FIRST], capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    waited, max_gap = (float(x) for x in proc.stdout.split())
+    assert waited < 2.0, proc.stdout  # gevent's 1 s timeout, not psycopg's 5 s connect_timeout
+    assert max_gap < 0.5, proc.stdout  # the other greenlet kept running while the connect waited
