@@ -90,7 +90,7 @@ def _ensure_cooperative() -> None:
     # that was before gevent's patching, and then a connect to a silent server froze every greenlet of the process
     # for its whole connect_timeout
     if getattr(waiting, "DefaultSelector", None) is not selectors.DefaultSelector:
-        waiting.DefaultSelector = selectors.DefaultSelector
+        setattr(waiting, "DefaultSelector", selectors.DefaultSelector)  # noqa: B010  (a class: mypy refuses the assignment)
 
 
 _ensure_cooperative()
