@@ -34,6 +34,24 @@ def rehearse(out: Path, *args: str, timeout: float = 150) -> subprocess.Complete
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _staging_with_redis_ms(tmp_path: Path, limit_ms: int) -> Path:
+    """The staging profile with its ``REDIS *`` p95 line at ``limit_ms``: what this test judges is max age and the
+    reply's round trip, not Redis. Staging's 50 ms leaves 30 ms over the path's 20 ms round trip, and the probe
+    sends a Redis command a few times in this 35 s run (INFO: 3 samples, so its p95 is its slowest one): on CI's
+    loaded 2-core machine one command delayed by the relay's scheduling (59 ms) failed the run. The redis-pause
+    rehearsal below keeps staging's line."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    for name in ("local", "ci", "staging"):
+        shutil.copy(REPO / "config" / f"{name}.toml", folder / f"{name}.toml")
+    staging = folder / "staging.toml"
+    text = staging.read_text()
+    redis = '[[thresholds."REDIS *"]]\nexpression = "p(95) < 50"'
+    assert redis in text, "config/staging.toml changed its REDIS * line: update this test"
+    staging.write_text(text.replace(redis, redis.replace("< 50", f"< {limit_ms}")))
+    return staging
+
+
 @pytest.mark.timeout(150)
 def test_max_age_replaces_connections_before_the_balancer_cuts_them_and_the_reply_pays_the_round_trip(
         tmp_path: Path) -> None:
@@ -42,7 +60,7 @@ def test_max_age_replaces_connections_before_the_balancer_cuts_them_and_the_repl
     run passes with planned reconnects, no failed message and no connection ever reaching the lifetime."""
     latency_ms, jitter_ms, lifetime_s = 10.0, 2.0, 15.0
     res = rehearse(tmp_path, "--length", "35s", "--latency", f"{latency_ms:g}ms", "--jitter", f"{jitter_ms:g}ms",
-                   "--lifetime", f"{lifetime_s:g}s")
+                   "--lifetime", f"{lifetime_s:g}s", "--", "--sla-config", str(_staging_with_redis_ms(tmp_path, 100)))
     tail = res.stdout[-3000:] + res.stderr[-2000:]
     assert res.returncode == 0, tail
     assert "--ws-max-age " in res.stdout, tail  # the script passes it by default
