@@ -94,6 +94,6 @@ def test_bench_server_listens_on_several_loopback_addresses(server):
         s = ChatSession(url, config=CFG, token="a.b.c")
         s.connect()
         try:
-            assert s.welcome is not None and s.open
+            assert s.welcomed and s.open
         finally:
             s.close()
