@@ -7,6 +7,7 @@ Usage::
     python -m bench overhead|scale|distributed|accuracy|co|artillery [--quick]
     python -m bench soak [--minutes 20]   # not part of "all"
     python -m bench scale --sessions 100000 --processes 8   # one machine, many idle sessions (not part of "all")
+    python -m bench scale --one-process 5000    # memory per idle session from one process, one size
 
 All traffic is on loopback to the bench server (``bench/fast_server.py``); every run stops by itself. Figures are
 noisy on a shared machine: the table prints the 1-minute load average at the start and the end.
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=0,
                     help="scale only: this many idle sessions from --processes Locust workers (e.g. 100000)")
     ap.add_argument("--processes", type=int, default=8, help="scale --sessions only: worker processes (default 8)")
+    ap.add_argument("--one-process", type=int, default=0, metavar="N",
+                    help="scale only: N idle sessions from one process (the figure to A/B a memory change by)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(["--sessions", str(a.sessions), "--processes", str(a.processes)])
+    if a.what == "scale" and a.one_process:
+        from bench import scale
+
+        return scale.main(["--one-process", str(a.one_process)])
     if a.quick:
         from bench import common
 

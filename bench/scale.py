@@ -11,11 +11,12 @@ together (standalone, N/P users each) against a bench server of P processes list
 sessions (127.0.0.1 … 127.0.0.K: each destination address has the ≈ 28,000 ports of the ephemeral range), each
 process under its RLIMIT_NOFILE (raised to the hard limit). Memory per session = the processes' summed RSS growth /
 N; heartbeat p99 exact over all processes' raw samples. Goal: 100,000 sessions, ≤ 16 KiB each, p99 < 100 ms, no
-failed connect.
+failed connect. ``--one-process N``: only N sessions from one process (the figure to A/B a memory change by).
 
 Usage::
 
     python -m bench scale [--quick]
+    python -m bench scale --one-process 5000
     python -m bench scale --sessions 100000 --processes 8
 """
 
@@ -98,8 +99,8 @@ def run_many(sessions: int, processes: int) -> dict[str, Any]:
     return res
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    sizes = (200, 1000) if quick else (1000, 10000)
+def run(quick: bool = False, sizes: tuple[int, ...] = ()) -> dict[str, Any]:
+    sizes = sizes or ((200, 1000) if quick else (1000, 10000))
     chat = chat_user_available()
     if chat:
         files, classes, user = ["bench/chat_bench.py"], ["IdleChatUser"], "ChatUser (idle)"
@@ -151,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--sessions", type=int)
     ap.add_argument("--processes", type=int, default=8)
+    ap.add_argument("--one-process", type=int, metavar="N",
+                    help="N sessions from one process at 1,000 connects/s (the memory A/B of docs/benchmarks.md)")
     a, rest = ap.parse_known_args(argv)
+    if a.one_process:
+        for fig, val, goal in rows(run(sizes=(a.one_process,))):
+            print(f"{fig:<40} {val:<70} {goal}")
+        return 0
     if a.sessions:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         for fig, val, goal in rows(run_many(a.sessions, a.processes)):
