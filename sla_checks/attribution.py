@@ -56,7 +56,7 @@ from sla_checks.evaluate import (
     matching_metrics,
     statistic,
 )
-from sla_checks.expressions import Expression, parse_expression
+from sla_checks.expressions import Expression, parse_expression, unit_of
 from sla_checks.formatting import format_ms, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import FLOW_METRIC, LAG_METRIC, OfferedLoad, RpsCap, rps_cap
@@ -395,9 +395,10 @@ def attribute(
         or (not e["within_sla"] and (e["rise_ms"] > 0 or e["fail_ratio"] > e["baseline_fail_ratio"]))
     ]
     value = failing.value
-    head = f"{target} {expr.lhs} {format_value(value, expr.unit, missing='no data')}"
+    unit = unit_of(expr, target)
+    head = f"{target} {expr.lhs} {format_value(value, unit, missing='no data')}"
     if value is not None:
-        head += f" {_rel(value, expr.limit)} {format_value(expr.limit, expr.unit)}"
+        head += f" {_rel(value, expr.limit)} {format_value(expr.limit, unit)}"
     cap = _rps_cap(expr, target, [b for _, b in buckets], load)
     clauses = []
     if cap is not None and cap.caps(expr.limit, value):

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sla_checks.expressions import Expression, parse_expression
+from sla_checks.expressions import Expression, parse_expression, unit_of
 from sla_checks.formatting import format_value
 from sla_checks.histogram import Histogram
 
@@ -142,7 +142,7 @@ class ThresholdResult:
         """``WS agent_completed p(95) < 2000 was 3,120 ms`` / ``... no data (required)``."""
         if self.value is None:
             return f"{self.name}: no data{' (required: the metric got no samples)' if self.spec.required else ''}"
-        return f"{self.name} was {format_value(self.value, self.spec.expression.unit)}"
+        return f"{self.name} was {format_value(self.value, unit_of(self.spec.expression, self.metric))}"
 
 
 def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> float | None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from config.errors import UsageError
 
 __all__ = [
+    "COUNT_VALUED_METRICS",
     "Expression",
     "ExpressionError",
     "Regression",
@@ -46,6 +47,7 @@ __all__ = [
     "is_regression_text",
     "STATISTICS",
     "OPERATORS",
+    "unit_of",
 ]
 
 STATISTICS = ("p(N)", "within(MS)", "avg", "med", "min", "max", "count", "fail_ratio", "rps")
@@ -366,3 +368,15 @@ def parse_line(text: str) -> Expression | Regression:
     """A threshold line of a profile or scenario: a regression line (:func:`parse_regression`) when its right-hand
     side is ``baseline``, else an absolute expression (:func:`parse_expression`)."""
     return parse_regression(text) if is_regression_text(text) else parse_expression(text)
+
+
+COUNT_VALUED_METRICS = frozenset({"BACKEND orphan runs"})
+"""Metrics whose samples carry a count in ``response_time`` (the only number a Locust sample has): their latency
+statistics are counts, not milliseconds (``users/cleanup_check.py``'s ``BACKEND orphan runs``)."""
+
+
+def unit_of(expr: Expression, metric: str) -> str:
+    """The unit of ``expr``'s value on ``metric``: ``count`` for a latency statistic of a count-valued metric, else
+    :attr:`Expression.unit`."""
+    unit = expr.unit
+    return "count" if unit == "ms" and metric in COUNT_VALUED_METRICS else unit

@@ -46,6 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sla_checks.counters import abandoned_at_stop, anomalies
 from sla_checks.engine import Engine
 from sla_checks.evaluate import FAIL, NO_DATA, PASS, ThresholdResult, ThresholdSpec
+from sla_checks.expressions import unit_of
 from sla_checks.histogram import Histogram
 from sla_checks.report import chat_messages
 
@@ -177,9 +178,10 @@ def _thresholds(results: Iterable[ThresholdResult]) -> list[Metric]:
         if key in seen:  # the same line twice (a scenario extending a profile): one series
             continue
         seen.add(key)
+        unit = unit_of(expr, r.metric)
         if r.value is not None and math.isfinite(r.value):
-            value.add_metric([*key, expr.unit], float(r.value))
-        limit.add_metric([*key, expr.unit], float(expr.limit))
+            value.add_metric([*key, unit], float(r.value))
+        limit.add_metric([*key, unit], float(expr.limit))
         state.add_metric(list(key), float(STATE_CODES.get(r.status, STATE_CODES[NO_DATA])))
         samples.add_metric(list(key), float(r.samples))
         windows.add_metric(list(key), float(len(r.failed_windows)))

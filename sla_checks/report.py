@@ -177,6 +177,7 @@ from sla_checks.baseline import Gate, describe_row, regression_lines_text, regre
 from sla_checks.counters import CHAT_NOT_SENT, CHAT_SENT, abandoned_at_stop, anomalies, reconnects
 from sla_checks.engine import CHAT_METRIC, Bucket, Engine, Window, in_flight_limit_ms
 from sla_checks.evaluate import FAIL, INCONCLUSIVE, NO_DATA, PASS, MetricData, ThresholdResult
+from sla_checks.expressions import unit_of
 from sla_checks.formatting import format_count, format_value
 from sla_checks.histogram import Histogram
 from sla_checks.offered_load import OfferedLoad
@@ -247,7 +248,7 @@ def _threshold_row(r: ThresholdResult, engine: Engine) -> dict[str, Any]:
         "description": s.description,
         "status": r.status,
         "value": _num(r.value),
-        "unit": s.expression.unit,
+        "unit": unit_of(s.expression, r.metric),
         "limit": _num(s.expression.limit, 6),
         "samples": r.samples,
         "abort_on_fail": s.abort_on_fail,

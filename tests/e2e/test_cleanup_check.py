@@ -74,6 +74,8 @@ def test_an_orphan_run_fails_the_cleanup_check(start_backend: Any, tmp_path: Pat
             # the backend itself left none: the planted row is the one orphan
             assert rep["metrics"][METRIC]["count"] == 1 and rep["metrics"][METRIC]["max"] == 1.0, rep["metrics"]
             assert threshold(rep)["status"] == "fail", rep["thresholds"]
+            assert threshold(rep)["unit"] == "count", rep["thresholds"]  # a count, not "1.00 ms"
+            assert "BACKEND orphan runs max < 1 was 1\n" in out, out[-3000:]
             assert "orphan runs: 1 run(s) of this test's threads still 'running'" in out, out[-3000:]
             assert "Traceback" not in out, out[-3000:]
     finally:

@@ -116,6 +116,14 @@ def test_describe_gives_log_line_value_with_unit():
     assert r.describe() == "WS agent_completed p(95) < 2000 was 3,120 ms"
 
 
+def test_a_count_valued_metric_reads_as_a_count_not_ms():
+    m = {"BACKEND orphan runs": data([3.0]), "WS agent_completed": data([3.0])}
+    orphans, reply = evaluate([ThresholdSpec.of("BACKEND orphan runs", "max < 1"),
+                               ThresholdSpec.of("WS agent_completed", "max < 1")], m, 1)
+    assert orphans.describe() == "BACKEND orphan runs max < 1 was 3"
+    assert reply.describe() == "WS agent_completed max < 1 was 3.00 ms"
+
+
 def test_metric_data_round_trip_and_merge():
     a, b = data([1.0, 2.0], failed=[0]), data([3.0])
     back = MetricData.from_dict(a.to_dict()).merge(MetricData.from_dict(b.to_dict()))
