@@ -74,6 +74,9 @@ __all__ = [
 ]
 
 COINCIDE_SCORE = 0.25
+DROPS_METRIC = "WS disconnect"
+"""Connections lost with messages in flight or not planned (``users.ws_client``): a failing WS/FLOW threshold whose
+windows hold some was failed by the drops, not by a slow tier, when no tier coincides."""
 MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
 STRONG_CORRELATION = 0.5
@@ -401,18 +404,29 @@ def attribute(
         head += f" {_rel(value, expr.limit)} {format_value(expr.limit, unit)}"
     cap = _rps_cap(expr, target, [b for _, b in buckets], load)
     clauses = []
+    tail: list[str] = []
     if cap is not None and cap.caps(expr.limit, value):
         clauses.append(cap.describe(expr.limit, value))
     elif cap is not None and cap.generator_behind():
         clauses.append(cap.lag_text())
     load_alone = cap is not None and cap.load_alone(expr.limit, value)
-    if not load_alone:
+    drops = _merge_metric([buckets[i][1] for i in sorted(widened)], DROPS_METRIC)
+    dropped = drops.count if drops is not None and target.partition(" ")[0] in ATTRIBUTED_TYPES else 0
+    if dropped and not coinciding and not load_alone:
+        lead = "no tier's latency rose, but " if per_tier else "no tier was measured; "
+        clauses.append(
+            f"{lead}{dropped} connection(s) dropped in the same windows ({DROPS_METRIC}), failing what was in "
+            "flight on them: whatever ended them (a load balancer's lifetime or idle timeout, a proxy, the "
+            "backend's process) is the cause; their error text says how they ended"
+        )
+    elif not load_alone:
         clauses.append(_tier_clause(coinciding, per_tier))
+        if dropped:
+            tail.append(f"{dropped} connection(s) dropped in the same windows ({DROPS_METRIC})")
     ok_tiers = [
         TIER_LABELS.get(e["tier"], e["tier"]) for e in tiers if e not in coinciding and e["within_sla"]
     ]
     others = [t for t in TIER_LABELS if t not in per_tier]
-    tail = []
     if ok_tiers and not load_alone:
         tail.append(f"{', '.join(ok_tiers)} within SLA")
     if others and coinciding:  # else the tier clause names what was not measured (or the load is the cause)

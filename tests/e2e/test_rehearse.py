@@ -111,6 +111,10 @@ def test_without_max_age_the_report_names_the_messages_the_balancer_cut(tmp_path
     assert all("1006" in c["error"] for c in path["cut_messages"]), path["cut_messages"]
     assert "cut by a close:" in res.stdout and "1006" in res.stdout, tail
     assert path["lifetime_cuts"] == failed + sum(path["reconnects"].values()), path
+    # the attribution puts what failed on the dropped connections, not on "the backend itself is slow"
+    ws = [a for a in report["attribution"] if a["metric"].startswith("WS ")]
+    assert ws and all("connection(s) dropped in the same windows" in a["summary"] for a in ws), report["attribution"]
+    assert not any("itself is slow" in a["summary"] for a in ws), report["attribution"]
 
 
 @pytest.mark.slow

@@ -422,3 +422,41 @@ def test_named_tiers_survive_the_worker_report_round_trip():
     assert n >= 1 and Bucket.from_dict(b.to_dict()).named == b.named == {"WS agent_completed": {"redis": n}}
     merged = Bucket.merged([b, Bucket.from_dict(b.to_dict())])
     assert merged.named == {"WS agent_completed": {"redis": 2 * n}}
+
+
+def _cut_run(tier_stall: bool) -> Engine:
+    """Replies ~700 ms; in seconds 20-27 a third of them fail with a connection cut (a WS disconnect each) and, with
+    ``tier_stall``, Redis stalls as well."""
+    eng = Engine([ThresholdSpec.of("WS agent_completed", "fail_ratio < 0.01"), *SPECS[1:]])
+    eng.start(T0)
+    c = eng.collector
+    for s in range(40):
+        t = T0 + s + 0.3
+        bad = 20 <= s < 28
+        for i in range(9):
+            cut = bad and i % 3 == 0
+            c.record("WS", "agent_completed", 700.0, cut, t)
+            if cut:
+                c.record("WS", "disconnect", 0.0, True, t)
+        c.record("PG", "thread history", 5.0, False, t)
+        c.record("REDIS", "GET", 2900.0 if bad and tier_stall else 0.5, False, t)
+    eng.flush_local()
+    eng.stop(T0 + 40)
+    return eng
+
+
+def test_replies_failed_by_dropped_connections_blame_the_drops_not_the_backend():
+    eng = _cut_run(tier_stall=False)
+    (r,) = [r for r in eng.evaluate(T0 + 999) if r.metric == "WS agent_completed"]
+    assert r.status == FAIL
+    a = attribute(r, eng.store.sorted_buckets(), eng.specs)
+    assert "no tier's latency rose, but 24 connection(s) dropped in the same windows (WS disconnect)" in a["summary"]
+    assert "load balancer" in a["summary"] and "itself is slow" not in a["summary"]
+
+
+def test_dropped_connections_beside_a_coinciding_tier_are_a_note_after_it():
+    eng = _cut_run(tier_stall=True)
+    (r,) = [r for r in eng.evaluate(T0 + 999) if r.metric == "WS agent_completed"]
+    a = attribute(r, eng.store.sorted_buckets(), eng.specs)
+    assert "coincides with REDIS" in a["summary"], a["summary"]
+    assert "; 24 connection(s) dropped in the same windows (WS disconnect)" in a["summary"]
