@@ -193,7 +193,7 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
     files = ",".join([*locustfiles, "bench/locust_meter.py"])
     meter_dir = tempfile.mkdtemp(prefix="bench-meter-")
     e = child_env(BENCH_METER_DIR=meter_dir, BENCH_WARMUP=str(warmup), BENCH_WINDOW=str(window),
-                  BENCH_METER_NAME=meter_name, **(env or {}))
+                  BENCH_METER_NAME=meter_name, BENCH_SPAWN_ALLOWANCE=f"{allowance:g}", **(env or {}))
     common = ["-f", files, "--host", host, *(extra_args or []), *(classes or [])]
     logs = [tempfile.NamedTemporaryFile(prefix="bench-locust-", suffix=".log", delete=False) for _ in
             range(1 + workers)]

@@ -122,7 +122,10 @@ class BenchMeter:
 
     def _run(self) -> None:
         proc = psutil.Process()
-        deadline = time.monotonic() + 600
+        # spawning may outlast 10 minutes (scale bench: 12,500 users a process at 15/s is 833 s): wait as long as the
+        # run allows for it (BENCH_SPAWN_ALLOWANCE, set by bench.common.run_locust)
+        allowance = float(os.environ.get("BENCH_SPAWN_ALLOWANCE", "0") or 0)
+        deadline = time.monotonic() + max(600.0, allowance + 60.0)
         while time.monotonic() < deadline:
             r = self.env.runner
             if r is not None and r.state == STATE_RUNNING:
@@ -134,7 +137,7 @@ class BenchMeter:
         if self.wait_connected:  # scale bench: every session open (or failed) before the warm-up starts
             # -1: as many as this process runs users (a worker's share of a distributed run)
             want = self.wait_connected if self.wait_connected > 0 else getattr(self.env.runner, "user_count", 0)
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + max(300.0, allowance)
             while self.connects_ok + self.connects_failed < want and time.monotonic() < deadline:
                 gevent.sleep(0.1)
         gevent.sleep(self.warmup)
