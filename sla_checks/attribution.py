@@ -48,7 +48,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sla_checks.cascade import cascade_chain, failure_start, reference_buckets
-from sla_checks.engine import Bucket
+from sla_checks.engine import DISCONNECT_METRIC, Bucket
 from sla_checks.evaluate import (
     MetricData,
     ThresholdResult,
@@ -74,9 +74,6 @@ __all__ = [
 ]
 
 COINCIDE_SCORE = 0.25
-DROPS_METRIC = "WS disconnect"
-"""Connections lost with messages in flight or not planned (``users.ws_client``): a failing WS/FLOW threshold whose
-windows hold some was failed by the drops, not by a slow tier, when no tier coincides."""
 MIN_GAUGE_WINDOWS = 5
 """Buckets with both a chat p95 and a gauge reading needed before a gauge's correlation is reported."""
 STRONG_CORRELATION = 0.5
@@ -410,19 +407,20 @@ def attribute(
     elif cap is not None and cap.generator_behind():
         clauses.append(cap.lag_text())
     load_alone = cap is not None and cap.load_alone(expr.limit, value)
-    drops = _merge_metric([buckets[i][1] for i in sorted(widened)], DROPS_METRIC)
+    # a failing WS/FLOW line whose windows hold dropped connections was failed by the drops when no tier coincides
+    drops = _merge_metric([buckets[i][1] for i in sorted(widened)], DISCONNECT_METRIC)
     dropped = drops.count if drops is not None and target.partition(" ")[0] in ATTRIBUTED_TYPES else 0
     if dropped and not coinciding and not load_alone:
         lead = "no tier's latency rose, but " if per_tier else "no tier was measured; "
         clauses.append(
-            f"{lead}{dropped} connection(s) dropped in the same windows ({DROPS_METRIC}), failing what was in "
+            f"{lead}{dropped} connection(s) dropped in the same windows ({DISCONNECT_METRIC}), failing what was in "
             "flight on them: whatever ended them (a load balancer's lifetime or idle timeout, a proxy, the "
             "backend's process) is the cause; their error text says how they ended"
         )
     elif not load_alone:
         clauses.append(_tier_clause(coinciding, per_tier))
         if dropped:
-            tail.append(f"{dropped} connection(s) dropped in the same windows ({DROPS_METRIC})")
+            tail.append(f"{dropped} connection(s) dropped in the same windows ({DISCONNECT_METRIC})")
     ok_tiers = [
         TIER_LABELS.get(e["tier"], e["tier"]) for e in tiers if e not in coinciding and e["within_sla"]
     ]

@@ -65,6 +65,8 @@ COLLECTOR_RESOLUTION_S = 1.0
 MAX_BUCKETS = 240
 MAX_GAUGE_POINTS = 4000
 CHAT_METRIC = "WS agent_completed"
+DISCONNECT_METRIC = "WS disconnect"
+"""Connections lost with messages in flight, or not as a planned reconnect (``users.ws_client``)."""
 _NUMBER = (int, float)
 _ceil = math.ceil
 

@@ -44,7 +44,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from sla_checks.counters import abandoned_at_stop, anomalies
-from sla_checks.engine import Engine
+from sla_checks.engine import DISCONNECT_METRIC, Engine
 from sla_checks.evaluate import FAIL, NO_DATA, PASS, ThresholdResult, ThresholdSpec
 from sla_checks.expressions import unit_of
 from sla_checks.histogram import Histogram
@@ -221,7 +221,7 @@ def _connections(engine: Engine) -> list[Metric]:
     failed = data.failures if data is not None else 0
     connects.add_metric(["ok"], float(total - failed))
     connects.add_metric(["failed"], float(failed))
-    drops = metrics.get("WS disconnect")
+    drops = metrics.get(DISCONNECT_METRIC)
     return [connects, _counter(PREFIX + "ws_drops", "Connections the server closed or lost (WS disconnect)",
                                float(drops.count if drops is not None else 0))]
 
