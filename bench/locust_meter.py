@@ -116,6 +116,12 @@ class BenchMeter:
         if context and "intended_ms" in context:
             self.intended.append(context["intended_ms"])
 
+    def record_success(self, request_type: str, name: str, response_time: float, wall: float,
+                       stages: Any = None) -> None:
+        """A success without ``intended_ms``, from a chat connection's direct path (users.sample_sink): what
+        :meth:`on_request` does with it."""
+        self.on_request(request_type, name, response_time, 0)
+
     def _role(self) -> str:
         r = self.env.runner
         return "master" if isinstance(r, MasterRunner) else "worker" if isinstance(r, WorkerRunner) else "local"

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import gevent
@@ -260,6 +261,14 @@ class SlaPlugin:
         self.engine.collector.record(
             request_type, name, response_time, exception is not None, time.time(), stages, tier
         )
+
+    def record_success(self, request_type: str, name: str, response_time: float, wall: float,
+                       stages: Mapping[str, float] | None = None) -> None:
+        """What :meth:`on_request` records for a success whose ``context`` holds at most ``stages``, at ``wall``:
+        the chat connections' direct path (:mod:`users.sample_sink`) when no other listener needs the sample."""
+        if stages is not None and not (request_type == "WS" and name == "agent_completed"):
+            stages = None
+        self.engine.collector.record(request_type, name, response_time, False, wall, stages, None)
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         self.engine.collector.record_gauge(name, value, timestamp)

@@ -75,6 +75,8 @@ class SuiteState:
     """Open model: this process's share of ``--ws-arrival-rate`` (1/N on each of N workers, set by the master)."""
     chat_open_model: ArrivalShareTaker | None = None
     """Open model: this process's sending driver (``users.chat_tasks.OpenModelDriver``)."""
+    chat_sample_sink: object | None = None
+    """Where the chat connections' success samples go (``users.sample_sink.SampleSink``), made on first use."""
     chat_anomalies: dict[str, int] = field(default_factory=dict)
     """Protocol anomalies of the chat client per kind, in this process."""
     probe_config: object | None = None

@@ -70,6 +70,7 @@ from tasks.timeline import (
 )
 from users.auth import TokenError
 from users.run_threads import note as note_thread
+from users.sample_sink import SampleSink
 from users.ws_options import ChatSettings
 from users.ws_session import (
     EOF_CLOSE,
@@ -138,7 +139,7 @@ class ChatClient:
     __slots__ = (
         "environment", "settings", "url", "user_number", "session", "failures_in_row", "next_attempt_at", "sent",
         "ended", "_reconnect", "_draining", "_max_age_at", "_recovery", "_fire", "_metric", "_wire_completed",
-        "_completed", "__dict__", "__weakref__",
+        "_completed", "_sink", "__dict__", "__weakref__",
     )
 
     def __init__(self, environment: Environment, settings: ChatSettings, url: str, user_number: int) -> None:
@@ -161,6 +162,8 @@ class ChatClient:
         self._recovery: tuple[float, float, str] | None = None
         """A heartbeat loss not yet recovered from: (first loss of the episode, latest loss, its reason)."""
         self._fire: Callable[..., None] = environment.events.request.fire
+        self._sink = SampleSink.of(environment)
+        """Success samples straight to Locust's stats and the SLA plugin when no other listener needs them."""
         # Samples and their stage gaps carry docs/protocol.md's metric names whatever the backend calls its events
         # (``--ws-protocol``), so SLA thresholds, reports and attribution keep working: the configured events map,
         # in order, onto the canonical five.
@@ -354,8 +357,10 @@ class ChatClient:
     def _on_event(self, timeline: MessageTimeline, name: str, ms: float) -> None:
         """An event type's first arrival for a message still going on: its sample now, not at the message's end."""
         timeline.reported += 1
-        self._fire(request_type=WS, name=self._metric.get(name, name), response_time=ms, response_length=0,
-                   exception=None, context=_EMPTY)
+        name = self._metric.get(name, name)
+        if not self._sink.success(WS, name, ms):
+            self._fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
+                       context=_EMPTY)
 
     def _on_outcome(self, timeline: MessageTimeline, outcome: Outcome) -> None:
         self.ended += 1
@@ -363,15 +368,24 @@ class ChatClient:
         completed = self._completed
         wire_completed = self._wire_completed
         metric = self._metric
+        success = self._sink.success
         skip = timeline.reported  # first arrivals already reported as they came (arrival order)
         for name, ms in outcome.first_ms.items():
             if skip:
                 skip -= 1
                 continue
             if name != wire_completed:
-                fire(request_type=WS, name=metric.get(name, name), response_time=ms, response_length=0,
-                     exception=None, context=_EMPTY)
+                name = metric.get(name, name)
+                if not success(WS, name, ms):
+                    fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
+                         context=_EMPTY)
         failure = outcome.failure
+        if failure is None and outcome.intended_latency_ms is None:
+            # the common end: a success with nothing but its stage gaps to tell (the context is only built when a
+            # listener other than the known ones is there to read it)
+            stages = stage_names(outcome.stages, metric) if metric else outcome.stages  # (read, never kept)
+            if success(WS, completed, outcome.latency_ms, stages):
+                return  # (a success has no order violation or duplicate: either would be its failure)
         exc = ChatFailure(failure) if failure is not None else None
         context = outcome.context()
         if metric:

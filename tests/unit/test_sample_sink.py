@@ -1,0 +1,160 @@
+"""The chat connections' direct sample path (users.sample_sink) records exactly what one ``events.request.fire`` per
+sample records, into real Locust stats and the real SLA plug-in, and steps aside for any other listener."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import locust  # noqa: F401  (first: locust monkey-patches gevent)
+import locust.stats as locust_stats
+import pytest
+from locust import User
+from locust.env import Environment
+from locust.stats import StatsEntry
+
+from sla_checks.histogram import Histogram
+from sla_checks.plugin import SlaPlugin
+from sla_checks.state import state_of
+from users.sample_sink import SampleSink, log_entry
+
+NAMES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+FIELDS = ("num_requests", "num_none_requests", "num_failures", "total_response_time", "min_response_time",
+          "max_response_time", "total_content_length", "last_request_timestamp")
+
+
+class _Nobody(User):
+    abstract = True
+
+
+def _times(n: int, seed: int = 7) -> list[float]:
+    rng = random.Random(seed)
+    # every bucketing regime of Locust: < 100 ms (1 ms), < 1 s (10 ms), < 10 s (100 ms), beyond (1 s); exact ties too
+    return [rng.choice([rng.uniform(0, 100), rng.uniform(100, 1000), rng.uniform(1000, 10_000),
+                        rng.uniform(10_000, 70_000), 42.0, 0.0]) for _ in range(n)]
+
+
+def _entry_state(entry: StatsEntry) -> dict[str, Any]:
+    state = {f: getattr(entry, f) for f in FIELDS}
+    state["response_times"] = dict(entry.response_times)
+    state["num_reqs_per_sec"] = dict(entry.num_reqs_per_sec)
+    state["cache"] = {t: (c.num_requests, dict(c.response_times)) for t, c in (entry.response_times_cache or {}).items()}
+    return state
+
+
+def test_log_entry_is_statsentry_log_field_by_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Across second boundaries, with the response-times cache on (the web UI's current percentiles)."""
+    clock = SimpleNamespace(now=1_700_000_000.25)
+    monkeypatch.setattr(locust_stats, "time", SimpleNamespace(time=lambda: clock.now))
+    stats_a, stats_b = locust_stats.RequestStats(), locust_stats.RequestStats()
+    mine = StatsEntry(stats_a, "agent_started", "WS", use_response_times_cache=True)
+    locusts = StatsEntry(stats_b, "agent_started", "WS", use_response_times_cache=True)
+    for i, ms in enumerate(_times(3000)):
+        clock.now += 0.004 if i % 50 else 1.3  # now and then a jump over a second (or two)
+        locusts.log(ms, 0)
+        log_entry(mine, ms, clock.now, int(clock.now), locust_stats.bucket_response_time)
+    assert _entry_state(mine) == _entry_state(locusts)
+    assert len(mine.response_times_cache) > 10  # the cache was exercised
+
+
+def _environment(extra_listener: Any = None) -> Environment:
+    env = Environment(user_classes=[_Nobody])
+    env.create_local_runner()
+    SlaPlugin.register(env)
+    if extra_listener is not None:
+        env.events.request.add_listener(extra_listener)
+    return env
+
+
+def _plugin(env: Environment) -> Any:
+    plugin = state_of(env).sla
+    assert plugin is not None
+    return plugin
+
+
+def _histograms(env: Environment) -> dict[str, Any]:
+    """Every sample and stage histogram the SLA plug-in collected, merged over its time buckets."""
+    payload = _plugin(env).engine.collector.drain() or {"b": []}
+    merged: dict[str, Histogram] = {}
+    for _start, bucket in payload["b"]:
+        for key, m in bucket["m"].items():
+            merged.setdefault(key, Histogram()).merge(Histogram.from_dict(m["h"]))
+            if "f" in m:
+                merged.setdefault(key + " failed", Histogram()).merge(Histogram.from_dict(m["f"]))
+        for gap, h in bucket["s"].items():
+            merged.setdefault("stage " + gap, Histogram()).merge(Histogram.from_dict(h))
+    return {k: h.to_dict() for k, h in merged.items()}
+
+
+def _stats_rows(env: Environment) -> list[tuple[Any, ...]]:
+    rows = []
+    for e in sorted(env.stats.entries.values(), key=lambda e: e.name):
+        rows.append((e.name, e.method, e.num_requests, e.num_failures, round(e.total_response_time, 6),
+                     e.min_response_time, e.max_response_time, dict(e.response_times)))
+    t = env.stats.total
+    rows.append(("total", t.num_requests, round(t.total_response_time, 6), dict(t.response_times)))
+    return rows
+
+
+def test_direct_path_records_what_fire_records_in_locust_and_the_sla_plugin() -> None:
+    direct, fired = _environment(), _environment()
+    sink, bystander = SampleSink.of(direct), SampleSink.of(fired)
+    stages = {"agent_started→agent_thinking": 3.5, "agent_thinking→tool_executing": 1.25}
+    fire = fired.events.request.fire
+    for i, ms in enumerate(_times(500, seed=3)):
+        name = NAMES[i % 5]
+        st = stages if name == "agent_completed" else None
+        assert sink.success("WS", name, ms, st)
+        fire(request_type="WS", name=name, response_time=ms, response_length=0, exception=None,
+             context={"stages": st} if st else {})
+    assert bystander.direct  # the same two listeners there: it would go direct too (it was not asked to)
+    assert _stats_rows(direct) == _stats_rows(fired)
+    collected = _histograms(direct)
+    assert collected == _histograms(fired)
+    assert {"stage agent_started→agent_thinking", "WS agent_completed", "WS agent_started"} <= set(collected)
+    assert collected["WS agent_started"]["n"] == 100 and direct.stats.total.num_requests == 500
+
+
+def test_stages_go_only_with_agent_completed_as_on_request_takes_them() -> None:
+    direct, fired = _environment(), _environment()
+    stages = {"agent_started→agent_thinking": 3.5}
+    SampleSink.of(direct).success("WS", "agent_started", 9.0, stages)
+    fired.events.request.fire(request_type="WS", name="agent_started", response_time=9.0, response_length=0,
+                              exception=None, context={"stages": stages})
+    assert _histograms(direct) == _histograms(fired)
+    assert not any(k.startswith("stage ") for k in _histograms(direct))
+
+
+def test_a_listener_of_someone_else_gets_every_sample_through_fire() -> None:
+    seen: list[str] = []
+
+    def mine(name: str, **_kw: Any) -> None:
+        seen.append(name)
+
+    env = _environment(mine)
+    sink = SampleSink.of(env)
+    assert not sink.direct
+    assert sink.success("WS", "agent_started", 1.0) is False  # the caller fires it
+    assert env.stats.total.num_requests == 0  # and nothing was recorded twice
+    env.events.request.remove_listener(mine)
+    assert sink.success("WS", "agent_started", 1.0) is True  # noticed at the next sample
+    env.events.request.add_listener(mine)
+    assert not sink.direct
+    assert env.stats.total.num_requests == 1 and seen == []
+
+
+def test_no_runner_and_no_plugin_means_nothing_listens_and_nothing_is_recorded() -> None:
+    env = Environment(user_classes=[_Nobody])
+    sink = SampleSink.of(env)
+    assert sink.direct and sink.success("WS", "agent_started", 1.0)
+    assert env.stats.total.num_requests == 0
+
+
+def test_a_failing_listener_is_logged_as_fire_logs_it_and_the_caller_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    env = _environment()
+    plugin = _plugin(env)
+    plugin.engine = None  # a broken plug-in state: record_success raises
+    assert SampleSink.of(env).success("WS", "agent_started", 1.0)
+    assert "Uncaught exception in event handler" in caplog.text
+    assert env.stats.total.num_requests == 1  # Locust's stats took it before the plug-in failed

@@ -1,0 +1,138 @@
+"""Where a chat connection's success samples go: one ``events.request.fire`` per sample, or straight to the listeners.
+
+A chat round trip makes five success samples (four agent events and ``agent_completed``). Through
+``events.request.fire`` each costs a keyword-argument call per listener, a copy of the listener list, Locust's
+``on_request`` wrapper and the SLA plugin's (≈ 4.4 µs a sample with the two, issue 17). When every listener on the
+environment's ``events.request`` is one this module knows how to feed, :meth:`SampleSink.success` hands the sample
+to them directly:
+
+* Locust's own request-stats listener (the runner's ``on_request``): what its ``stats.log_request(...)`` does — the
+  total and the name's ``StatsEntry.log``, inlined (:func:`log_entry`), so the counts, response-time buckets,
+  min/max and per-second rates are the ones a ``fire`` gives;
+* a listener whose object offers ``record_success(request_type, name, response_time, wall, stages)`` (the SLA
+  plugin, :meth:`sla_checks.plugin.SlaPlugin.record_success`): the same record its ``on_request`` makes.
+
+Any other listener (one of your own, a plug-in's) makes :meth:`SampleSink.success` answer ``False`` and the caller
+fires as always, so that listener sees every sample with its full ``context``. The listener list is compared on every
+sample, so adding or removing one mid-run takes effect at the next sample. Failures, and every sample other than the
+per-message successes, always go through ``fire``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from locust import log as locust_log
+from locust import stats as locust_stats
+from locust.env import Environment
+
+from sla_checks.state import state_of
+
+logger = logging.getLogger(__name__)
+
+_RUNNER_LISTENER = ("locust.runners", "Runner.__init__.<locals>.on_request")
+"""Locust's request-stats listener (module, qualified name): it calls ``environment.stats.log_request``."""
+
+
+class SampleSink:
+    """One per environment (:meth:`of`); every chat connection of the process shares it."""
+
+    __slots__ = ("environment", "_hook", "_seen", "_direct", "_stats", "_recorders")
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self._hook = environment.events.request
+        self._seen: list[Any] | None = None
+        self._direct = False
+        self._stats = False
+        self._recorders: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, environment: Environment) -> SampleSink:
+        state = state_of(environment)
+        sink = state.chat_sample_sink
+        if not isinstance(sink, SampleSink):
+            sink = state.chat_sample_sink = cls(environment)
+        return sink
+
+    @property
+    def direct(self) -> bool:
+        """Whether successes go straight to the listeners now (every listener is a known one)."""
+        return self._current()
+
+    def _current(self) -> bool:
+        handlers = getattr(self._hook, "_handlers", None)
+        if handlers != self._seen:
+            if handlers is None:  # a Locust without the listener list: always fire
+                return False
+            self._resolve(handlers)
+        return self._direct
+
+    def _resolve(self, handlers: list[Any]) -> None:
+        self._seen = list(handlers)
+        stats = False
+        recorders: list[Any] = []
+        for handler in handlers:
+            if (getattr(handler, "__module__", None), getattr(handler, "__qualname__", None)) == _RUNNER_LISTENER:
+                if stats:  # two runners' listeners on one environment: not a case to second-guess
+                    break
+                stats = True
+                continue
+            owner = getattr(handler, "__self__", None)
+            record = getattr(owner, "record_success", None)
+            if getattr(handler, "__name__", None) == "on_request" and callable(record):
+                recorders.append(record)
+                continue
+            break  # a listener of somebody else's: it must see each sample through fire
+        else:
+            self._direct, self._stats, self._recorders = True, stats, tuple(recorders)
+            return
+        self._direct, self._stats, self._recorders = False, False, ()
+
+    def success(self, request_type: str, name: str, response_time: float,
+                stages: Mapping[str, float] | None = None) -> bool:
+        """Record one success sample directly; ``False`` (nothing recorded: fire it) when some listener is not a
+        known one. ``stages``: the stage gaps the sample's ``context["stages"]`` would carry."""
+        if not self._current():
+            return False
+        try:
+            wall = time.time()
+            if self._stats:
+                stats = self.environment.stats
+                t = int(wall)
+                bucket = locust_stats.bucket_response_time  # read each time: Locust lets it be replaced at run time
+                log_entry(stats.total, response_time, wall, t, bucket)
+                log_entry(stats.entries[(name, request_type)], response_time, wall, t, bucket)
+            for record in self._recorders:
+                record(request_type, name, response_time, wall, stages)
+        except Exception:  # as EventHook.fire: a listener's bug is logged, the user goes on
+            logging.error("Uncaught exception in event handler: \n%s", traceback.format_exc())
+            locust_log.unhandled_greenlet_exception = True
+        return True
+
+
+def log_entry(entry: Any, response_time: float, wall: float, t: int, bucket: Callable[[float], int]) -> None:
+    """``StatsEntry.log(response_time, 0)`` at ``wall`` (``t = int(wall)``), inlined: the same fields the same way
+    (Locust 2.47; ``tests/unit/test_sample_sink.py`` compares the two field by field, so a Locust that changes
+    them fails there)."""
+    if entry.use_response_times_cache:
+        last = entry.last_request_timestamp
+        if last and t > int(last):
+            entry._cache_response_times(t - 1)
+    entry.num_requests += 1
+    entry.num_reqs_per_sec[t] += 1
+    entry.last_request_timestamp = wall
+    entry.total_response_time += response_time
+    low = entry.min_response_time
+    if low is None or response_time < low:
+        entry.min_response_time = response_time
+    if response_time > entry.max_response_time:
+        entry.max_response_time = response_time
+    entry.response_times[bucket(response_time)] += 1
+
+
+__all__ = ["SampleSink", "log_entry"]
