@@ -201,24 +201,54 @@ class Collector:
                 named[tier] = named.get(tier, 0) + 1
         self.samples += 1
         if stages:
-            by_gap = b.stages
-            for gap, ms in stages.items():
-                if isinstance(ms, _NUMBER):
-                    h = by_gap.get(gap)  # type: ignore[assignment]
-                    if h is None:
-                        h = by_gap[gap] = Histogram()
-                    k = _ceil(ms)
-                    if 0 <= k <= LINEAR_LIMIT_MS:
-                        counts = h.counts
-                        counts[k] = counts.get(k, 0) + 1
-                        h.count += 1
-                        h.total += ms
-                        if ms < h.min:
-                            h.min = ms
-                        if ms > h.max:
-                            h.max = ms
-                    else:
-                        h.record(ms)
+            self._record_stages(b, stages)
+
+    def record_success(self, request_type: str, name: str, response_time: float, now: float,
+                       stages: Mapping[str, float] | None = None) -> None:
+        """:meth:`record` of a success with no tier (``failed`` False): the same buckets and counts, without the
+        branches a success never takes (the chat connections' direct path, :mod:`users.sample_sink`)."""
+        by_name = self._cur_metrics.get(request_type) if int(now // self.resolution_s) == self._cur_idx else None
+        m = by_name.get(name) if by_name is not None else None
+        if m is None:  # another second, or this metric's first sample in it: the full path sets the cache up
+            self.record(request_type, name, response_time, False, now, stages)
+            return
+        h = m.hist
+        k = _ceil(response_time)
+        if 0 <= k <= LINEAR_LIMIT_MS:
+            counts = h.counts
+            counts[k] = counts.get(k, 0) + 1
+            h.count += 1
+            h.total += response_time
+            if response_time < h.min:
+                h.min = response_time
+            if response_time > h.max:
+                h.max = response_time
+        else:
+            h.record(response_time)
+        self.samples += 1
+        if stages:
+            self._record_stages(self._cur, stages)
+
+    @staticmethod
+    def _record_stages(b: Bucket, stages: Mapping[str, float]) -> None:
+        by_gap = b.stages
+        for gap, ms in stages.items():
+            if isinstance(ms, _NUMBER):
+                h = by_gap.get(gap)
+                if h is None:
+                    h = by_gap[gap] = Histogram()
+                k = _ceil(ms)
+                if 0 <= k <= LINEAR_LIMIT_MS:  # Histogram.record() inlined, as for the samples
+                    counts = h.counts
+                    counts[k] = counts.get(k, 0) + 1
+                    h.count += 1
+                    h.total += ms
+                    if ms < h.min:
+                        h.min = ms
+                    if ms > h.max:
+                        h.max = ms
+                else:
+                    h.record(ms)
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         if len(self._gauges) >= MAX_GAUGE_POINTS * 4:  # nobody drains (should not happen): keep the newest

@@ -266,9 +266,9 @@ class SlaPlugin:
                        stages: Mapping[str, float] | None = None) -> None:
         """What :meth:`on_request` records for a success whose ``context`` holds at most ``stages``, at ``wall``:
         the chat connections' direct path (:mod:`users.sample_sink`) when no other listener needs the sample."""
-        if stages is not None and not (request_type == "WS" and name == "agent_completed"):
+        if stages is not None and (name != "agent_completed" or request_type != "WS"):
             stages = None
-        self.engine.collector.record(request_type, name, response_time, False, wall, stages, None)
+        self.engine.collector.record_success(request_type, name, response_time, wall, stages)
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         self.engine.collector.record_gauge(name, value, timestamp)

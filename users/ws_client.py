@@ -1,6 +1,7 @@
 """The chat client of one Locust user: a :class:`users.ws_session.ChatSession` plus samples, heartbeat and reconnect.
 
-Samples (metric names of docs/protocol.md), all through the injected ``environment.events.request``:
+Samples (metric names of docs/protocol.md), through the injected ``environment.events.request``; a message's success
+samples go straight to Locust's stats and the SLA plug-in while no other listener is there (:mod:`users.sample_sink`):
 
 ============  =========================  ==================================================================
 type          name                       measured as / failure text

@@ -99,3 +99,32 @@ def test_stage_gaps_land_as_histogram_record_puts_them():
     for gap, h in want.items():
         assert got[gap].counts == h.counts and (got[gap].count, got[gap].min, got[gap].max) == (h.count, h.min, h.max)
         assert got[gap].total == h.total  # one drain, the same order: the same sum
+
+
+def test_record_success_lands_exactly_where_record_puts_a_success():
+    """The direct path's lean copy (users.sample_sink): successes with and without stage gaps, mixed with failures
+    through record(), in any time order and across drains, give the payloads record() alone gives."""
+    rnd = random.Random(5)
+    plain, lean = Collector(), Collector()
+    payloads: tuple[list, list] = ([], [])
+    for i in range(6000):
+        rtype, name = rnd.choice(NAMES)
+        now = 3_000_000.0 + rnd.choice([rnd.uniform(0, 4), rnd.uniform(0, 0.999)])
+        r = rnd.random()  # mostly distinct values, so that a slip in min/max/sum shows
+        ms = (rnd.expovariate(0.02) if r < 0.85 else rnd.uniform(60_000, 200_000) if r < 0.95
+              else float(rnd.randint(0, 5)) if r < 0.99 else -rnd.random())
+        stages = {"a→b": rnd.expovariate(0.5), "b→c": rnd.uniform(60_000, 90_000)} if rnd.random() < 0.3 else None
+        if rnd.random() < 0.1:  # a failure: record() in both
+            plain.record(rtype, name, ms, True, now, None, "postgres")
+            lean.record(rtype, name, ms, True, now, None, "postgres")
+        else:
+            plain.record(rtype, name, ms, False, now, stages)
+            lean.record_success(rtype, name, ms, now, stages)
+        if i % 1013 == 0:
+            payloads[0].append(plain.drain())
+            payloads[1].append(lean.drain())
+    payloads[0].append(plain.drain())
+    payloads[1].append(lean.drain())
+    assert payloads[0] == payloads[1]
+    assert plain.samples == lean.samples == 6000
+    assert any(p and any(b["s"] for _, b in p["b"]) for p in payloads[1])  # stage gaps were recorded
