@@ -41,3 +41,13 @@ def test_threads_are_kept_once_bounded_and_cleared(monkeypatch: pytest.MonkeyPat
     assert sorted(run_threads.threads()) == ["a", "b"] and run_threads.overflowed()
     run_threads.clear()
     assert run_threads.threads() == [] and not run_threads.overflowed()
+
+
+def test_the_orphan_count_reads_as_a_count_in_reports() -> None:
+    """sla_checks (pure) names this metric a second time, to write its value as a count and not as ms: the two
+    names must not drift apart."""
+    from sla_checks.expressions import COUNT_VALUED_METRICS, parse_expression, unit_of
+    from users import cleanup_check
+
+    assert cleanup_check.METRIC in COUNT_VALUED_METRICS
+    assert unit_of(parse_expression("max < 1"), cleanup_check.METRIC) == "count"

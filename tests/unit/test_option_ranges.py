@@ -88,7 +88,7 @@ def test_arrival_rate_up_to_the_limit_is_accepted() -> None:
                                               ("pg_probe_users", 10**6), ("clickhouse_batch_size", 10**9)])
 def test_probe_options_refuse_nan_inf_and_absurd_values(field: str, value: float) -> None:
     with pytest.raises(ProbeConfigError, match=f"--{field.replace('_', '-')} has value "):
-        ProbeConfig(**{field: value})
+        ProbeConfig(**{field: value})  # type: ignore[arg-type]  # (a number of the wrong kind on purpose)
 
 
 def test_binary_token_users_and_sla_files_name_the_file(tmp_path: Path) -> None:
