@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,20 @@ class ThresholdResult:
         """``WS agent_completed p(95) < 2000 was 3,120 ms`` / ``... no data (required)``."""
         if self.value is None:
             return f"{self.name}: no data{' (required: the metric got no samples)' if self.spec.required else ''}"
-        return f"{self.name} was {format_value(self.value, unit_of(self.spec.expression, self.metric))}"
+        return (f"{self.name} was {format_value(self.value, unit_of(self.spec.expression, self.metric))}"
+                f"{few_samples_note(self.spec.expression, self.samples)}")
+
+
+def few_samples_note(expr: Expression, samples: int) -> str:
+    """`` (over 3 samples: a p(95) of fewer than 20 is their slowest)`` when a percentile's rank is the last sample,
+    so the reader knows one slow sample decided it (the value is the same nearest-rank percentile either way)."""
+    if expr.stat not in ("p", "med") or samples < 1:
+        return ""
+    q = 50.0 if expr.stat == "med" else float(expr.arg or 0.0)
+    if not 0 < q < 100 or math.ceil(q / 100.0 * samples - 1e-9) < samples:
+        return ""
+    fewer = math.ceil(1.0 / (1.0 - q / 100.0) - 1e-9)  # the smallest count whose rank is not the last sample
+    return f" (over {samples} sample{'' if samples == 1 else 's'}: a p({q:g}) of fewer than {fewer} is their slowest)"
 
 
 def statistic(expr: Expression, data: MetricData | None, duration_s: float) -> float | None:

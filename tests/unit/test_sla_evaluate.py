@@ -111,9 +111,26 @@ def test_glob_judges_each_metric_and_exact_threshold_overrides_same_statistic():
 
 
 def test_describe_gives_log_line_value_with_unit():
-    m = {"WS agent_completed": data([3120.0] * 10)}
+    m = {"WS agent_completed": data([3120.0] * 20)}
     (r,) = evaluate([ThresholdSpec.of("WS agent_completed", "p(95) < 2000")], m, 1)
     assert r.describe() == "WS agent_completed p(95) < 2000 was 3,120 ms"
+
+
+def test_a_percentile_of_too_few_samples_says_their_slowest_decided_it():
+    """19 samples: p(95)'s nearest rank is the 19th, the slowest; 20: the 19th of 20. The value is the same
+    percentile either way; the line tells the reader one slow sample decided it."""
+    few = data([10.0] * 18 + [59.4])
+    (r,) = evaluate([ThresholdSpec.of("REDIS INFO", "p(95) < 50")], {"REDIS INFO": few}, 1)
+    assert r.status == "fail" and r.value == 59.4
+    assert r.describe() == ("REDIS INFO p(95) < 50 was 59.4 ms (over 19 samples: a p(95) of fewer than 20 is their "
+                            "slowest)")
+    enough = data([10.0] * 19 + [59.4])
+    (r,) = evaluate([ThresholdSpec.of("REDIS INFO", "p(95) < 50")], {"REDIS INFO": enough}, 1)
+    assert r.status == "pass" and r.describe() == "REDIS INFO p(95) < 50 was 10.0 ms"
+    (r,) = evaluate([ThresholdSpec.of("REDIS INFO", "p(99) < 50")], {"REDIS INFO": enough}, 1)
+    assert r.describe().endswith("(over 20 samples: a p(99) of fewer than 100 is their slowest)")
+    (r,) = evaluate([ThresholdSpec.of("REDIS INFO", "max < 50")], {"REDIS INFO": few}, 1)
+    assert "samples" not in r.describe()  # a max is the slowest by definition: nothing to add
 
 
 def test_a_count_valued_metric_reads_as_a_count_not_ms():
