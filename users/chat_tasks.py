@@ -29,6 +29,7 @@ from sla_checks.state import state_of
 from tasks.timeline import Outcome
 from users.auth import LoginError, login
 from users.recovery import RECOVERY_NAME, RecoveryWatch
+from users.sample_sink import SampleSink
 from users.ws_client import ChatClient
 from users.ws_options import ChatSettings
 from users.ws_session import ChatFailure
@@ -215,6 +216,7 @@ class OpenModelDriver:
         assert self.scheduler is not None
         backlog: deque[float] = deque()  # intended times due but not sent yet (popped from the left)
         fire = self.environment.events.request.fire
+        success = SampleSink.of(self.environment).success  # straight to the stats while nobody else listens
         s = self.settings
         completed = s.protocol.completed
         while True:
@@ -248,8 +250,9 @@ class OpenModelDriver:
                         "%d connected chat users): it cannot keep the arrival rate, so WS agent_completed "
                         "(intended) includes its own delay; add users or workers, or lower --ws-arrival-rate",
                         lag_ms, len(backlog), sum(1 for c in self.clients if c.connected))
-                fire(request_type="WS", name="generator lag", response_time=lag_ms, response_length=0,
-                     exception=None, context={})
+                if not success("WS", "generator lag", lag_ms):
+                    fire(request_type="WS", name="generator lag", response_time=lag_ms, response_length=0,
+                         exception=None, context={})
                 client.send(pick_message(s), intended_at=intended)
                 self.sent += 1
             now = time.perf_counter()

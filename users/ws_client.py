@@ -405,7 +405,8 @@ class ChatClient:
             self._on_anomaly(ORDER_VIOLATION)
         if outcome.duplicates:
             self._on_anomaly(DUPLICATE_EVENT)
-        if outcome.intended_latency_ms is not None:
+        if outcome.intended_latency_ms is not None and (exc is not None or not success(
+                WS, completed + INTENDED_SUFFIX, outcome.intended_latency_ms)):
             fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=outcome.intended_latency_ms,
                  response_length=0, exception=exc, context=_EMPTY)
 

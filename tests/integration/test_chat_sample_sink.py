@@ -15,6 +15,7 @@ from locust import constant
 from locust.env import Environment
 
 from bench.common import BenchServer
+from config.arrival import ArrivalSchedule
 from sla_checks.plugin import SlaPlugin
 from sla_checks.state import state_of
 from users.auth import MintedTokens
@@ -31,11 +32,12 @@ class _NoThinkChatUser(ChatUser):
     wait_time = constant(0)
 
 
-def _run(url: str, listener: Any = None, seconds: float = 2.0) -> tuple[Environment, bool]:
+def _run(url: str, listener: Any = None, seconds: float = 2.0,
+         arrival: ArrivalSchedule | None = None) -> tuple[Environment, bool]:
     env = Environment(user_classes=[_NoThinkChatUser], host=url)
     state_of(env).chat_settings = ChatSettings(
         tokens=MintedTokens("bench-only-secret-" + "x" * 30), think_time=0.0, heartbeat_interval=0.0,
-        reply_timeout=10.0, hang_after=5.0)
+        reply_timeout=10.0, hang_after=5.0, arrival=arrival)
     runner = env.create_local_runner()
     SlaPlugin.register(env)
     if listener is not None:
@@ -91,4 +93,22 @@ def test_direct_and_fired_samples_count_alike_in_locust_the_sla_plugin_and_a_lis
         # one stage gap set per completed message (4 gaps each), the same in the plug-in whichever path
         assert sla["stages"] >= 4 * (completed.num_requests - completed.num_failures)
         assert env.stats.total.num_requests == sum(locust_counts.values())
+    assert +heard == +_locust_counts(watched)
+
+
+def test_the_open_model_s_own_samples_count_alike_direct_and_fired() -> None:
+    """``generator lag`` and ``agent_completed (intended)`` (open model) go straight to the stats too."""
+    heard: Counter[str] = Counter()
+
+    def listener(request_type: str, name: str, **_kw: Any) -> None:
+        heard[f"{request_type} {name}"] += 1
+
+    with BenchServer(max_seconds=60) as srv:
+        plain, plain_direct = _run(srv.url, arrival=ArrivalSchedule.parse("200"))
+        watched, watched_direct = _run(srv.url, listener, arrival=ArrivalSchedule.parse("200"))
+    assert plain_direct and not watched_direct
+    for env in (plain, watched):
+        locust_counts, sla = _locust_counts(env), _sla_counts(env)
+        for key in ("WS generator lag", "WS agent_completed (intended)", "WS agent_completed", "WS agent_started"):
+            assert sla[key] == locust_counts[key] > 200, (key, sla, locust_counts)  # 2 s at 200/s
     assert +heard == +_locust_counts(watched)
