@@ -161,57 +161,23 @@ class Collector:
         """One sample; ``tier``: the tier a failed sample's error text names (see :attr:`Bucket.named`)."""
         if response_time is None:
             return
-        idx = int(now // self.resolution_s)
-        if idx != self._cur_idx:
-            b = self._pending.get(idx)
-            if b is None:
-                b = self._pending[idx] = Bucket()
-            self._cur_idx, self._cur, self._cur_metrics = idx, b, {}
-        else:
-            b = self._cur
-        by_name = self._cur_metrics.get(request_type)
-        if by_name is None:
-            by_name = self._cur_metrics[request_type] = {}
-        m = by_name.get(name)
-        if m is None:
-            key = f"{request_type} {name}"
-            m = b.metrics.get(key)
-            if m is None:
-                m = b.metrics[key] = MetricData()
-            by_name[name] = m
-        # Histogram.record() inlined for the 1-ms buckets (the hot path: ~9 records per chat message), the same
-        # bucket and counts; anything else goes through Histogram.record() itself
-        h = m.hist
-        k = _ceil(response_time)
-        if 0 <= k <= LINEAR_LIMIT_MS:
-            counts = h.counts
-            counts[k] = counts.get(k, 0) + 1
-            h.count += 1
-            h.total += response_time
-            if response_time < h.min:
-                h.min = response_time
-            if response_time > h.max:
-                h.max = response_time
-        else:
-            h.record(response_time)
+        m = self.record_success(request_type, name, response_time, now, stages)
         if failed:
             m.fails.record(response_time)
             if tier is not None:
-                named = b.named.setdefault(f"{request_type} {name}", {})
+                named = self._cur.named.setdefault(f"{request_type} {name}", {})
                 named[tier] = named.get(tier, 0) + 1
-        self.samples += 1
-        if stages:
-            self._record_stages(b, stages)
 
     def record_success(self, request_type: str, name: str, response_time: float, now: float,
-                       stages: Mapping[str, float] | None = None) -> None:
-        """:meth:`record` of a success with no tier (``failed`` False): the same buckets and counts, without the
-        branches a success never takes (the chat connections' direct path, :mod:`users.sample_sink`)."""
+                       stages: Mapping[str, float] | None = None) -> MetricData:
+        """A sample, as a success (what :meth:`record` adds for a failure comes after); its metric's data. Called
+        directly by the chat connections' success path (:mod:`users.sample_sink`)."""
         by_name = self._cur_metrics.get(request_type) if int(now // self.resolution_s) == self._cur_idx else None
         m = by_name.get(name) if by_name is not None else None
-        if m is None:  # another second, or this metric's first sample in it: the full path sets the cache up
-            self.record(request_type, name, response_time, False, now, stages)
-            return
+        if m is None:  # another second, or this metric's first sample in it
+            m = self._metric(request_type, name, now)
+        # Histogram.record() inlined for the 1-ms buckets (the hot path: ~9 records per chat message), the same
+        # bucket and counts; anything else goes through Histogram.record() itself
         h = m.hist
         k = _ceil(response_time)
         if 0 <= k <= LINEAR_LIMIT_MS:
@@ -228,6 +194,27 @@ class Collector:
         self.samples += 1
         if stages:
             self._record_stages(self._cur, stages)
+        return m
+
+    def _metric(self, request_type: str, name: str, now: float) -> MetricData:
+        """The data of ``"TYPE name"`` in ``now``'s bucket; makes that bucket and its metrics the cached ones."""
+        idx = int(now // self.resolution_s)
+        if idx != self._cur_idx:
+            b = self._pending.get(idx)
+            if b is None:
+                b = self._pending[idx] = Bucket()
+            self._cur_idx, self._cur, self._cur_metrics = idx, b, {}
+        else:
+            b = self._cur
+        by_name = self._cur_metrics.get(request_type)
+        if by_name is None:
+            by_name = self._cur_metrics[request_type] = {}
+        key = f"{request_type} {name}"
+        m = b.metrics.get(key)
+        if m is None:
+            m = b.metrics[key] = MetricData()
+        by_name[name] = m
+        return m
 
     @staticmethod
     def _record_stages(b: Bucket, stages: Mapping[str, float]) -> None:
