@@ -32,8 +32,6 @@ from locust.env import Environment
 
 from sla_checks.state import state_of
 
-logger = logging.getLogger(__name__)
-
 _RUNNER_LISTENER = ("locust.runners", "Runner.__init__.<locals>.on_request")
 """Locust's request-stats listener (module, qualified name): it calls ``environment.stats.log_request``."""
 

@@ -381,16 +381,17 @@ class ChatClient:
                     fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
                          context=_EMPTY)
         failure = outcome.failure
-        if failure is None and outcome.intended_latency_ms is None:
-            # the common end: a success with nothing but its stage gaps to tell (the context is only built when a
-            # listener other than the known ones is there to read it)
-            stages = stage_names(outcome.stages, metric) if metric else outcome.stages  # (read, never kept)
-            if success(WS, completed, outcome.latency_ms, stages):
-                return  # (a success has no order violation or duplicate: either would be its failure)
+        stages = stage_names(outcome.stages, metric) if metric else None  # the gaps under the metric names
+        if failure is None and outcome.intended_latency_ms is None and success(
+                WS, completed, outcome.latency_ms, outcome.stages if stages is None else stages):
+            # the common end, a success with nothing but its stage gaps to tell: recorded without building the
+            # context (only a listener other than the known ones reads it). A success has no order violation or
+            # duplicate: either would be its failure.
+            return
         exc = ChatFailure(failure) if failure is not None else None
         context = outcome.context()
-        if metric:
-            context["stages"] = stage_names(outcome.stages, metric)
+        if stages is not None:
+            context["stages"] = stages
         fire(request_type=WS, name=completed, response_time=outcome.latency_ms, response_length=0, exception=exc,
              context=context)
         if outcome.events_missing and outcome.kind in (OutcomeKind.TIMEOUT, OutcomeKind.HANG):
