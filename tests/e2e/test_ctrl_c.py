@@ -4,7 +4,8 @@
 handling would raise ``KeyboardInterrupt`` inside a user: that user dies mid-task without ``on_stop``, gevent prints
 its traceback, and a worker's final report races its death. With the suite's handler the interrupt reaches Locust's
 main greenlet only: every user stops through ``on_stop``, no traceback is printed, and the process exits.
-Standalone (SIGINT to the process) and distributed (SIGINT to the process group, as a terminal's Ctrl-C).
+Standalone, distributed (a master and a worker) and ``--processes 2`` (forked workers), SIGINT to the process group
+as a terminal's Ctrl-C sends it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _files(d: Path, event: str) -> list[Path]:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("mode", ["standalone", "distributed"])
+@pytest.mark.parametrize("mode", ["standalone", "distributed", "processes"])
 def test_ctrl_c_while_users_hold_the_cpu_stops_every_user_without_a_traceback(tmp_path: Path, mode: str) -> None:
     env = {**os.environ, "CTRL_C_DIR": str(tmp_path)}
     common = ["--stop-timeout", "5", "BusyUser"]
@@ -38,11 +39,12 @@ def test_ctrl_c_while_users_hold_the_cpu_stops_every_user_without_a_traceback(tm
     logs = []
     procs = []
     try:
-        if mode == "standalone":
+        if mode in ("standalone", "processes"):
             logs.append(tmp_path / "locust.log")
+            forks = ["--processes", "2"] if mode == "processes" else []  # a master and 2 forked workers
             with logs[0].open("w") as fh:
-                procs.append(subprocess.Popen([LOCUST, "-f", BUSY, *head, *common], cwd=ROOT, env=env, stdout=fh,
-                                              stderr=subprocess.STDOUT, process_group=0))
+                procs.append(subprocess.Popen([LOCUST, "-f", BUSY, *forks, *head, *common], cwd=ROOT, env=env,
+                                              stdout=fh, stderr=subprocess.STDOUT, process_group=0))
         else:
             port = free_port()
             logs.append(tmp_path / "master.log")
