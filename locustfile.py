@@ -11,6 +11,9 @@ from __future__ import annotations
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 from locust import events
 
+# isort: off
+import users.accel  # noqa: F401  (first of the suite: scripts/build-accel's compiled hot path, when fresh)
+# isort: on
 import scenarios.plugin  # noqa: F401  (scenarios: --scenario, --list-scenarios, --inject-faults)
 import sla_checks.plugin  # noqa: F401  (SLA: --sla-* options, live evaluation, verdict, exit code, reports)
 import sla_checks.webui  # noqa: F401  (SLA tab + /sla/status, /sla/report in the web UI)

@@ -164,6 +164,8 @@ class LocustRun:
     exit_codes: list[int]
     log_tail: str
     wall_s: float
+    log_head: str = ""
+    """The first lines of each process's log (its startup: what the locustfile's import and ``init`` logged)."""
 
     def role(self, role: str) -> list[dict[str, Any]]:
         return [m for m in self.meters if m["role"] == role]
@@ -235,11 +237,12 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
         for p in procs:
             stop_process(p)
     wall = time.monotonic() - t0
-    tail = ""
+    tail = head = ""
     for lf in logs:
         lf.close()
         text = Path(lf.name).read_text(errors="replace")
         tail += text[-3000:]
+        head += text[:3000]
         os.unlink(lf.name)
     meters = []
     for f in sorted(Path(meter_dir).glob("*.json")):
@@ -247,7 +250,7 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
     shutil.rmtree(meter_dir, ignore_errors=True)
     if not meters:
         raise RuntimeError(f"Locust run produced no measurements; log tail:\n{tail[-2000:]}")
-    return LocustRun(meters, codes, tail, wall)
+    return LocustRun(meters, codes, tail, wall, head)
 
 
 def machine() -> dict[str, Any]:

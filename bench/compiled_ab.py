@@ -1,9 +1,10 @@
-"""``python -m bench.compiled_ab``: what compiling the chat hot path with Cython would save (an experiment, not a mode
-of the suite; not part of ``bench all``).
+"""``python -m bench.compiled_ab``: what the compiled chat hot path (``scripts/build-accel``, :mod:`users.accel`)
+saves per round trip, against the same source run as Python (not part of ``bench all``).
 
-It copies the repository to a temporary directory, compiles :data:`HOT_MODULES` there with Cython (no source change:
-Cython compiles the plain Python files), and runs ``ChatUser`` against one bench server, interleaved: the compiled
-tree, then this one, ``--rounds`` times (50 connections, 10 s windows, SLA plug-in on, as ``bench overhead``).
+It builds the compiled hot path into a temporary directory (:func:`users.accel.build`, what ``scripts/build-accel``
+does; ``--also`` compiles more modules) and runs ``ChatUser`` against one bench server, interleaved: with the build
+(``WS_SUITE_ACCEL=on``), then without it, ``--rounds`` times (50 connections, 10 s windows, SLA plug-in on, as
+``bench overhead``).
 ``--artillery`` adds Artillery's ``ws`` engine (``bench artillery``) after the rounds, for the issue-17 comparison in
 the same sitting. It prints µs CPU per round trip of every run and the medians; the JSON goes to
 ``bench/results/compiled_ab.json``.
@@ -17,61 +18,32 @@ and exits 2. Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
-import shutil
 import statistics
-import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, BenchServer, run_locust, save
+from users import accel
 
 logger = logging.getLogger("bench")
 
-HOT_MODULES = ("tasks/timeline.py", "users/ws_session.py", "users/ws_client.py", "users/sample_sink.py",
-               "users/ws_codec.py")
-"""The modules a chat round trip runs through (py-spy: the reader, the timeline, the codec, the sample path)."""
-
-_NOT_COPIED = (".git", ".venv", "node_modules", ".node", "results", "__pycache__", ".mypy_cache", ".ruff_cache",
-               ".pytest_cache", "build")
+HOT_MODULES = tuple(str(Path(*name.split(".")).with_suffix(".py")) for name in accel.HOT_MODULES)
+"""The modules a chat round trip runs through (:data:`users.accel.HOT_MODULES`, as repository paths)."""
 CONNECTIONS = 50
 
 
 def missing_tools() -> str | None:
-    """What this benchmark needs and this machine lacks, as one sentence; None when nothing is missing."""
-    if importlib.util.find_spec("Cython") is None:
-        return f"Cython is not installed: {sys.executable} -m pip install cython"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        return f"no C compiler ({cc!r} is not on PATH): install gcc (Debian: apt-get install gcc)"
-    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    if not header.exists():
-        return f"the Python headers are missing ({header}): install the python3-dev package of this Python"
-    return None
+    """What this benchmark needs and this machine lacks (:func:`users.accel.missing_tools`)."""
+    return accel.missing_tools()
 
 
-def ignore_for_copy(directory: str, names: list[str]) -> set[str]:
-    """``shutil.copytree``'s ``ignore``: caches, virtualenvs, Node modules, results and compiled leftovers."""
-    return {n for n in names if n in _NOT_COPIED or n.endswith((".so", ".c"))}
-
-
-def compiled_tree(dst: Path, modules: tuple[str, ...] = HOT_MODULES) -> float:
-    """Copy the repository to ``dst`` and compile ``modules`` in place; seconds the compile took."""
-    shutil.copytree(ROOT, dst, ignore=ignore_for_copy, symlinks=True)
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-j", "2", *modules],
-                       cwd=dst, capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        raise RuntimeError(f"cythonize failed (exit {r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
-    missing = [m for m in modules if not list((dst / m).parent.glob(Path(m).stem + ".*.so"))]
-    if missing:
-        raise RuntimeError(f"cythonize built no extension for {missing}")
-    return time.monotonic() - t0
+def module_name(path: str) -> str:
+    """``sla_checks/engine.py`` -> ``sla_checks.engine``."""
+    return ".".join(Path(path).with_suffix("").parts)
 
 
 def run(rounds: int = 4, artillery: bool = False, quick: bool = False, also: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -80,13 +52,17 @@ def run(rounds: int = 4, artillery: bool = False, quick: bool = False, also: tup
     res: dict[str, Any] = {"modules": list(modules), "connections": CONNECTIONS, "window_s": window,
                            "compiled": [], "pure": []}
     with tempfile.TemporaryDirectory(prefix="bench-compiled-") as tmp:
-        tree = Path(tmp) / "repo"
-        res["compile_s"] = compiled_tree(tree, modules)
+        t0 = time.monotonic()
+        accel.build(Path(tmp), ROOT, [module_name(m) for m in modules])  # what scripts/build-accel builds
+        res["compile_s"] = time.monotonic() - t0
+        turns = (("compiled", {"WS_SUITE_ACCEL": "on", "WS_SUITE_ACCEL_DIR": tmp}), ("pure", {"WS_SUITE_ACCEL": "off"}))
         with BenchServer(max_seconds=300 + rounds * 2 * (window + warmup + 30)) as srv:
             for i in range(rounds):
-                for label, root in (("compiled", tree), ("pure", ROOT)):
+                for label, extra in turns:
                     r = run_locust(["bench/chat_bench.py"], srv.url, CONNECTIONS, classes=["BenchChatUser"],
-                                   warmup=warmup, window=window, env={"BENCH_SLA": "1"}, root=root)
+                                   warmup=warmup, window=window, env={"BENCH_SLA": "1", **extra})
+                    if label == "compiled" and "chat hot path: compiled" not in r.log_head:
+                        raise RuntimeError(f"the compiled build was not used:\n{r.log_head}")
                     m = r.load[0]
                     res[label].append({"cpu_us_per_rt": m["cpu_us_per_rt"], "rate": m["rate"],
                                        "failures": m.get("failures", 0), "exit_code": r.exit_codes[0]})
