@@ -1,4 +1,4 @@
-"""The chat hot path, compiled: an opt-in build that runs the same source 17-24 % cheaper per round trip.
+"""The chat hot path, compiled: an opt-in build that runs the same source 15-24 % cheaper per round trip.
 
 ``scripts/build-accel`` (``python -m users.accel build``) copies :data:`HOT_MODULES` to ``.accel/`` and compiles them
 there with Cython (the plain ``.py`` files, no source change; needs ``pip install cython``, a C compiler and the

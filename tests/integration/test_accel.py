@@ -36,9 +36,10 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.timeout(600)
-def test_the_chat_tests_pass_on_the_compiled_build(build: Path) -> None:
+def test_the_chat_tests_pass_on_the_compiled_build(build: Path, tmp_path: Path) -> None:
     env = {**os.environ, "WS_SUITE_TEST_COMPILED": "1", "WS_SUITE_ACCEL_DIR": str(build)}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *CHAT_TESTS], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'leg'}",
+                        *CHAT_TESTS], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=540)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
