@@ -149,9 +149,12 @@ def build(directory: Path | None = None, root: Path = ROOT, modules: Sequence[st
     if why:
         raise RuntimeError(f"cannot build the compiled hot path: {why}")
     out = directory or build_dir()
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():  # never delete a directory this did not build
+            raise RuntimeError(f"cannot build the compiled hot path into {out}: it holds files but no {MANIFEST}; "
+                               "give an empty or new directory (WS_SUITE_ACCEL_DIR)")
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, str]] = {}
     sources = []
     for name in modules:
@@ -162,7 +165,7 @@ def build(directory: Path | None = None, root: Path = ROOT, modules: Sequence[st
         if not init.exists():  # Cython names a module after its package: users.ws_session, not ws_session
             init.write_text("", encoding="utf-8")
         shutil.copyfile(src, out / rel)
-        entries[name] = {"sha256": _sha256(src)}
+        entries[name] = {"sha256": _sha256(out / rel)}  # what is compiled: an edit during the build reads as stale
         sources.append(str(rel))
     r = subprocess.run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-3", "-j", str(os.cpu_count() or 1),
                         *sources], cwd=out, capture_output=True, text=True, timeout=900)

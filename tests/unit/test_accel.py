@@ -104,3 +104,13 @@ def test_a_missing_build_tool_is_named_with_what_to_do(monkeypatch: pytest.Monke
     if what == "compiler":
         with pytest.raises(RuntimeError, match="cannot build the compiled hot path: no C compiler"):
             accel.build(Path("/nonexistent/never-created"))
+
+
+def test_a_build_never_deletes_a_directory_it_did_not_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accel, "missing_tools", lambda: None)
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="holds files but no manifest.json; give an empty or new directory"):
+        accel.build(keep)
+    assert (keep / "notes.txt").read_text(encoding="utf-8") == "mine"
