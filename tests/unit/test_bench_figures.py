@@ -56,3 +56,12 @@ def test_soak_analyse_too_few_samples_is_an_error():
 def test_format_table_aligns_three_columns():
     t = format_table([("a", "1 rt/s", "goal"), ("longer figure", "2", "")]).splitlines()
     assert len(t) == 4 and t[0].startswith("figure") and t[2].index("|") == t[3].index("|")
+
+
+def test_accuracy_load_is_capped_at_the_open_model_limit_and_says_so():
+    from bench.accuracy import target_rate
+    from config.arrival import MAX_RATE
+
+    assert target_rate(8000.0, 0.8, chat=True) == (6400.0, False)
+    assert target_rate(13_462.0, 0.8, chat=True) == (MAX_RATE, True)  # a fast machine: 10,770/s would be refused
+    assert target_rate(13_462.0, 0.8, chat=False) == (13_462.0 * 0.8, False)  # the closed model has no such limit
