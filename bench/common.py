@@ -39,10 +39,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def child_env(root: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a bench child process: the repository (``root``, default :data:`ROOT`) on its path."""
+def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(root or ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("JWT_SECRET_KEY", BENCH_JWT_SECRET)
     env.setdefault("LOCUST_WS_THINK_TIME", "0")  # ChatUser: next message as soon as the reply completed
@@ -184,9 +183,8 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
                spawn_rate: float | None = None, warmup: float = 2.0, window: float = 10.0,
                workers: int = 0, extra_args: list[str] | None = None, env: dict[str, str] | None = None,
                meter_name: str = "agent_completed", spawn_allowance: float | None = None,
-               profile_to: str | None = None, root: Path | None = None) -> LocustRun:
-    """Run Locust headless (standalone, or master + ``workers`` workers) with the bench meter loaded, from the
-    repository at ``root`` (default :data:`ROOT`; another tree: :mod:`bench.compiled_ab`).
+               profile_to: str | None = None) -> LocustRun:
+    """Run Locust headless (standalone, or master + ``workers`` workers) with the bench meter loaded.
 
     The run time covers spawning (``spawn_allowance``, default users/spawn_rate + 3 s), the warm-up and the
     window, plus 2 s; every process is killed if it outlives that by 60 s.
@@ -196,8 +194,7 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
     run_time = int(allowance + warmup + window + 2 + 0.999)
     files = ",".join([*locustfiles, "bench/locust_meter.py"])
     meter_dir = tempfile.mkdtemp(prefix="bench-meter-")
-    root = root or ROOT
-    e = child_env(root, BENCH_METER_DIR=meter_dir, BENCH_WARMUP=str(warmup), BENCH_WINDOW=str(window),
+    e = child_env(BENCH_METER_DIR=meter_dir, BENCH_WARMUP=str(warmup), BENCH_WINDOW=str(window),
                   BENCH_METER_NAME=meter_name, BENCH_SPAWN_ALLOWANCE=f"{allowance:g}", **(env or {}))
     common = ["-f", files, "--host", host, *(extra_args or []), *(classes or [])]
     logs = [tempfile.NamedTemporaryFile(prefix="bench-locust-", suffix=".log", delete=False) for _ in
@@ -213,18 +210,18 @@ def run_locust(locustfiles: list[str], host: str, users: int, *, classes: list[s
             procs.append(subprocess.Popen(
                 [*head, "--headless", "-u", str(users), "-r", str(spawn_rate), "-t", f"{run_time}s",
                  "--stop-timeout", "3", "--only-summary", *common],
-                cwd=root, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
+                cwd=ROOT, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
         else:
             mport = free_port()
             procs.append(subprocess.Popen(
                 [PY, "-m", "locust", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
                  "--expect-workers", str(workers), "--headless", "-u", str(users), "-r", str(spawn_rate),
                  "-t", f"{run_time}s", "--stop-timeout", "3", "--only-summary", *common],
-                cwd=root, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
+                cwd=ROOT, env=e, stdout=logs[0], stderr=subprocess.STDOUT))
             for i in range(workers):
                 procs.append(subprocess.Popen(
                     [PY, "-m", "locust", "--worker", "--master-host", "127.0.0.1", "--master-port", str(mport),
-                     *common], cwd=root, env=e, stdout=logs[1 + i], stderr=subprocess.STDOUT))
+                     *common], cwd=ROOT, env=e, stdout=logs[1 + i], stderr=subprocess.STDOUT))
         deadline = time.monotonic() + run_time + 60
         codes = []
         for p in procs:

@@ -36,11 +36,6 @@ HOT_MODULES = tuple(str(Path(*name.split(".")).with_suffix(".py")) for name in a
 CONNECTIONS = 50
 
 
-def missing_tools() -> str | None:
-    """What this benchmark needs and this machine lacks (:func:`users.accel.missing_tools`)."""
-    return accel.missing_tools()
-
-
 def module_name(path: str) -> str:
     """``sla_checks/engine.py`` -> ``sla_checks.engine``."""
     return ".".join(Path(path).with_suffix("").parts)
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.also:
         if not (path.endswith(".py") and (ROOT / path).is_file()):
             ap.error(f"--also {path!r}: not a Python file of this repository (give a path like sla_checks/engine.py)")
-    why = missing_tools()
+    why = accel.missing_tools()
     if why:
         print(f"bench.compiled_ab cannot run here: {why}", file=sys.stderr)
         return 2
