@@ -117,10 +117,11 @@ class BenchMeter:
             self.intended.append(context["intended_ms"])
 
     def record_success(self, request_type: str, name: str, response_time: float, wall: float,
-                       stages: Any = None) -> None:
-        """A success without ``intended_ms``, from a chat connection's direct path (users.sample_sink): what
-        :meth:`on_request` does with it."""
-        self.on_request(request_type, name, response_time, 0)
+                       stages: Any = None, intended_ms: float | None = None) -> None:
+        """A success from a chat connection's direct path (users.sample_sink): what :meth:`on_request` does with
+        it."""
+        self.on_request(request_type, name, response_time, 0,
+                        context=None if intended_ms is None else {"intended_ms": intended_ms})
 
     def _role(self) -> str:
         r = self.env.runner

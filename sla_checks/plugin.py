@@ -263,9 +263,10 @@ class SlaPlugin:
         )
 
     def record_success(self, request_type: str, name: str, response_time: float, wall: float,
-                       stages: Mapping[str, float] | None = None) -> None:
-        """What :meth:`on_request` records for a success whose ``context`` holds at most ``stages``, at ``wall``:
-        the chat connections' direct path (:mod:`users.sample_sink`) when no other listener needs the sample."""
+                       stages: Mapping[str, float] | None = None, intended_ms: float | None = None) -> None:
+        """What :meth:`on_request` records for a success whose ``context`` holds at most ``stages`` and
+        ``intended_ms`` (which it does not read), at ``wall``: the chat connections' direct path
+        (:mod:`users.sample_sink`) when no other listener needs the sample."""
         if stages is not None and (name != "agent_completed" or request_type != "WS"):
             stages = None
         self.engine.collector.record_success(request_type, name, response_time, wall, stages)

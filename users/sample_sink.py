@@ -9,8 +9,9 @@ to them directly:
 * Locust's own request-stats listener (the runner's ``on_request``): what its ``stats.log_request(...)`` does — the
   total and the name's ``StatsEntry.log``, inlined (:func:`log_entry`), so the counts, response-time buckets,
   min/max and per-second rates are the ones a ``fire`` gives;
-* a listener whose object offers ``record_success(request_type, name, response_time, wall, stages)`` (the SLA
-  plugin, :meth:`sla_checks.plugin.SlaPlugin.record_success`): the same record its ``on_request`` makes.
+* a listener whose object offers ``record_success(request_type, name, response_time, wall, stages, intended_ms)``
+  (the SLA plugin, :meth:`sla_checks.plugin.SlaPlugin.record_success`): the same record its ``on_request`` makes of
+  a success whose ``context`` holds at most ``stages`` and ``intended_ms`` (the open model's ``agent_completed``).
 
 Any other listener (one of your own, a plug-in's) makes :meth:`SampleSink.success` answer ``False`` and the caller
 fires as always, so that listener sees every sample with its full ``context``. The listener list is compared on every
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from locust import log as locust_log
@@ -92,9 +93,9 @@ class SampleSink:
         self._direct, self._stats, self._recorders = False, False, ()
 
     def success(self, request_type: str, name: str, response_time: float,
-                stages: Mapping[str, float] | None = None) -> bool:
+                stages: Mapping[str, float] | None = None, intended_ms: float | None = None) -> bool:
         """Record one success sample directly; ``False`` (nothing recorded: fire it) when some listener is not a
-        known one. ``stages``: the stage gaps the sample's ``context["stages"]`` would carry."""
+        known one. ``stages`` and ``intended_ms``: what the sample's ``context`` would carry under those keys."""
         if not self._current():
             return False
         try:
@@ -102,21 +103,41 @@ class SampleSink:
             if self._stats:
                 stats = self.environment.stats
                 t = int(wall)
-                bucket = locust_stats.bucket_response_time  # read each time: Locust lets it be replaced at run time
-                log_entry(stats.total, response_time, wall, t, bucket)
-                log_entry(stats.entries[(name, request_type)], response_time, wall, t, bucket)
+                # Locust's bucket, read each time (Locust lets it be replaced at run time), once for both entries
+                bucket = locust_stats.bucket_response_time
+                key = bucket_tens(response_time) if bucket is _LOCUST_BUCKET else bucket(response_time)
+                log_entry(stats.total, response_time, key, wall, t)
+                log_entry(stats.entries[(name, request_type)], response_time, key, wall, t)
             for record in self._recorders:
-                record(request_type, name, response_time, wall, stages)
+                record(request_type, name, response_time, wall, stages, intended_ms)
         except Exception:  # as EventHook.fire: a listener's bug is logged, the user goes on
             logging.error("Uncaught exception in event handler: \n%s", traceback.format_exc())
             locust_log.unhandled_greenlet_exception = True
         return True
 
 
-def log_entry(entry: Any, response_time: float, wall: float, t: int, bucket: Callable[[float], int]) -> None:
+_LOCUST_BUCKET = locust_stats.bucket_response_time
+
+
+def bucket_tens(response_time: float) -> int:
+    """``locust.stats.bucket_response_time(response_time)``, the same key, without ``round(x, -1)`` (which formats
+    the float to round it: ≈ 0.9 µs, 7 times per open-model round trip whose latencies all lie in 100–1000 ms).
+    From 100 to 1000 ms: the exact distance to the lower ten decides, a tie going to the even ten, as ``round``
+    does on the float's exact value (``tests/unit/test_sample_sink.py`` compares the two); anything else: Locust's."""
+    if 100.0 <= response_time < 1000.0:
+        base = int(response_time) // 10 * 10
+        rest = response_time - base  # exact: both below 1000, the same binary exponent or less
+        if rest > 5.0 or (rest == 5.0 and base % 20 == 10):
+            base += 10
+        return base
+    return _LOCUST_BUCKET(response_time)
+
+
+def log_entry(entry: Any, response_time: float, key: int, wall: float, t: int) -> None:
     """``StatsEntry.log(response_time, 0)`` at ``wall`` (``t = int(wall)``), inlined: the same fields the same way
     (Locust 2.47; ``tests/unit/test_sample_sink.py`` compares the two field by field, so a Locust that changes
-    them fails there)."""
+    them fails there). ``key``: ``locust.stats.bucket_response_time(response_time)``, the caller's, so that one
+    sample rounds once for the total and its name (rounding to 10 ms is ≈ 2 % of an open-model round trip)."""
     if entry.use_response_times_cache:
         last = entry.last_request_timestamp
         if last and t > int(last):
@@ -130,7 +151,7 @@ def log_entry(entry: Any, response_time: float, wall: float, t: int, bucket: Cal
         entry.min_response_time = response_time
     if response_time > entry.max_response_time:
         entry.max_response_time = response_time
-    entry.response_times[bucket(response_time)] += 1
+    entry.response_times[key] += 1
 
 
-__all__ = ["SampleSink", "log_entry"]
+__all__ = ["SampleSink", "bucket_tens", "log_entry"]

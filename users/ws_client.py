@@ -382,11 +382,15 @@ class ChatClient:
                          context=_EMPTY)
         failure = outcome.failure
         stages = stage_names(outcome.stages, metric) if metric else None  # the gaps under the metric names
-        if failure is None and outcome.intended_latency_ms is None and success(
-                WS, completed, outcome.latency_ms, outcome.stages if stages is None else stages):
-            # the common end, a success with nothing but its stage gaps to tell: recorded without building the
-            # context (only a listener other than the known ones reads it). A success has no order violation or
-            # duplicate: either would be its failure.
+        intended = outcome.intended_latency_ms
+        if failure is None and success(WS, completed, outcome.latency_ms, outcome.stages if stages is None else stages,
+                                       intended):
+            # the common end, a success with nothing but its stage gaps (and, in the open model, its latency from
+            # the intended send time) to tell: recorded without building the context (only a listener other than
+            # the known ones reads it). A success has no order violation or duplicate: either would be its failure.
+            if intended is not None and not success(WS, completed + INTENDED_SUFFIX, intended):
+                fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=intended, response_length=0,
+                     exception=None, context=_EMPTY)
             return
         exc = ChatFailure(failure) if failure is not None else None
         context = outcome.context()

@@ -111,4 +111,6 @@ def test_the_open_model_s_own_samples_count_alike_direct_and_fired() -> None:
         locust_counts, sla = _locust_counts(env), _sla_counts(env)
         for key in ("WS generator lag", "WS agent_completed (intended)", "WS agent_completed", "WS agent_started"):
             assert sla[key] == locust_counts[key] > 200, (key, sla, locust_counts)  # 2 s at 200/s
+        completed = env.stats.entries[("agent_completed", "WS")]
+        assert sla["stages"] >= 4 * (completed.num_requests - completed.num_failures)  # the gaps, direct or fired
     assert +heard == +_locust_counts(watched)

@@ -3,6 +3,7 @@ sample records, into real Locust stats and the real SLA plug-in, and steps aside
 
 from __future__ import annotations
 
+import math
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,7 @@ from locust.stats import StatsEntry
 from sla_checks.histogram import Histogram
 from sla_checks.plugin import SlaPlugin
 from sla_checks.state import state_of
-from users.sample_sink import SampleSink, log_entry
+from users.sample_sink import SampleSink, bucket_tens, log_entry
 
 NAMES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
 FIELDS = ("num_requests", "num_none_requests", "num_failures", "total_response_time", "min_response_time",
@@ -53,9 +54,24 @@ def test_log_entry_is_statsentry_log_field_by_field(monkeypatch: pytest.MonkeyPa
     for i, ms in enumerate(_times(3000)):
         clock.now += 0.004 if i % 50 else 1.3  # now and then a jump over a second (or two)
         locusts.log(ms, 0)
-        log_entry(mine, ms, clock.now, int(clock.now), locust_stats.bucket_response_time)
+        log_entry(mine, ms, locust_stats.bucket_response_time(ms), clock.now, int(clock.now))
     assert _entry_state(mine) == _entry_state(locusts)
     assert len(mine.response_times_cache) > 10  # the cache was exercised
+
+
+def test_bucket_tens_is_locusts_bucket_for_every_time() -> None:
+    """Ties (x5.0 ms) go to the even ten as ``round`` does; the floats next to each tie and to each ten, random
+    times over every range, and the range's ends give Locust's own key."""
+    rng = random.Random(17)
+    times = [0.0, 99.49, 99.5, 99.99999999999999, 100.0, 999.9999999999999, 1000.0, 12345.6]
+    for k in range(20, 201):
+        for x in (k * 5.0, k * 10.0):
+            times += [x, math.nextafter(x, 0.0), math.nextafter(x, math.inf)]
+    times += [rng.uniform(0, 2000) for _ in range(50_000)] + [rng.uniform(100, 1000) for _ in range(50_000)]
+    wrong = [(x, bucket_tens(x), locust_stats.bucket_response_time(x)) for x in times
+             if bucket_tens(x) != locust_stats.bucket_response_time(x)]
+    assert not wrong, wrong[:5]
+    assert (bucket_tens(105.0), bucket_tens(115.0), bucket_tens(995.0)) == (100, 120, 1000)
 
 
 def _environment(extra_listener: Any = None) -> Environment:
@@ -114,6 +130,15 @@ def test_direct_path_records_what_fire_records_in_locust_and_the_sla_plugin() ->
     assert collected == _histograms(fired)
     assert {"stage agent_started→agent_thinking", "WS agent_completed", "WS agent_started"} <= set(collected)
     assert collected["WS agent_started"]["n"] == 100 and direct.stats.total.num_requests == 500
+
+
+def test_a_bucket_function_replaced_at_run_time_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locust documents replacing ``bucket_response_time`` (e.g. 3 significant digits): the direct path uses it."""
+    env = _environment()
+    monkeypatch.setattr(locust_stats, "bucket_response_time", lambda ms: int(ms))
+    assert SampleSink.of(env).success("WS", "agent_started", 256.75)
+    assert dict(env.stats.entries[("agent_started", "WS")].response_times) == {256: 1}
+    assert dict(env.stats.total.response_times) == {256: 1}
 
 
 def test_stages_go_only_with_agent_completed_as_on_request_takes_them() -> None:
