@@ -65,3 +65,23 @@ def test_accuracy_load_is_capped_at_the_open_model_limit_and_says_so():
     assert target_rate(8000.0, 0.8, chat=True) == (6400.0, False)
     assert target_rate(13_462.0, 0.8, chat=True) == (MAX_RATE, True)  # a fast machine: 10,770/s would be refused
     assert target_rate(13_462.0, 0.8, chat=False) == (13_462.0 * 0.8, False)  # the closed model has no such limit
+
+
+def test_accuracy_max_is_the_open_models_own_and_the_row_names_both_maxima():
+    from bench.accuracy import open_max, rows
+
+    assert open_max(2841.0, 333.5) == pytest.approx(2998.5, abs=0.1)  # one core's worth of its CPU per round trip
+    assert open_max(2841.0, None) == 2841.0  # no CPU figure: the rate it reached
+    load = {"p50_ms": 250.2, "p99_ms": 252.2, "p50_error_ms": 0.2, "p99_error_ms": 2.2, "users": 100, "rate": 2399.7,
+            "achieved_share": 0.8, "closed_share": 0.676, "capped_at": None, "server_hold_p50_ms": 250.0,
+            "server_hold_p99_ms": 251.0}
+    res = {"user": "ChatUser", "model": "open", "max_rate": 3548.0, "max_rate_source": "overhead.json",
+           "open_max_rate": 2998.5, "open_calibration": {"target": 2838.4, "rate": 2841.0, "cpu_share": 0.95,
+                                                         "cpu_us_per_rt": 333.5}, "loads": {"80%": load}}
+    (label, text, verdict), (_, maxima, _) = rows(res)
+    assert label == "accuracy D=250 ms at 80% of max" and verdict == "p50 ±1 ms MET, p99 ±5 ms MET"
+    assert "2,400 rt/s = 80% of max (68% of the closed model's)" in text
+    assert "max 2,998 rt/s (the open model's own: 334 µs CPU/rt at 2,841 rt/s, 95% of a core)" in maxima
+    assert "closed model's max 3,548 rt/s (overhead.json)" in maxima
+    load["p99_error_ms"], load["p99_ms"] = 6.0, 256.0
+    assert rows(res)[0][2] == "p50 ±1 ms MET, p99 ±5 ms MISSED"
