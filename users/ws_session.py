@@ -18,6 +18,7 @@ Exceptions::
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import platform
 import random
@@ -227,6 +228,24 @@ def _readable(hub: Any, watcher: Any, timeout: float) -> bool:
         watcher.stop()
         timer.stop()
         timer.close()
+
+
+def _recv_direct(sock: Any, raw: Any, watcher: Any, hub: Any, wait: float, until: float) -> tuple[bytes, Any]:
+    """``raw.recvmsg`` (data and ancillary data) of the plain gevent socket ``sock``, waiting up to ``wait`` s (and
+    no later than ``until`` on the ``perf_counter`` clock) for data; ``TimeoutError`` when none came. ``OSError``
+    (EBADF) when another greenlet closed ``sock`` meanwhile: gevent then closes its read watcher at once but may defer
+    the OS socket's close, and starting that closed watcher on a descriptor about to close aborts the process in
+    libev."""
+    while True:
+        try:
+            data, ancdata, _flags, _addr = raw.recvmsg(65536, 64)
+            return data, ancdata
+        except BlockingIOError:
+            if sock._read_event is not watcher:
+                raise OSError(errno.EBADF, "the connection was closed by this client") from None
+            if wait <= 0.0 or not _readable(hub, watcher, wait):
+                raise TimeoutError from None
+            wait = until - time.perf_counter()  # readable, yet nothing to read: wait the rest
 
 
 def _iso_now() -> str:
@@ -771,14 +790,7 @@ class ChatSession:
                 wait = max(deadline - now, 0.0005)
                 try:
                     if raw is not None:
-                        while True:
-                            try:
-                                data, ancdata, _flags, _addr = raw.recvmsg(65536, 64)
-                                break
-                            except BlockingIOError:
-                                if wait <= 0.0 or not _readable(hub, read_watcher, wait):
-                                    raise TimeoutError from None
-                                wait = deadline - perf()  # readable, yet nothing to read: wait the rest
+                        data, ancdata = _recv_direct(sock, raw, read_watcher, hub, wait, now + wait)
                     elif kernel_ts:
                         sock.settimeout(wait)
                         data, ancdata, _flags, _addr = sock.recvmsg(65536, 64)

@@ -64,3 +64,37 @@ def test_socket_closed_by_another_greenlet_while_the_reader_waits_ends_the_reade
     assert _until(lambda: reader.dead, 5.0), "the reader kept waiting on a closed socket"
     assert reader.successful(), reader.exception
     assert s.close_reason == "send failed: test" and closed == ["send failed: test"] and not s.open
+
+
+_DEFERRED_CLOSE = """
+from gevent import monkey; monkey.patch_all()
+import socket, time
+from gevent.hub import get_hub
+import users.ws_session as ws
+a, b = socket.socketpair()
+raw, watcher = ws._direct_read(a)
+hub = get_hub()
+other = hub.loop.io(a.fileno(), 1)  # a watcher gevent does not know of: it defers the OS socket's close
+other.start(lambda: None)
+a.close()  # another greenlet's close: the read watcher is closed now, the descriptor still open
+try:
+    ws._recv_direct(a, raw, watcher, hub, 0.2, time.perf_counter() + 0.2)
+except OSError as exc:
+    print("ended:", type(exc).__name__, exc.errno)
+other.stop()
+"""
+
+
+def test_a_socket_closed_with_its_os_close_deferred_ends_the_read_without_touching_the_closed_watcher():
+    """gevent defers the OS socket's close while watchers it does not know of watch it; the read then finds nothing
+    (EAGAIN) and must not start the closed read watcher (libev aborts the process). In a child: an abort would
+    otherwise take the test run with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", _DEFERRED_CLOSE], cwd=root, capture_output=True, text=True, timeout=30,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "WS_SUITE_ACCEL": "off"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ended: OSError 9" in r.stdout, (r.stdout, r.stderr[-2000:])
