@@ -6,8 +6,6 @@ ends the reader cleanly."""
 
 from __future__ import annotations
 
-import time
-
 import gevent
 import locust  # noqa: F401  (first: locust monkey-patches gevent)
 import pytest
@@ -15,19 +13,11 @@ import pytest
 import users.ws_session as ws_session
 from bench.common import BenchServer
 from tasks.timeline import ProtocolConfig
+from tests.helpers import wait_until
 from users.ws_session import ChatSession
 
 CFG = ProtocolConfig()
 pytestmark = [pytest.mark.timeout(60)]
-
-
-def _until(cond, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        gevent.sleep(0.02)
-    return cond()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +51,7 @@ def test_socket_closed_by_another_greenlet_while_the_reader_waits_ends_the_reade
     gevent.sleep(0.3)  # the reader is in its wait
     assert not reader.dead and s._reader is reader
     s._lost("send failed: test")  # what a failed send does, from the user's greenlet
-    assert _until(lambda: reader.dead, 5.0), "the reader kept waiting on a closed socket"
+    assert wait_until(lambda: reader.dead, 5.0, 0.02), "the reader kept waiting on a closed socket"
     assert reader.successful(), reader.exception
     assert s.close_reason == "send failed: test" and closed == ["send failed: test"] and not s.open
 
