@@ -17,6 +17,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import _socket
 import base64
 import errno
 import logging
@@ -126,6 +127,26 @@ class ChatFailure(ChatError):
 _SO_TIMESTAMPNS = 35
 _KERNEL_TS_OK = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64", "AMD64")
 _unpack_timespec = struct.Struct("qq").unpack_from
+# Linux turns packet timestamping on machine-wide while any socket asks for it, but when none did, the switch-on is
+# left to a kernel work queue: packets arriving before it ran carry no timestamp, and their latency falls back to
+# read time. Sessions opened and closed one after another hit that window (1-3 connections in 500 on a 2-core
+# machine, the CI run of 7 Dec 2026 among them); one socket kept open with the option set keeps timestamping on for
+# the whole process, so only the very first connect can meet it, and that one long before its first message.
+_ts_keeper: _socket.socket | None = None
+
+
+def _keep_kernel_timestamps_on() -> None:
+    """Open the process's timestamp keeper once (an unbound UDP socket, not gevent's: nothing ever waits on it)."""
+    global _ts_keeper
+    if _ts_keeper is not None:
+        return
+    keeper = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        keeper.setsockopt(_socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        keeper.close()
+        return
+    _ts_keeper = keeper
 _connection_errors_logged: set[str] = set()
 
 
@@ -371,6 +392,8 @@ class ChatSession:
         """
         start = time.perf_counter()
         deadline = start + self.connect_timeout
+        if _KERNEL_TS_OK and self.scheme == "ws" and _ts_keeper is None:
+            _keep_kernel_timestamps_on()
         if self.proxy:
             parts = urlsplit(self.proxy)
             addr, what = (parts.hostname or "", parts.port or 80), f"proxy {redact_url(self.proxy)}"

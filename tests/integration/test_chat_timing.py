@@ -76,3 +76,16 @@ def test_busy_generator_does_not_inflate_latency_with_kernel_timestamps(monkeypa
     # arrival time: no later than when the test saw the whole reply buffered (the server's own pace, however slow a
     # loaded machine makes it), none of the busy time stacked on top (2 ms: kernel vs. monotonic clock conversion)
     assert kernel_ms <= arrived_ms + 2.0
+
+
+def test_one_socket_keeps_kernel_timestamping_on_after_every_session_closed():
+    """Linux switches packet timestamping on lazily (a work queue) once no socket wants it: a session opened after
+    the last one closed could get its reply before that, untimestamped (the CI failure of 7 Dec 2026). The keeper
+    socket stays open with the option set, so the switch never goes off between sessions."""
+    with BenchServer(max_seconds=30) as srv:
+        session = ChatSession(srv.url, config=ProtocolConfig(), token="bench-token")
+        session.connect()
+        session.close()
+    keeper = ws_session._ts_keeper
+    assert keeper is not None and keeper.fileno() >= 0
+    assert keeper.getsockopt(socket.SOL_SOCKET, ws_session._SO_TIMESTAMPNS) == 1
