@@ -31,7 +31,7 @@ the engine judges them (``Engine.settle_in_flight``): a message that waited past
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,30 +170,40 @@ class Collector:
 
     def record_success(self, request_type: str, name: str, response_time: float, now: float,
                        stages: Mapping[str, float] | None = None) -> MetricData:
-        """A sample, as a success (what :meth:`record` adds for a failure comes after); its metric's data. Called
-        directly by the chat connections' success path (:mod:`users.sample_sink`)."""
+        """A sample, as a success (what :meth:`record` adds for a failure comes after); its metric's data."""
+        return self.record_successes(request_type, ((name, response_time, stages, None),), now, name)
+
+    def record_successes(self, request_type: str, samples: Sequence[tuple[str, float, Any, Any]], now: float,
+                         staged: str | None) -> MetricData:
+        """Successes at ``now``, each (name, response time, stages, anything): the stage gaps of the samples named
+        ``staged`` only; the last sample's metric data. Called directly, a message's samples at once, by the chat
+        connections' success path (:mod:`users.sample_sink`)."""
         by_name = self._cur_metrics.get(request_type) if int(now // self.resolution_s) == self._cur_idx else None
-        m = by_name.get(name) if by_name is not None else None
-        if m is None:  # another second, or this metric's first sample in it
-            m = self._metric(request_type, name, now)
-        # Histogram.record() inlined for the 1-ms buckets (the hot path: ~9 records per chat message), the same
-        # bucket and counts; anything else goes through Histogram.record() itself
-        h = m.hist
-        k = _ceil(response_time)
-        if 0 <= k <= LINEAR_LIMIT_MS:
-            counts = h.counts
-            counts[k] = counts.get(k, 0) + 1
-            h.count += 1
-            h.total += response_time
-            if response_time < h.min:
-                h.min = response_time
-            if response_time > h.max:
-                h.max = response_time
-        else:
-            h.record(response_time)
-        self.samples += 1
-        if stages:
-            self._record_stages(self._cur, stages)
+        m: MetricData | None = None
+        for name, response_time, stages, _ in samples:
+            m = by_name.get(name) if by_name is not None else None
+            if m is None:  # another second, or this metric's first sample in it
+                m = self._metric(request_type, name, now)
+                by_name = self._cur_metrics[request_type]
+            # Histogram.record() inlined for the 1-ms buckets (the hot path: ~9 records per chat message), the same
+            # bucket and counts; anything else goes through Histogram.record() itself
+            h = m.hist
+            k = _ceil(response_time)
+            if 0 <= k <= LINEAR_LIMIT_MS:
+                counts = h.counts
+                counts[k] = counts.get(k, 0) + 1
+                h.count += 1
+                h.total += response_time
+                if response_time < h.min:
+                    h.min = response_time
+                if response_time > h.max:
+                    h.max = response_time
+            else:
+                h.record(response_time)
+            if stages and name == staged:
+                self._record_stages(self._cur, stages)
+        self.samples += len(samples)
+        assert m is not None, "no samples"
         return m
 
     def _metric(self, request_type: str, name: str, now: float) -> MetricData:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gevent
@@ -270,6 +270,12 @@ class SlaPlugin:
         if stages is not None and (name != "agent_completed" or request_type != "WS"):
             stages = None
         self.engine.collector.record_success(request_type, name, response_time, wall, stages)
+
+    def record_successes(self, request_type: str, samples: Sequence[tuple[str, float, Any, Any]],
+                         wall: float) -> None:
+        """:meth:`record_success` of each (name, response time, stages, intended_ms) of ``samples``, in one call."""
+        self.engine.collector.record_successes(request_type, samples, wall,
+                                               "agent_completed" if request_type == "WS" else None)
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         self.engine.collector.record_gauge(name, value, timestamp)

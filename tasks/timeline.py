@@ -479,6 +479,13 @@ class MessageTimeline:
             return self._end(OutcomeKind.COMPLETED, now, None)
         return None
 
+    def first_arrivals(self, skip: int = 0) -> list[tuple[str, float]]:
+        """Each event type's first arrival as (type, ms after the send), in arrival order, without the first
+        ``skip``: what the I/O layer reports of a message still going on (the same figures its outcome's
+        ``first_ms`` will hold)."""
+        sent = self.sent_at
+        return [(name, (t - sent) * 1000.0) for name, t in list(self._first.items())[skip:]]
+
     # -- ending ----------------------------------------------------------------------------------------------------
     def _end(
         self,

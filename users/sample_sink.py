@@ -11,7 +11,11 @@ to them directly:
   min/max and per-second rates are the ones a ``fire`` gives;
 * a listener whose object offers ``record_success(request_type, name, response_time, wall, stages, intended_ms)``
   (the SLA plugin, :meth:`sla_checks.plugin.SlaPlugin.record_success`): the same record its ``on_request`` makes of
-  a success whose ``context`` holds at most ``stages`` and ``intended_ms`` (the open model's ``agent_completed``).
+  a success whose ``context`` holds at most ``stages`` and ``intended_ms`` (the open model's ``agent_completed``);
+  if it also offers ``record_successes(request_type, samples, wall)``, several samples go to it in one call.
+
+A message's samples that arrive together (its events and ``agent_completed`` in one read, the common case) go in one
+:meth:`SampleSink.successes` call: one listener check, one clock read and one call per listener for all of them.
 
 Any other listener (one of your own, a plug-in's) makes :meth:`SampleSink.success` answer ``False`` and the caller
 fires as always, so that listener sees every sample with its full ``context``. The listener list is compared on every
@@ -24,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from locust import log as locust_log
@@ -32,6 +36,9 @@ from locust import stats as locust_stats
 from locust.env import Environment
 
 from sla_checks.state import state_of
+
+Sample = tuple[str, float, "Mapping[str, float] | None", "float | None"]
+"""One success sample: (name, response time in ms, stage gaps or None, latency from the intended send or None)."""
 
 _RUNNER_LISTENER = ("locust.runners", "Runner.__init__.<locals>.on_request")
 """Locust's request-stats listener (module, qualified name): it calls ``environment.stats.log_request``."""
@@ -84,7 +91,8 @@ class SampleSink:
             owner = getattr(handler, "__self__", None)
             record = getattr(owner, "record_success", None)
             if getattr(handler, "__name__", None) == "on_request" and callable(record):
-                recorders.append(record)
+                batch = getattr(owner, "record_successes", None)
+                recorders.append(batch if callable(batch) else _one_by_one(record))
                 continue
             break  # a listener of somebody else's: it must see each sample through fire
         else:
@@ -96,20 +104,28 @@ class SampleSink:
                 stages: Mapping[str, float] | None = None, intended_ms: float | None = None) -> bool:
         """Record one success sample directly; ``False`` (nothing recorded: fire it) when some listener is not a
         known one. ``stages`` and ``intended_ms``: what the sample's ``context`` would carry under those keys."""
+        return self.successes(request_type, ((name, response_time, stages, intended_ms),))
+
+    def successes(self, request_type: str, samples: Sequence[Sample]) -> bool:
+        """Record ``samples`` directly, in order, all at one time; ``False`` (nothing recorded: fire each) when
+        some listener is not a known one."""
         if not self._current():
             return False
         try:
             wall = time.time()
             if self._stats:
                 stats = self.environment.stats
+                total, entries = stats.total, stats.entries
                 t = int(wall)
                 # Locust's bucket, read each time (Locust lets it be replaced at run time), once for both entries
                 bucket = locust_stats.bucket_response_time
-                key = bucket_tens(response_time) if bucket is _LOCUST_BUCKET else bucket(response_time)
-                log_entry(stats.total, response_time, key, wall, t)
-                log_entry(stats.entries[(name, request_type)], response_time, key, wall, t)
+                tens = bucket is _LOCUST_BUCKET
+                for name, response_time, _stages, _intended in samples:
+                    key = bucket_tens(response_time) if tens else bucket(response_time)
+                    log_entry(total, response_time, key, wall, t)
+                    log_entry(entries[(name, request_type)], response_time, key, wall, t)
             for record in self._recorders:
-                record(request_type, name, response_time, wall, stages, intended_ms)
+                record(request_type, samples, wall)
         except Exception:  # as EventHook.fire: a listener's bug is logged, the user goes on
             logging.error("Uncaught exception in event handler: \n%s", traceback.format_exc())
             locust_log.unhandled_greenlet_exception = True
@@ -117,6 +133,14 @@ class SampleSink:
 
 
 _LOCUST_BUCKET = locust_stats.bucket_response_time
+
+
+def _one_by_one(record: Callable[..., Any]) -> Callable[[str, Sequence[Sample], float], None]:
+    """``record_successes`` for a recorder with ``record_success`` only."""
+    def record_successes(request_type: str, samples: Sequence[Sample], wall: float) -> None:
+        for name, response_time, stages, intended_ms in samples:
+            record(request_type, name, response_time, wall, stages, intended_ms)
+    return record_successes
 
 
 def bucket_tens(response_time: float) -> int:
@@ -154,4 +178,4 @@ def log_entry(entry: Any, response_time: float, key: int, wall: float, t: int) -
     entry.response_times[key] += 1
 
 
-__all__ = ["SampleSink", "bucket_tens", "log_entry"]
+__all__ = ["Sample", "SampleSink", "bucket_tens", "log_entry"]

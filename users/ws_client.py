@@ -52,6 +52,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 import gevent
@@ -71,7 +72,7 @@ from tasks.timeline import (
 )
 from users.auth import TokenError
 from users.run_threads import note as note_thread
-from users.sample_sink import SampleSink
+from users.sample_sink import Sample, SampleSink
 from users.ws_options import ChatSettings
 from users.ws_session import (
     EOF_CLOSE,
@@ -355,13 +356,21 @@ class ChatClient:
             session.close(reason="reader stuck")
         return [t.outcome for t in timelines if t.outcome is not None]
 
-    def _on_event(self, timeline: MessageTimeline, name: str, ms: float) -> None:
-        """An event type's first arrival for a message still going on: its sample now, not at the message's end."""
-        timeline.reported += 1
-        name = self._metric.get(name, name)
-        if not self._sink.success(WS, name, ms):
-            self._fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
-                       context=_EMPTY)
+    def _on_event(self, timeline: MessageTimeline) -> None:
+        """First arrivals of event types for a message still going on (the reader's batch of frames ended): their
+        samples now, not at the message's end."""
+        arrivals = timeline.first_arrivals(timeline.reported)
+        timeline.reported += len(arrivals)
+        metric = self._metric
+        self._event_samples([(metric.get(name, name), ms, None, None) for name, ms in arrivals])
+
+    def _event_samples(self, samples: list[Sample]) -> None:
+        """Success samples of agent events: at once to the known listeners, else one ``fire`` each."""
+        if samples and not self._sink.successes(WS, samples):
+            fire = self._fire
+            for name, ms, _stages, _intended in samples:
+                fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
+                     context=_EMPTY)
 
     def _on_outcome(self, timeline: MessageTimeline, outcome: Outcome) -> None:
         self.ended += 1
@@ -369,29 +378,28 @@ class ChatClient:
         completed = self._completed
         wire_completed = self._wire_completed
         metric = self._metric
-        success = self._sink.success
-        skip = timeline.reported  # first arrivals already reported as they came (arrival order)
-        for name, ms in outcome.first_ms.items():
-            if skip:
-                skip -= 1
-                continue
-            if name != wire_completed:
-                name = metric.get(name, name)
-                if not success(WS, name, ms):
-                    fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
-                         context=_EMPTY)
+        # first arrivals not reported while the message went on (arrival order; ``reported`` of them were)
+        samples: list[Sample] = [(metric.get(name, name), ms, None, None)
+                                 for name, ms in islice(outcome.first_ms.items(), timeline.reported, None)
+                                 if name != wire_completed]
         failure = outcome.failure
         stages = stage_names(outcome.stages, metric) if metric else None  # the gaps under the metric names
         intended = outcome.intended_latency_ms
-        if failure is None and success(WS, completed, outcome.latency_ms, outcome.stages if stages is None else stages,
-                                       intended):
+        if failure is None:
             # the common end, a success with nothing but its stage gaps (and, in the open model, its latency from
-            # the intended send time) to tell: recorded without building the context (only a listener other than
-            # the known ones reads it). A success has no order violation or duplicate: either would be its failure.
-            if intended is not None and not success(WS, completed + INTENDED_SUFFIX, intended):
-                fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=intended, response_length=0,
-                     exception=None, context=_EMPTY)
-            return
+            # the intended send time) to tell: its events and itself recorded at once, without building the context
+            # (only a listener other than the known ones reads it). A success has no order violation or duplicate:
+            # either would be its failure.
+            done = [*samples, (completed, outcome.latency_ms, outcome.stages if stages is None else stages, intended)]
+            if intended is not None:
+                done.append((completed + INTENDED_SUFFIX, intended, None, None))
+            if self._sink.successes(WS, done):
+                return
+            for name, ms, _stages, _intended in samples:
+                fire(request_type=WS, name=name, response_time=ms, response_length=0, exception=None,
+                     context=_EMPTY)
+        else:
+            self._event_samples(samples)
         exc = ChatFailure(failure) if failure is not None else None
         context = outcome.context()
         if stages is not None:
@@ -410,8 +418,7 @@ class ChatClient:
             self._on_anomaly(ORDER_VIOLATION)
         if outcome.duplicates:
             self._on_anomaly(DUPLICATE_EVENT)
-        if outcome.intended_latency_ms is not None and (exc is not None or not success(
-                WS, completed + INTENDED_SUFFIX, outcome.intended_latency_ms)):
+        if outcome.intended_latency_ms is not None:  # a failure, or a success some listener must see fired
             fire(request_type=WS, name=completed + INTENDED_SUFFIX, response_time=outcome.intended_latency_ms,
                  response_length=0, exception=exc, context=_EMPTY)
 

@@ -314,7 +314,7 @@ class ChatSession:
         heartbeat_timeout: float = 5.0,
         heartbeat_misses: int = 2,
         on_heartbeat: Callable[[float | None, str | None], None] | None = None,
-        on_event: Callable[[MessageTimeline, str, float], None] | None = None,
+        on_event: Callable[[MessageTimeline], None] | None = None,
         compression: bool = False,
         proxy: str | None = None,
         client_cert: bool = False,
@@ -368,8 +368,10 @@ class ChatSession:
         self.heartbeat_misses = heartbeat_misses
         self.on_heartbeat = on_heartbeat
         self.on_event = on_event
-        """Called with (timeline, event type, ms from send) at each event type's first arrival for a message that
-        goes on; the events of a message that ends are left to ``on_outcome`` (``timeline.reported`` says which)."""
+        """Called with a message's timeline at the end of a reader batch (the frames of one read) that brought first
+        arrivals of its event types while it goes on, once per message and batch: ``timeline.reported`` says how
+        many were reported before. The events of a message that ends in the batch are left to ``on_outcome``, which
+        then has all of the message's samples at once."""
         self._hb_echo: float | None = None
         self._hb_sent_at = 0.0
         self._hb_deadline = float("inf")
@@ -725,6 +727,7 @@ class ChatSession:
         idle = False  # this wait has nothing in flight and no pong due
         idle_timed_out = False  # ... and the last one ended by its timeout (or a pong came): time to park
         parked = False
+        fresh: list[MessageTimeline] = []  # messages going on with first arrivals in this batch
         try:
             frames = self._pending_frames
             self._pending_frames = []
@@ -750,13 +753,15 @@ class ChatSession:
                             elif routed.kind is RouteKind.MESSAGE:
                                 timeline = routed.timeline
                                 if (timeline is not None and timeline.first_arrival is not None
-                                        and self.on_event is not None):
-                                    self.on_event(timeline, timeline.first_arrival, (now - timeline.sent_at) * 1000.0)
+                                        and (not fresh or fresh[-1] is not timeline)):
+                                    fresh.append(timeline)
                             else:
                                 self._route_other(routed, now)
                                 if routed.kind is RouteKind.PONG:  # a heartbeat-only wake-up: park again at once
                                     idle_timed_out = True
                         elif op == OP_PING:
+                            if fresh:  # the send may yield: what arrived is reported first
+                                self._report_fresh(fresh)
                             self._send(encode_frame(frame.payload, OP_PONG))
                         elif op == OP_CLOSE:
                             code, text = parse_close(frame.payload)
@@ -774,6 +779,8 @@ class ChatSession:
                         elif op == OVERSIZE:
                             self._anomaly(OVERSIZE_FRAME)
                         # OP_PONG: unsolicited pong frames are fine
+                    if fresh:
+                        self._report_fresh(fresh)
                 # deadlines (messages, heartbeat): recv times out at the earliest one
                 now = perf()
                 deadline = now + idle_wait
@@ -853,6 +860,16 @@ class ChatSession:
         finally:
             if not parked:
                 self._lost(reason)
+
+    def _report_fresh(self, fresh: list[MessageTimeline]) -> None:
+        """Hand ``on_event`` each message of ``fresh`` still going on (one that ended had its samples with its
+        outcome); empties ``fresh``."""
+        on_event = self.on_event
+        if on_event is not None:
+            for timeline in fresh:
+                if timeline.outcome is None:
+                    on_event(timeline)
+        fresh.clear()
 
     def _park(self, sock: socket.socket) -> bool:
         """End the reader of a connection idle for ``PARK_AFTER_S`` (nothing in flight, no pong due): two libev

@@ -271,3 +271,41 @@ def test_inflight_messages_are_routed_each_to_its_own_timeline():
         outs = run.client.send_and_await(["a", "b", "c", "d"])
     assert [o.failure for o in outs] == [None] * 4
     assert run.ok("agent_completed") == 4 and not run.anomalies()
+
+
+@pytest.mark.parametrize("path", ["fired", "direct"])
+def test_events_of_a_slow_reply_are_sampled_as_they_arrive_and_once(path):
+    """A reply whose events come in separate reads: each event's sample is there before the message ends (live
+    figures during a slow reply), and every event is counted once, fired to a listener of the test's own or handed
+    straight to the SLA plug-in (users.sample_sink) when no such listener is there."""
+    def script(ids):
+        return [x for k in FIVE[:-1] for x in (ev(k, ids), ("sleep", 0.15))] + [ev(FIVE[-1], ids)]
+
+    with Run(script) as run:
+        if path == "direct":
+            run.env.events.request._handlers.clear()  # the test's listener: gone
+            SlaPlugin.register(run.env)
+            run.client._sink._seen = None  # noqa: SLF001  (re-read the listeners at the next sample)
+        assert run.client.connect()
+        assert run.client._sink.direct == (path == "direct")  # noqa: SLF001
+        plugin = state_of(run.env).sla
+        collector = plugin.engine.collector if plugin is not None else None
+
+        def counted(name: str) -> int:
+            if collector is None:
+                return run.ok(name)
+            return sum(b.metrics[f"WS {name}"].hist.count for b in collector._pending.values()  # noqa: SLF001
+                       if f"WS {name}" in b.metrics)
+
+        timeline = run.client.send("x")
+        assert timeline is not None
+        deadline = time.monotonic() + 3.0
+        while not counted("tool_executing") and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        assert counted("tool_executing") == 1 and not timeline.done  # sampled while the reply goes on
+        assert run.client.session is not None and run.client.session.wait([timeline], 5.0)
+    assert timeline.outcome is not None and timeline.outcome.failure is None
+    assert [counted(k) for k in FIVE] == [1] * 5
+    if collector is None:
+        times = [next(s["response_time"] for s in run.samples if s["name"] == k) for k in FIVE]
+        assert times == sorted(times) and times[-1] - times[0] >= 4 * 150 - 20, times

@@ -183,3 +183,41 @@ def test_a_failing_listener_is_logged_as_fire_logs_it_and_the_caller_goes_on(cap
     assert SampleSink.of(env).success("WS", "agent_started", 1.0)
     assert "Uncaught exception in event handler" in caplog.text
     assert env.stats.total.num_requests == 1  # Locust's stats took it before the plug-in failed
+
+
+def test_a_message_s_samples_at_once_record_what_firing_each_records() -> None:
+    """``successes`` (a message's events and its end in one call): the same Locust stats and SLA histograms as one
+    ``fire`` each, the stages only with ``agent_completed``, and a recorder with ``record_success`` only (no
+    ``record_successes``) gets every sample of the batch, in order, with its stages and intended latency."""
+    direct, fired = _environment(), _environment()
+
+    class OneAtATime:
+        def __init__(self) -> None:
+            self.got: list[tuple[Any, ...]] = []
+
+        def on_request(self, **_kw: Any) -> None:
+            raise AssertionError("the direct path must not fire")
+
+        def record_success(self, request_type: str, name: str, response_time: float, wall: float,
+                           stages: Any = None, intended_ms: float | None = None) -> None:
+            self.got.append((request_type, name, response_time, stages, intended_ms))
+
+    meter = OneAtATime()
+    direct.events.request.add_listener(meter.on_request)
+    sink = SampleSink.of(direct)
+    stages = {"agent_started→agent_thinking": 3.5}
+    fire = fired.events.request.fire
+    times = _times(500, seed=5)
+    expected = []
+    for i in range(0, len(times), 5):
+        batch = [(name, ms, stages if name == "agent_completed" else None, 7.0 if name == "agent_completed" else None)
+                 for name, ms in zip(NAMES, times[i:i + 5], strict=True)]
+        assert sink.successes("WS", batch)
+        for name, ms, st, intended in batch:
+            fire(request_type="WS", name=name, response_time=ms, response_length=0, exception=None,
+                 context={"stages": st, "intended_ms": intended} if st else {})
+            expected.append(("WS", name, ms, st, intended))
+    assert _stats_rows(direct) == _stats_rows(fired)
+    collected = _histograms(direct)
+    assert collected == _histograms(fired) and "stage agent_started→agent_thinking" in collected
+    assert meter.got == expected
