@@ -147,8 +147,11 @@ def bucket_tens(response_time: float) -> int:
     """``locust.stats.bucket_response_time(response_time)``, the same key, without ``round(x, -1)`` (which formats
     the float to round it: ≈ 0.9 µs, 7 times per open-model round trip whose latencies all lie in 100–1000 ms).
     From 100 to 1000 ms: the exact distance to the lower ten decides, a tie going to the even ten, as ``round``
-    does on the float's exact value (``tests/unit/test_sample_sink.py`` compares the two); anything else: Locust's."""
-    if 100.0 <= response_time < 1000.0:
+    does on the float's exact value (``tests/unit/test_sample_sink.py`` compares the two); below 100 ms Locust's own
+    ``round(x)``, without the call; anything else: Locust's."""
+    if response_time < 100.0:
+        return round(response_time)
+    if response_time < 1000.0:
         base = int(response_time) // 10 * 10
         rest = response_time - base  # exact: both below 1000, the same binary exponent or less
         if rest > 5.0 or (rest == 5.0 and base % 20 == 10):
