@@ -148,10 +148,12 @@ class Pipeline:
             response = f"Recommendations for: {msg.content[:80]}"
             await self.pg.complete_message(thread_id=thread_id, user_id=uid, response=response, run_id=run_id,
                                            status="completed", duration_ms=duration_ms)
+            # counted with its analytics row, before the send: a client that closes while the last frame goes out
+            # (a load test's stop) does not make the count and the agent_completed rows disagree
+            self.completed += 1
             await emit("agent_completed", "Supervisor",
                        {"result": {"response": response}, "status": "completed",
                         "duration_ms": round((time.perf_counter() - t0) * 1000, 3)})
-            self.completed += 1
         except (TierTimeout, TierError) as e:
             self.failed += 1
             self._close_run_later(run_id, "failed", t0)

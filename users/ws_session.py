@@ -121,6 +121,8 @@ class ChatFailure(ChatError):
     """A failed sample's exception: ``repr``/``str`` are exactly the outcome text (``timeout after 30000 ms`` ...)."""
 
 
+_connection_errors_logged: set[str] = set()
+
 # Kernel receive timestamps (Linux SO_TIMESTAMPNS, not exported by Python's socket module; 35 on x86_64/aarch64):
 # an event's arrival is taken from when its packet reached this machine, not from when the reader greenlet got
 # to run, so a busy generator does not add its own scheduling delay to every latency.
@@ -147,7 +149,6 @@ def _keep_kernel_timestamps_on() -> None:
         keeper.close()
         return
     _ts_keeper = keeper
-_connection_errors_logged: set[str] = set()
 
 
 def split_ws_url(url: str) -> tuple[str, str, int, str, str]:
