@@ -7,8 +7,8 @@ does; ``--also`` compiles more modules) and runs ``ChatUser`` against one bench 
 ``bench overhead``).
 ``--artillery`` adds a run of Artillery's ``ws`` engine (``bench artillery``) to every round, for the issue-17
 comparison: interleaved, so a VM whose speed drifts within minutes (Artillery measured 170 and 226 µs per round trip
-4 minutes apart on one) moves all three series alike. It prints µs CPU per round trip of every run and the medians; the JSON goes to
-``bench/results/compiled_ab.json``.
+4 minutes apart on one) moves all three series alike. It prints µs CPU per round trip of every run and the medians;
+the JSON goes to ``bench/results/compiled_ab.json``.
 
 Needs Cython (``pip install cython``) and a C compiler with the Python headers; without them it says what is missing
 and exits 2. Usage::

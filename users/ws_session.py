@@ -395,7 +395,7 @@ class ChatSession:
         """
         start = time.perf_counter()
         deadline = start + self.connect_timeout
-        if _KERNEL_TS_OK and self.scheme == "ws" and _ts_keeper is None:
+        if _KERNEL_TS_OK and self.scheme == "ws":
             _keep_kernel_timestamps_on()
         if self.proxy:
             parts = urlsplit(self.proxy)
