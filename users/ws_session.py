@@ -729,6 +729,7 @@ class ChatSession:
         idle_timed_out = False  # ... and the last one ended by its timeout (or a pong came): time to park
         parked = False
         fresh: list[MessageTimeline] = []  # messages going on with first arrivals in this batch
+        message_kind, pong_kind = RouteKind.MESSAGE, RouteKind.PONG  # locals: an enum member is ≈ 0.15 µs to read
         try:
             frames = self._pending_frames
             self._pending_frames = []
@@ -751,14 +752,14 @@ class ChatSession:
                                 if on_outcome is not None and routed.timeline is not None:
                                     on_outcome(routed.timeline, routed.outcome)
                                 changed.set()
-                            elif routed.kind is RouteKind.MESSAGE:
+                            elif routed.kind is message_kind:
                                 timeline = routed.timeline
                                 if (timeline is not None and timeline.first_arrival is not None
                                         and (not fresh or fresh[-1] is not timeline)):
                                     fresh.append(timeline)
                             else:
                                 self._route_other(routed, now)
-                                if routed.kind is RouteKind.PONG:  # a heartbeat-only wake-up: park again at once
+                                if routed.kind is pong_kind:  # a heartbeat-only wake-up: park again at once
                                     idle_timed_out = True
                         elif op == OP_PING:
                             if fresh:  # the send may yield: what arrived is reported first

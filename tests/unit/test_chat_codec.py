@@ -148,6 +148,32 @@ def test_server_frames_decode_in_any_chunking(messages, cuts):
     assert got[-1].opcode == OP_PING and got[-1].payload == b"p"
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    messages=st.lists(st.text(max_size=300), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=1, max_value=50), max_size=30),
+    max_size=st.sampled_from([10, 125, 126, 200, 1 << 20]),
+)
+def test_whole_text_frames_decode_in_any_chunking_within_their_size_limit(messages, cuts, max_size):
+    """Unfragmented text frames (the decoder's fast path: 7-bit and 16-bit lengths) come out whole and in order, each
+    larger than ``max_size`` as one ``OVERSIZE``, and a fragmented message between them still joins."""
+    server, _, _ = handshake()
+    wire = b""
+    for m in messages:
+        wire += server.send(Message(data=m))
+    wire += server.send(Message(data="ab", message_finished=False)) + server.send(Message(data="c"))
+    dec = FrameDecoder(max_size=max_size)
+    got = []
+    pos = 0
+    for c in cuts:
+        got += dec.feed(wire[pos : pos + c])
+        pos += c
+    got += dec.feed(wire[pos:])
+    expected = [(OP_TEXT, m.encode()) if len(m.encode()) <= max_size else (OVERSIZE, b"") for m in messages]
+    assert [(f.opcode, f.payload) for f in got] == [*expected, (OP_TEXT, b"abc")]
+    assert [f.size for f in got[:-1]] == [len(m.encode()) for m in messages]
+
+
 def test_close_frame_from_server_parses_code_and_reason():
     server, _, _ = handshake()
     (frame,) = FrameDecoder().feed(server.send(CloseConnection(code=1008, reason="auth failed")))

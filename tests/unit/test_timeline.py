@@ -157,6 +157,7 @@ def test_error_frames_end_as_error_with_code(frame, code, text):
     outcome = tl.feed(frame, 100.5)
     assert outcome.kind is OutcomeKind.ERROR
     assert outcome.error_code == code
+    assert outcome.error_message == text.partition(": ")[2]
     assert outcome.failure == text
     assert outcome.latency_ms == pytest.approx(500.0)
     assert tl.state is TimelineState.ERROR
