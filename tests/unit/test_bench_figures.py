@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.__main__ import format_table
-from bench.locust_meter import percentile
+from bench.locust_meter import BenchMeter, percentile
 from bench.profile_share import parse, shares
 from bench.soak import analyse
 
@@ -85,3 +85,28 @@ def test_accuracy_max_is_the_open_models_own_and_the_row_names_both_maxima():
     assert "closed model's max 3,548 rt/s (overhead.json)" in maxima
     load["p99_error_ms"], load["p99_ms"] = 6.0, 256.0
     assert rows(res)[0][2] == "p50 ±1 ms MET, p99 ±5 ms MISSED"
+
+
+def _bare_meter() -> BenchMeter:
+    meter = BenchMeter.__new__(BenchMeter)  # the counting part only: no environment, greenlet or gc hook
+    meter.recording, meter.req_type, meter.name = True, "WS", "agent_completed"
+    meter.count = meter.failures = meter.total_samples = meter.connects_ok = meter.connects_failed = 0
+    meter.times, meter.intended = [], []
+    return meter
+
+
+def test_meter_counts_a_batch_of_successes_as_it_counts_each_fired() -> None:
+    samples = [("agent_started", 3.0, None, None), ("agent_completed", 9.5, {"a→b": 1.0}, None),
+               ("agent_completed (intended)", 12.0, None, None), ("agent_completed", 7.25, None, 8.5)]
+    fired, batched = _bare_meter(), _bare_meter()
+    for name, ms, _stages, intended in samples:
+        fired.on_request("WS", name, ms, 0, context=None if intended is None else {"intended_ms": intended})
+    batched.record_successes("WS", samples, 0.0)
+    batched.record_successes("HTTP", samples[:2], 0.0)  # another type: counted as samples, not as the metric
+    for name, ms, _stages, _intended in samples[:2]:
+        fired.on_request("HTTP", name, ms, 0)
+    assert (batched.count, batched.times, batched.intended, batched.total_samples) == \
+        (fired.count, fired.times, fired.intended, fired.total_samples) == (2, [9.5, 7.25], [8.5], 6)
+    batched.recording = False
+    batched.record_successes("WS", samples, 0.0)
+    assert batched.total_samples == 6
