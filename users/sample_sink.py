@@ -120,10 +120,12 @@ class SampleSink:
                 # Locust's bucket, read each time (Locust lets it be replaced at run time), once for both entries
                 bucket = locust_stats.bucket_response_time
                 tens = bucket is _LOCUST_BUCKET
+                keyed = []
                 for name, response_time, _stages, _intended in samples:
                     key = bucket_tens(response_time) if tens else bucket(response_time)
-                    log_entry(total, response_time, key, wall, t)
+                    keyed.append((response_time, key))
                     log_entry(entries[(name, request_type)], response_time, key, wall, t)
+                log_entries(total, keyed, wall, t)
             for record in self._recorders:
                 record(request_type, samples, wall)
         except Exception:  # as EventHook.fire: a listener's bug is logged, the user goes on
@@ -181,4 +183,33 @@ def log_entry(entry: Any, response_time: float, key: int, wall: float, t: int) -
     entry.response_times[key] += 1
 
 
-__all__ = ["Sample", "SampleSink", "bucket_tens", "log_entry"]
+def log_entries(entry: Any, keyed: Sequence[tuple[float, int]], wall: float, t: int) -> None:
+    """:func:`log_entry` of each ``(response_time, key)`` of ``keyed`` in turn, all at ``wall``: the same fields to
+    the same values (the sum in the same order), for the ``Aggregated`` entry that takes every sample of a batch."""
+    if not keyed:
+        return
+    if entry.use_response_times_cache:
+        last = entry.last_request_timestamp
+        if last and t > int(last):
+            entry._cache_response_times(t - 1)
+    n = len(keyed)
+    entry.num_requests += n
+    entry.num_reqs_per_sec[t] += n
+    entry.last_request_timestamp = wall
+    total = entry.total_response_time
+    low = entry.min_response_time
+    high = entry.max_response_time
+    counts = entry.response_times
+    for response_time, key in keyed:
+        total += response_time
+        if low is None or response_time < low:
+            low = response_time
+        if response_time > high:
+            high = response_time
+        counts[key] += 1
+    entry.total_response_time = total
+    entry.min_response_time = low
+    entry.max_response_time = high
+
+
+__all__ = ["Sample", "SampleSink", "bucket_tens", "log_entries", "log_entry"]

@@ -18,7 +18,7 @@ from locust.stats import StatsEntry
 from sla_checks.histogram import Histogram
 from sla_checks.plugin import SlaPlugin
 from sla_checks.state import state_of
-from users.sample_sink import SampleSink, bucket_tens, log_entry
+from users.sample_sink import SampleSink, bucket_tens, log_entries, log_entry
 
 NAMES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
 FIELDS = ("num_requests", "num_none_requests", "num_failures", "total_response_time", "min_response_time",
@@ -57,6 +57,28 @@ def test_log_entry_is_statsentry_log_field_by_field(monkeypatch: pytest.MonkeyPa
         log_entry(mine, ms, locust_stats.bucket_response_time(ms), clock.now, int(clock.now))
     assert _entry_state(mine) == _entry_state(locusts)
     assert len(mine.response_times_cache) > 10  # the cache was exercised
+
+
+def test_log_entries_is_statsentry_log_of_each_at_one_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch (a message's samples for the ``Aggregated`` entry) logs what one ``log`` per sample logs, the sum in
+    the same order; across second boundaries with the cache on; an empty batch logs nothing."""
+    clock = SimpleNamespace(now=1_700_000_000.25)
+    monkeypatch.setattr(locust_stats, "time", SimpleNamespace(time=lambda: clock.now))
+    stats_a, stats_b = locust_stats.RequestStats(), locust_stats.RequestStats()
+    mine = StatsEntry(stats_a, "Aggregated", "", use_response_times_cache=True)
+    locusts = StatsEntry(stats_b, "Aggregated", "", use_response_times_cache=True)
+    times = _times(3000, seed=11)
+    rng = random.Random(3)
+    i = 0
+    while i < len(times):
+        batch = times[i : i + rng.randint(0, 6)]
+        i += max(len(batch), 1)
+        clock.now += 0.004 if rng.random() < 0.95 else 1.3
+        for ms in batch:
+            locusts.log(ms, 0)
+        log_entries(mine, [(ms, locust_stats.bucket_response_time(ms)) for ms in batch], clock.now, int(clock.now))
+        assert _entry_state(mine) == _entry_state(locusts)
+    assert len(mine.response_times_cache) > 10
 
 
 def test_bucket_tens_is_locusts_bucket_for_every_time() -> None:
