@@ -291,7 +291,7 @@ class ChatSession:
         "close_reason", "close_code", "lost_in_flight", "connected_at", "messages_sent", "_sock", "_reader",
         "_send_lock", "_changed", "_open", "_closing", "_last_error", "_pending_frames", "heartbeat_interval",
         "heartbeat_timeout", "heartbeat_misses", "on_heartbeat", "on_event", "_hb_echo", "_hb_sent_at",
-        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "__dict__",
+        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "_raw_send", "__dict__",
         "__weakref__",
     )
 
@@ -356,6 +356,8 @@ class ChatSession:
         self.connected_at = 0.0
         self.messages_sent = 0
         self._sock: socket.socket | None = None
+        self._raw_send: Any = None
+        """The OS socket's ``send`` of a plain (not TLS) connection: see :meth:`_send`."""
         self._reader: gevent.Greenlet | None = None
         self._send_lock = Semaphore()
         self._changed = Event()
@@ -514,6 +516,8 @@ class ChatSession:
             raise ConnectError(f"connection failed during the upgrade: {exc.strerror or exc}") from None
         elapsed = (time.perf_counter() - start) * 1000.0
         self._sock = sock
+        direct = _direct_read(sock)
+        self._raw_send = direct[0].send if direct is not None else None
         self.kernel_timestamps = False
         if _KERNEL_TS_OK and self.scheme == "ws":
             try:
@@ -585,7 +589,19 @@ class ChatSession:
         sock = self._sock
         if sock is None or not self._open:
             raise ConnectionError("connection is not open")
-        with self._send_lock:
+        raw_send = self._raw_send
+        lock = self._send_lock
+        if raw_send is not None and not lock.locked():
+            # nothing else is sending and the OS socket's send never yields (non-blocking), so no other frame can
+            # come between: a frame it takes whole needs neither the lock nor gevent's send (≈ 0.7 µs a message)
+            try:
+                sent = raw_send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        with lock:
             # one send() call takes a small frame whole (gevent's sendall costs a getsockopt per call); the rest,
             # if any, goes with sendall under the send's own timeout (the reader sets short ones for its deadlines)
             try:

@@ -63,6 +63,7 @@ class ScriptedServer:
 
     def _handle(self, sock: Any, _addr: Any) -> None:
         ws = WSConnection(ConnectionType.SERVER)
+        parts: list[str] = []  # of a text message wsproto hands over in pieces (a large one)
         try:
             while True:
                 data = sock.recv(65536)
@@ -76,7 +77,11 @@ class ScriptedServer:
                         if self.welcome:
                             sock.sendall(ws.send(Message(data='{"type": "connection_established", "data": {}}')))
                     elif isinstance(event, TextMessage):
-                        frame = orjson.loads(event.data)
+                        parts.append(event.data)
+                        if not event.message_finished:
+                            continue
+                        frame = orjson.loads("".join(parts))
+                        parts.clear()
                         if frame.get("type") == "ping":
                             sock.sendall(ws.send(Message(data=orjson.dumps(
                                 {"type": "pong", "data": {"timestamp": frame.get("timestamp")}}).decode())))
@@ -309,3 +314,20 @@ def test_events_of_a_slow_reply_are_sampled_as_they_arrive_and_once(path):
     if collector is None:
         times = [next(s["response_time"] for s in run.samples if s["name"] == k) for k in FIVE]
         assert times == sorted(times) and times[-1] - times[0] >= 4 * 150 - 20, times
+
+
+def test_a_message_larger_than_the_send_buffer_goes_whole_with_heartbeats_only_between_frames():
+    """The OS socket takes part of a 4 MB frame at once, the rest goes under the send lock while the reader's
+    heartbeat pings (every 20 ms) wait for it: the server's parser sees whole frames only (it would close the
+    connection on a ping inside the message), and the message completes."""
+    with Run(lambda ids: five(ids), heartbeat_interval=0.02, heartbeat_timeout=5.0) as run:
+        assert run.client.connect()
+        session = run.client.session
+        assert session is not None
+        gevent.sleep(0.1)  # heartbeats going
+        (out,) = run.client.send_and_await(["x" * (4 << 20)])
+        gevent.sleep(0.1)
+        assert session.open
+    assert out.failure is None, out.failure
+    assert run.ok("heartbeat") >= 3 and not run.failures("heartbeat")
+    assert not run.failures("disconnect")

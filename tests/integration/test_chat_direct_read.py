@@ -88,3 +88,36 @@ def test_a_socket_closed_with_its_os_close_deferred_ends_the_read_without_touchi
                        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "WS_SUITE_ACCEL": "off"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ended: OSError 9" in r.stdout, (r.stdout, r.stderr[-2000:])
+
+
+def test_a_frame_waits_for_another_greenlet_s_frame_in_progress_then_goes_whole(server):
+    """A plain-ws send goes straight to the OS socket only while no other frame is being sent (the send lock free):
+    a frame sent while another greenlet holds the lock (mid-``sendall`` of a large frame) waits for it, so the two
+    never interleave on the wire. Real sockets: the session's connection to the bench server, the server's side
+    read through a socket pair standing in for it."""
+    s = ChatSession(server.url, config=CFG, token="a.b.c")
+    s.connect()
+    try:
+        assert s._raw_send is not None, "plain ws sends through the OS socket"
+        ours, theirs = gevent.socket.socketpair()
+        s._sock.close()
+        s._sock = ours  # the same kind of socket (gevent's), whose other end this test reads
+        s._raw_send = ws_session._direct_read(ours)[0].send
+        theirs.settimeout(0.2)
+        s._send_lock.acquire()  # another greenlet's frame in progress
+        try:
+            sender = gevent.spawn(s._send, b"ping frame")
+            gevent.sleep(0.1)
+            assert not sender.dead
+            with pytest.raises(TimeoutError):
+                theirs.recv(100)  # nothing went out meanwhile
+        finally:
+            s._send_lock.release()
+        sender.join(timeout=2)
+        assert sender.dead and sender.exception is None
+        assert theirs.recv(100) == b"ping frame"
+        s._send(b"next")  # the lock free: straight out
+        assert theirs.recv(100) == b"next"
+        theirs.close()
+    finally:
+        s.close()
