@@ -204,11 +204,19 @@ def check_accept(response: HandshakeResponse, key: str, offered: Iterable[str] =
 
 
 def _mask(payload: bytes, key: bytes) -> bytes:
+    """``payload`` XOR the 4-byte ``key`` repeated (RFC 6455 §5.3), in Python: :data:`apply_mask` when the C one is
+    not there."""
     n = len(payload)
     if n == 0:
         return payload
     full = (key * ((n >> 2) + 1))[:n]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(full, "little")).to_bytes(n, "little")
+
+
+try:  # websockets' C masking (≈ 0.15 µs for a 200-byte message, the Python one ≈ 1.3; issue 17)
+    from websockets.speedups import apply_mask
+except ImportError:  # a build without its C extension
+    apply_mask = _mask  # type: ignore[assignment]
 
 
 _pack_h = struct.Struct("!BBH").pack
@@ -227,7 +235,7 @@ def encode_frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True, rsv1: 
     else:
         head = _pack_q(b0, 0x80 | 127, n)
     key = _mask_key()
-    return head + key + _mask(payload, key)
+    return head + key + apply_mask(payload, key)
 
 
 class EntropyPool:

@@ -28,6 +28,8 @@ from users.ws_codec import (
     FrameDecoder,
     FrameError,
     HandshakeError,
+    _mask,
+    apply_mask,
     build_request,
     check_accept,
     encode_close,
@@ -224,3 +226,12 @@ def test_random_bytes_only_ever_raise_frame_error(chunks, max_size):
                 assert frame.opcode == OVERSIZE or frame.opcode >= 0x8 or len(frame.payload) <= max_size
     except FrameError:
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(max_size=600), key=st.binary(min_size=4, max_size=4))
+def test_the_mask_the_frames_use_is_rfc_6455_masking(payload, key):
+    """The masking ``encode_frame`` uses (websockets' C one when installed) and the Python one agree, and each is
+    RFC 6455 §5.3: byte i XOR key[i % 4]."""
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    assert apply_mask(payload, key) == _mask(payload, key) == expected
