@@ -121,3 +121,64 @@ def test_a_frame_waits_for_another_greenlet_s_frame_in_progress_then_goes_whole(
         theirs.close()
     finally:
         s.close()
+
+
+def test_a_waiting_user_reads_its_reply_itself_then_the_reader_reads_again(server, monkeypatch):
+    """While the reader waits for the socket, ``wait`` takes the socket over (one greenlet woken per reply, not the
+    reader and then the user) and gives it back with the reader's watchers re-armed: after the waits, the reader
+    still runs the heartbeat (pings every 50 ms, their pongs read by it) and ends a message nobody waits for."""
+    monkeypatch.setattr(ws_session, "PARK_AFTER_S", 30.0)  # the reader waits on the socket, not parked
+    took_over = []
+    read_for = ChatSession._read_for
+
+    def counted(self: ChatSession, *args: object) -> bool:
+        took_over.append(1)
+        return read_for(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChatSession, "_read_for", counted)
+    pongs: list[float | None] = []
+    s = ChatSession(server.url, config=CFG, token="a.b.c", heartbeat_interval=0.05,
+                    on_heartbeat=lambda rtt, error: pongs.append(rtt if error is None else None))
+    s.connect()
+    try:
+        gevent.sleep(0.1)  # the reader is in its socket wait
+        timelines = []
+        for i in range(50):
+            t = s.send_message(f"hello {i}")
+            assert s.wait([t], 10.0)
+            timelines.append(t)
+        assert all(t.outcome is not None and t.outcome.failure is None for t in timelines)
+        assert len(took_over) >= 45, took_over  # (the first waits may find the reader busy)
+        reader = s._reader
+        assert reader is not None and not reader.dead
+        assert s._rd_wait is not None and not s._rd_wait[2], "the reader waits again, its watchers its own"
+        before = len(pongs)
+        unwaited = s.send_message("nobody waits for this one")
+        assert wait_until(lambda: unwaited.outcome is not None and len(pongs) >= before + 3, 5.0, 0.02), \
+            (unwaited.outcome, len(pongs) - before)
+        assert unwaited.outcome.failure is None and None not in pongs
+        assert s.open  # (its reader may have parked by now: a pong-only wake-up parks an idle reader at once)
+    finally:
+        s.close()
+
+
+def test_a_user_killed_while_it_reads_leaves_its_message_to_the_reader():
+    """A user greenlet stopped (killed) while it reads for its reply does not end the connection or fail the
+    message: the reader gets the socket back and ends the message when the reply comes (a stop's messages are then
+    the stop's to judge, as abandoned, not failures of the connection)."""
+    with BenchServer(delay=0.5, max_seconds=60) as srv:
+        s = ChatSession(srv.url, config=CFG, token="a.b.c", reply_timeout=10.0)
+        s.connect()
+        try:
+            gevent.sleep(0.1)
+            t = s.send_message("slow")
+            user = gevent.spawn(s.wait, [t], 10.0)
+            gevent.sleep(0.1)
+            assert s._rd_wait is not None and s._rd_wait[2], "the user greenlet reads (the socket lent to it)"
+            user.kill(block=True, timeout=2)
+            assert user.dead and s.open and t.outcome is None
+            assert s._rd_wait is not None and not s._rd_wait[2], "the socket is the reader's again"
+            assert wait_until(lambda: t.outcome is not None, 5.0, 0.02)
+            assert t.outcome.failure is None and t.outcome.latency_ms >= 450.0
+        finally:
+            s.close()
