@@ -237,38 +237,22 @@ def _direct_read(sock: Any) -> tuple[Any, Any] | None:
     return raw, watcher
 
 
-def _readable(hub: Any, watcher: Any, timeout: float, session: ChatSession | None = None) -> bool:
+def _readable(hub: Any, watcher: Any, timeout: float) -> bool:
     """Wait (this greenlet) until ``watcher``'s socket is readable (True) or ``timeout`` s passed (False): one
-    waiter for the two libev watchers, stopped whichever fires, also when this greenlet is killed meanwhile.
-
-    With ``session`` (its reader greenlet's wait), the wait is published as ``session._rd_wait`` =
-    ``[waiter, timer, lent]``: a user greenlet that waits for its reply may take the socket over meanwhile
-    (:meth:`ChatSession.wait`), stopping both watchers (``lent``) and re-arming them when it is done."""
+    waiter for the two libev watchers, stopped whichever fires, also when this greenlet is killed meanwhile."""
     waiter = Waiter(hub)
     timer = hub.loop.timer(timeout)
     watcher.start(waiter.switch, True)
     timer.start(waiter.switch, False)
-    if session is None:
-        try:
-            return bool(waiter.get())
-        finally:
-            watcher.stop()
-            timer.stop()
-            timer.close()
-    wait = session._rd_wait = [waiter, timer, False]
     try:
         return bool(waiter.get())
     finally:
-        session._rd_wait = None
-        if not wait[2]:  # lent: the borrower is reading through the watcher (this greenlet is being killed)
-            watcher.stop()
-        timer = wait[1]  # (the borrower re-arms with a timer of its own)
+        watcher.stop()
         timer.stop()
         timer.close()
 
 
-def _recv_direct(sock: Any, raw: Any, watcher: Any, hub: Any, wait: float, until: float,
-                 session: ChatSession | None = None) -> tuple[bytes, Any]:
+def _recv_direct(sock: Any, raw: Any, watcher: Any, hub: Any, wait: float, until: float) -> tuple[bytes, Any]:
     """``raw.recvmsg`` (data and ancillary data) of the plain gevent socket ``sock``, waiting up to ``wait`` s (and
     no later than ``until`` on the ``perf_counter`` clock) for data; ``TimeoutError`` when none came. ``OSError``
     (EBADF) when another greenlet closed ``sock`` meanwhile: gevent then closes its read watcher at once but may defer
@@ -281,7 +265,7 @@ def _recv_direct(sock: Any, raw: Any, watcher: Any, hub: Any, wait: float, until
         except BlockingIOError:
             if sock._read_event is not watcher:
                 raise OSError(errno.EBADF, "the connection was closed by this client") from None
-            if wait <= 0.0 or not _readable(hub, watcher, wait, session):
+            if wait <= 0.0 or not _readable(hub, watcher, wait):
                 raise TimeoutError from None
             wait = until - time.perf_counter()  # readable, yet nothing to read: wait the rest
 
@@ -307,8 +291,8 @@ class ChatSession:
         "close_reason", "close_code", "lost_in_flight", "connected_at", "messages_sent", "_sock", "_reader",
         "_send_lock", "_changed", "_open", "_closing", "_last_error", "_pending_frames", "heartbeat_interval",
         "heartbeat_timeout", "heartbeat_misses", "on_heartbeat", "on_event", "_hb_echo", "_hb_sent_at",
-        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "_raw_send",
-        "_rd_wait", "_rd_next", "_last_now", "__dict__", "__weakref__",
+        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "_raw_send", "__dict__",
+        "__weakref__",
     )
 
     def __init__(
@@ -374,12 +358,6 @@ class ChatSession:
         self._sock: socket.socket | None = None
         self._raw_send: Any = None
         """The OS socket's ``send`` of a plain (not TLS) connection: see :meth:`_send`."""
-        self._rd_wait: list[Any] | None = None
-        """The reader greenlet's socket wait while it is in one (plain ws): see :func:`_readable`."""
-        self._rd_next = 0.0
-        """When a user greenlet that read for the reader ends, the reader's next deadline (``perf_counter``)."""
-        self._last_now = 0.0
-        """Arrival time of the last batch of frames read (either greenlet): arrival order is kept across them."""
         self._reader: gevent.Greenlet | None = None
         self._send_lock = Semaphore()
         self._changed = Event()
@@ -686,14 +664,10 @@ class ChatSession:
         """Block until every timeline ended (the reader ends them by their deadlines); False on ``timeout``.
 
         The ``timeout`` guard is one libev timer setting the change event, not a ``gevent.Timeout`` per wait (a
-        Python object, a timer and a greenlet throw each time: ~3 % of the generator's CPU per round trip). When the
-        reader greenlet is waiting for the socket (plain ws), this greenlet reads instead (:meth:`_read_for`)."""
+        Python object, a timer and a greenlet throw each time: ~3 % of the generator's CPU per round trip)."""
         pending = [t for t in timelines if not t.done]
         if not pending:
             return True
-        lent = self._rd_wait
-        if lent is not None and not lent[2]:
-            return self._read_for(pending, timeout, lent)
         perf = time.perf_counter
         end = perf() + timeout
         changed = self._changed
@@ -717,38 +691,6 @@ class ChatSession:
             if guard is not None:
                 guard.stop()
                 guard.close()
-
-    def _read_for(self, pending: list[MessageTimeline], timeout: float, lent: list[Any]) -> bool:
-        """:meth:`wait` while the reader greenlet waits for the socket (``lent``, see :func:`_readable`): this
-        greenlet stops the reader's two watchers and runs the reader's loop itself (:meth:`_read_loop` with
-        ``until``) until ``pending`` ended or ``timeout`` s passed, then gives the socket back: the reader's
-        watchers re-armed for its next deadline, or the reader ended when the connection ended meanwhile. The
-        reply then wakes one greenlet, not the reader and then this one through the change event (issue 17).
-        A kill of this greenlet (the user stopping) leaves the connection and its messages to the reader and
-        :meth:`close`, as a kill during the other wait does."""
-        waiter, timer = lent[0], lent[1]
-        sock = self._sock
-        watcher = getattr(sock, "_read_event", None)
-        if watcher is None:  # (cannot be: the reader publishes its wait on a plain socket only)
-            return False
-        lent[2] = True
-        watcher.stop()
-        timer.stop()
-        try:
-            self._read_loop((pending, time.perf_counter() + timeout))
-        finally:
-            reader = self._reader
-            if self._rd_wait is lent and reader is not None and not reader.dead:  # the reader still waits
-                if self._open and self._sock is sock:
-                    again = gevent.get_hub().loop.timer(max(self._rd_next - time.perf_counter(), 0.0))
-                    watcher.start(waiter.switch, True)
-                    again.start(waiter.switch, False)
-                    lent[1] = again
-                    timer.close()
-                    lent[2] = False
-                else:  # the connection ended while this greenlet read: the reader has only to go (its watcher,
-                    reader.kill(block=False)  # closed with the socket, stays lent: it must not touch it)
-        return all(t.outcome is not None for t in pending)
 
     def _send_heartbeat(self, now: float) -> None:
         echo = time.time()
@@ -774,11 +716,7 @@ class ChatSession:
         return None
 
     # -- reader --------------------------------------------------------------------------------------------------
-    def _read_loop(self, until: tuple[list[MessageTimeline], float] | None = None) -> None:
-        """The reader: frames in, deadlines, heartbeat, parking; ends the connection (:meth:`_lost`) when it ends.
-        With ``until`` = ``(messages, end)`` it is a user greenlet reading for the reader instead (see
-        :meth:`_read_for`): it returns once those messages ended and one more read found nothing, or at ``end``
-        (``perf_counter``), never parks, and leaves the connection open unless the connection itself ended."""
+    def _read_loop(self) -> None:
         sock = self._sock
         assert sock is not None
         dispatcher = self.dispatcher
@@ -796,16 +734,13 @@ class ChatSession:
         # own; the socket's timeout then stays the send's (``connect_timeout``)
         direct = _direct_read(sock) if kernel_ts else None
         raw, read_watcher = direct if direct is not None else (None, None)
-        lendable = self if until is None else None  # the reader's socket waits may be taken over (_read_for)
         hub = gevent.get_hub()
-        if raw is not None and until is None:
+        if raw is not None:
             sock.settimeout(self.connect_timeout)
         wall = time.time
         sol_socket = socket.SOL_SOCKET
         arrived: float | None = None  # kernel wall-clock time of the last packet of the current batch
-        last_now = self._last_now
-        ended = until is None  # leaving this loop ends the connection (a borrowing user greenlet: only when it did)
-        speculated = False  # (a borrower) its messages ended and the read without waiting was done
+        last_now = 0.0
         idle = False  # this wait has nothing in flight and no pong due
         idle_timed_out = False  # ... and the last one ended by its timeout (or a pong came): time to park
         parked = False
@@ -823,7 +758,7 @@ class ChatSession:
                             now -= delay
                         if now < last_now:  # arrival order is preserved whatever the clocks' jitter
                             now = last_now
-                    last_now = self._last_now = now
+                    last_now = now
                     for frame in frames:
                         op = frame.opcode
                         if op == OP_TEXT:
@@ -852,7 +787,6 @@ class ChatSession:
                             extra = f" after {self._last_error}" if self._last_error else ""
                             reason = f"server closed {code}: {text or what}{extra}"
                             self.close_code = code
-                            ended = True
                             try:
                                 self._send(encode_close(code if code not in (1005, 1006) else 1000))
                             except OSError:
@@ -886,7 +820,6 @@ class ChatSession:
                     dead = self._heartbeat_due(now)
                     if dead is not None:
                         reason = dead
-                        ended = True
                         try:
                             self._send(encode_close(1001, "heartbeat lost"))
                         except OSError:
@@ -897,29 +830,15 @@ class ChatSession:
                         deadline = due
                 idle = not dispatcher.in_flight and self._hb_echo is None
                 if idle:
-                    if idle_timed_out and until is None and self._park(sock):
+                    if idle_timed_out and self._park(sock):
                         parked = True
                         return
                     if now + PARK_AFTER_S < deadline:
                         deadline = now + PARK_AFTER_S
                 wait = max(deadline - now, 0.0005)
-                if until is not None:  # a user greenlet reading for the reader (_read_for)
-                    self._rd_next = deadline  # the reader's next wake-up, when it gets the socket back
-                    mine, end = until
-                    if all(t.outcome is not None for t in mine):
-                        if speculated:
-                            return
-                        # one more read, without waiting: a server closing right after the reply is seen now,
-                        # before this user's next send (the reader does the same read before it waits)
-                        speculated = True
-                        wait = 0.0
-                    elif now >= end:
-                        return
-                    elif end - now < wait:
-                        wait = end - now
                 try:
                     if raw is not None:
-                        data, ancdata = _recv_direct(sock, raw, read_watcher, hub, wait, now + wait, lendable)
+                        data, ancdata = _recv_direct(sock, raw, read_watcher, hub, wait, now + wait)
                     elif kernel_ts:
                         sock.settimeout(wait)
                         data, ancdata, _flags, _addr = sock.recvmsg(65536, 64)
@@ -937,32 +856,27 @@ class ChatSession:
                     idle_timed_out = idle
                     continue
                 idle_timed_out = False
-                speculated = False
                 if not data:
                     reason = "connection closed by the server without a close frame (1006 abnormal closure)"
                     self.close_code = EOF_CLOSE
-                    ended = True
                     return
                 frames = decoder.feed(data)
         except FrameError as exc:
             reason = f"protocol error from the server: {exc}"
-            ended = True
             try:
                 self._send(encode_close(exc.close_code))
             except OSError:
                 pass
         except OSError as exc:
             reason = f"connection lost: {exc.strerror or exc}"
-            ended = True
-        except gevent.GreenletExit:  # (a borrowing user greenlet killed: the connection stays, with its reader)
+        except gevent.GreenletExit:
             reason = "connection closed by the client"
             raise
         except Exception as exc:  # a bug must end this connection cleanly, not leave messages waiting
             logger.exception("chat reader failed; closing the connection")
             reason = f"client error: {type(exc).__name__}"
-            ended = True
         finally:
-            if ended and not parked:
+            if not parked:
                 self._lost(reason)
 
     def _report_fresh(self, fresh: list[MessageTimeline]) -> None:
