@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -121,6 +122,16 @@ def test_client_frames_are_masked_and_decoded_by_wsproto(size):
     assert isinstance(events[2], CloseConnection) and events[2].code == 1000 and events[2].reason == "bye"
 
 
+def feed_in_pieces(dec: FrameDecoder, wire: bytes, cuts: list[int]) -> list[Any]:
+    """Everything ``dec`` decodes of ``wire`` fed in pieces of the ``cuts`` sizes, then the rest."""
+    got: list[Any] = []
+    pos = 0
+    for c in cuts:
+        got += dec.feed(wire[pos : pos + c])
+        pos += c
+    return got + dec.feed(wire[pos:])
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     messages=st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), min_size=1, max_size=8),
@@ -138,13 +149,7 @@ def test_server_frames_decode_in_any_chunking(messages, cuts):
         else:
             wire += server.send(Message(data=m))
     wire += server.send(Ping(b"p"))
-    dec = FrameDecoder()
-    got = []
-    pos = 0
-    for c in cuts:
-        got += dec.feed(wire[pos : pos + c])
-        pos += c
-    got += dec.feed(wire[pos:])
+    got = feed_in_pieces(FrameDecoder(), wire, cuts)
     expected = [(OP_TEXT, m.encode()) if isinstance(m, str) else (OP_BINARY, m) for m in messages]
     assert [(f.opcode, f.payload) for f in got[:-1]] == expected
     assert got[-1].opcode == OP_PING and got[-1].payload == b"p"
@@ -164,13 +169,7 @@ def test_whole_text_frames_decode_in_any_chunking_within_their_size_limit(messag
     for m in messages:
         wire += server.send(Message(data=m))
     wire += server.send(Message(data="ab", message_finished=False)) + server.send(Message(data="c"))
-    dec = FrameDecoder(max_size=max_size)
-    got = []
-    pos = 0
-    for c in cuts:
-        got += dec.feed(wire[pos : pos + c])
-        pos += c
-    got += dec.feed(wire[pos:])
+    got = feed_in_pieces(FrameDecoder(max_size=max_size), wire, cuts)
     expected = [(OP_TEXT, m.encode()) if len(m.encode()) <= max_size else (OVERSIZE, b"") for m in messages]
     assert [(f.opcode, f.payload) for f in got] == [*expected, (OP_TEXT, b"abc")]
     assert [f.size for f in got[:-1]] == [len(m.encode()) for m in messages]
