@@ -291,8 +291,8 @@ class ChatSession:
         "close_reason", "close_code", "lost_in_flight", "connected_at", "messages_sent", "_sock", "_reader",
         "_send_lock", "_changed", "_open", "_closing", "_last_error", "_pending_frames", "heartbeat_interval",
         "heartbeat_timeout", "heartbeat_misses", "on_heartbeat", "on_event", "_hb_echo", "_hb_sent_at",
-        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "_raw_send", "__dict__",
-        "__weakref__",
+        "_hb_deadline", "_hb_missed", "_next_ping", "_park_io", "_park_timer", "kernel_timestamps", "_raw_send",
+        "__dict__", "__weakref__",
     )
 
     def __init__(

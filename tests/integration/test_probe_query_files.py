@@ -209,7 +209,9 @@ def test_query_file_run_reports_its_names_and_a_threshold_on_them_is_judged(tmp_
     report = tmp_path / "r.json"
     proc = _locust(tmp_path, ["--pg-dsn", DSN, "--pg-queries", str(pg), "--clickhouse-queries", str(ch),
                               "--sla-config", str(profile), "--sla-report-json", str(report)],
-                   ["PostgresProbeUser", "ClickHouseProbeUser"], run_time="5s")
+                   # each PG task draws one query of the file by weight (0.5-1 s apart): 12 s make ~13 draws, so
+                   # both names show (a 5 s run drew "ping" only, once in CI: one name is missed 1 time in 16 with 5 draws)
+                   ["PostgresProbeUser", "ClickHouseProbeUser"], run_time="12s")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     doc = json.loads(report.read_text())
