@@ -8,7 +8,7 @@ error naming it, fires one failed ``CH schema`` sample with that text, and inser
 thresholds say "no data" rather than blaming ClickHouse for a schema mismatch).
 
 ``--clickhouse-queries FILE`` (:mod:`users.query_files`): the file's statements replace the inserts and the bundled
-query, one drawn by weight per task, sampled as ``CH query <name>``; reads are sent with ``readonly=1``, params as
+query, the next by weight per task, sampled as ``CH query <name>``; reads are sent with ``readonly=1``, params as
 ``param_<name>``.
 
 Why HTTP through Locust's FastHttpUser (geventhttpclient) and not clickhouse-connect: the HTTP interface is the same on
@@ -178,7 +178,7 @@ class ClickHouseProbeUser(FastHttpUser):
         return lines
 
     def run_query_file_query(self) -> None:
-        """One query of ``--clickhouse-queries`` drawn by weight (sample ``CH query <name>``; reads only, with
+        """One query of ``--clickhouse-queries`` by weight, the next in turn (sample ``CH query <name>``; reads only, with
         ``readonly=1``, under ``--probe-read-only``); a failure carries ClickHouse's message."""
         qf = self.cfg.clickhouse_query_file
         query = qf.pick(read_only=self.cfg.probe_read_only) if qf is not None else None

@@ -25,7 +25,7 @@ row of the probe's own table under each isolation level in turn, sampled as ``PG
 ``PG serialization failure`` / ``PG deadlock`` per failed attempt; it runs with a query file too (its own table).
 
 ``--pg-queries FILE`` (:mod:`users.query_files`): the file's statements replace the named queries and the contended
-transaction, one drawn by weight per task, sampled as ``PG query <name>``; no schema check, no rows of the probe's
+transaction, the next by weight per task, sampled as ``PG query <name>``; no schema check, no rows of the probe's
 own. Reads run with ``default_transaction_read_only`` on, a ``write = true`` query with it off (switched per session
 outside the sample); a failure carries the server's SQLSTATE and message.
 """
@@ -337,7 +337,7 @@ class PostgresProbeUser(User):
         return rows
 
     def run_query_file_query(self, conn: psycopg.Connection[Any]) -> None:
-        """One query of ``--pg-queries`` drawn by weight (sample ``PG query <name>``; reads only under
+        """One query of ``--pg-queries`` by weight, the next in turn (sample ``PG query <name>``; reads only under
         ``--probe-read-only``); a failure carries the server's message."""
         qf = self.cfg.pg_query_file
         query = qf.pick(read_only=self.cfg.probe_read_only) if qf is not None else None

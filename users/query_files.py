@@ -6,7 +6,7 @@ A query file is TOML with one table per query; each query is sampled as ``PG que
     [queries."thread history"]
     sql = "SELECT role, content FROM messages WHERE thread_id = %s ORDER BY created_at DESC LIMIT %s"
     params = ["t-42", 20]      # optional: a list (positional) or a table (named)
-    weight = 3                 # optional, whole number >= 1 (default 1): how often it is drawn next to the others
+    weight = 3                 # optional, whole number >= 1 (default 1): how often it runs next to the others
 
     [queries."mark read"]
     sql = "UPDATE threads SET updated_at = now() WHERE id = %(id)s"
@@ -20,6 +20,11 @@ parentheses; ClickHouse also DESCRIBE, EXISTS); any other needs ``write = true``
 under ``--probe-read-only``. Reads run in read-only sessions (the server refuses what slipped past the keyword
 check, e.g. a data-modifying ``WITH``).
 
+The queries take turns by weight (a smooth weighted round-robin, :class:`QueryFile.pick`), not random draws: in
+every cycle of ``sum(weights)`` picks each query runs exactly ``weight`` times, spread out, so a short run measures
+every query of the file (a random draw of a weight-1 query among 100 misses it in 100 draws 37 % of the time, and a
+threshold on its name would then have nothing to judge).
+
 Every problem is a :class:`QueryFileError`: one line naming the option, the file, the table and the key.
 
 Pure: reads the file, nothing else (no Locust, no driver).
@@ -27,9 +32,9 @@ Pure: reads the file, nothing else (no Locust, no driver).
 
 from __future__ import annotations
 
-import random
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from config.errors import UsageError
@@ -85,17 +90,35 @@ class QueryFile:
     path: str
     option: str
     queries: tuple[ProbeQuery, ...]
+    _turns: dict[bool, list[int]] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    """The round-robin's running scores per pool (all queries / reads only), one per query of the pool."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False, hash=False)
 
     @property
     def writes(self) -> tuple[ProbeQuery, ...]:
         return tuple(q for q in self.queries if q.write)
 
-    def pick(self, rng: random.Random | None = None, *, read_only: bool = False) -> ProbeQuery | None:
-        """One query drawn by weight (only reads when ``read_only``); None when nothing may run."""
+    def pick(self, *, read_only: bool = False) -> ProbeQuery | None:
+        """The next query by weight (only reads when ``read_only``); None when nothing may run.
+
+        Smooth weighted round-robin (nginx's): every query's score grows by its weight, the highest score runs (the
+        first in file order on a tie) and loses the pool's total weight. Each cycle of ``sum(weights)`` picks runs
+        every query ``weight`` times, interleaved (weights 2 and 1: a a b a a b ..., not a a a a b b). One cycle per
+        process (the probe users of a process share it), per pool."""
         pool = [q for q in self.queries if not (read_only and q.write)]
         if not pool:
             return None
-        return (rng or random).choices(pool, weights=[q.weight for q in pool], k=1)[0]
+        with self._lock:  # no yield inside: for threads, should a caller use them
+            scores = self._turns.get(read_only)
+            if scores is None:
+                scores = self._turns[read_only] = [0] * len(pool)
+            best = 0
+            for i, q in enumerate(pool):
+                scores[i] += q.weight
+                if scores[i] > scores[best]:
+                    best = i
+            scores[best] -= sum(q.weight for q in pool)
+        return pool[best]
 
 
 def statement_kind(sql: str) -> str:

@@ -90,7 +90,7 @@ def test_pg_query_file_runs_each_query_under_its_name_with_server_errors_and_rea
         assert conn is not None
         for query in qf.queries:
             user.run_probe_query(conn, query, read_only=not query.write)
-    user.message_flow()  # a task draws one query of the file, never the bundled statements
+    user.message_flow()  # a task runs one query of the file, never the bundled statements
     user.contended_transaction()
     user.on_stop()
     by = {s["name"]: s for s in samples if s["request_type"] == "PG"}
@@ -209,9 +209,9 @@ def test_query_file_run_reports_its_names_and_a_threshold_on_them_is_judged(tmp_
     report = tmp_path / "r.json"
     proc = _locust(tmp_path, ["--pg-dsn", DSN, "--pg-queries", str(pg), "--clickhouse-queries", str(ch),
                               "--sla-config", str(profile), "--sla-report-json", str(report)],
-                   # each PG task draws one query of the file by weight (0.5-1 s apart): 12 s make ~13 draws, so
-                   # both names show (a 5 s run drew "ping" only, once in CI: one name is missed 1 time in 16 with 5 draws)
-                   ["PostgresProbeUser", "ClickHouseProbeUser"], run_time="12s")
+                   # each PG task runs the file's next query (0.5-1 s apart), in turns by weight: 5 s make ~5 picks,
+                   # and any 2 in a row run both (random draws once missed "slow ping" in 5 s in CI: 1 time in 16)
+                   ["PostgresProbeUser", "ClickHouseProbeUser"], run_time="5s")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     doc = json.loads(report.read_text())

@@ -3,7 +3,6 @@ option, the file, the table and the key for every bad one; the names validate as
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -56,11 +55,35 @@ sql = "DELETE FROM t"
 write = true
 ''')
     qf = load_query_file(path, "--pg-queries", "pg")
-    rng = random.Random(7)
-    drawn = [qf.pick(rng, read_only=True).name for _ in range(2000)]  # type: ignore[union-attr]
-    assert "w" not in drawn
-    assert 0.85 < drawn.count("a") / len(drawn) < 0.95
-    assert {qf.pick(rng).name for _ in range(500)} == {"a", "b", "w"}  # type: ignore[union-attr]
+    # every cycle of sum(weights) picks runs each query exactly its weight times, from the first cycle on
+    for _ in range(3):
+        cycle = [qf.pick(read_only=True).name for _ in range(10)]  # type: ignore[union-attr]
+        assert sorted(cycle) == ["a"] * 9 + ["b"]
+    cycle = [qf.pick().name for _ in range(11)]  # type: ignore[union-attr]  # the read-write pool: its own turns
+    assert sorted(cycle) == ["a"] * 9 + ["b", "w"]
+
+
+def test_pick_spreads_each_query_over_its_cycle(tmp_path: Path) -> None:
+    """Smooth, not in runs: weights 2 and 1 give a a b a a b ... (as 'aba' from the first pick); a weight-1 query
+    next to a weight-100 one runs once in the first 101 picks (a random draw misses it there 37 % of the time)."""
+    path = _file(tmp_path, '''
+[queries.a]
+sql = "SELECT 1"
+weight = 2
+[queries.b]
+sql = "SELECT 2"
+''')
+    qf = load_query_file(path, "--pg-queries", "pg")
+    assert "".join(qf.pick().name for _ in range(9)) == "aba" * 3  # type: ignore[union-attr]
+    path = _file(tmp_path, '''
+[queries.big]
+sql = "SELECT 1"
+weight = 100
+[queries.rare]
+sql = "SELECT 2"
+''')
+    qf = load_query_file(path, "--pg-queries", "pg")
+    assert [qf.pick().name for _ in range(101)].count("rare") == 1  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("sql", "kind"), [
