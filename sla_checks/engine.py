@@ -2,7 +2,7 @@
 
 Data flow::
 
-    events.request ──> Collector.record()          (every process; hot path: a dict lookup + Histogram.record)
+    events.request ──> Collector.record()          (every process; hot path: a dict lookup + list.append)
                          │ drain() every few seconds (worker: inside Locust's report_to_master payload)
                          v
                        Store.absorb(payload)        (master / local runner only: merge per time bucket, sum counts)
@@ -31,11 +31,12 @@ the engine judges them (``Engine.settle_in_flight``): a message that waited past
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sla_checks.count_names import CHAT_SENT
+from sla_checks.count_names import ANOMALY_PREFIX, CHAT_SENT
 from sla_checks.evaluate import (
     FAIL,
     INCONCLUSIVE,
@@ -48,7 +49,7 @@ from sla_checks.evaluate import (
     has_evidence,
     matching_metrics,
 )
-from sla_checks.histogram import LINEAR_LIMIT_MS, Histogram
+from sla_checks.histogram import Histogram
 
 __all__ = [
     "Collector",
@@ -67,8 +68,9 @@ MAX_GAUGE_POINTS = 4000
 CHAT_METRIC = "WS agent_completed"
 DISCONNECT_METRIC = "WS disconnect"
 """Connections lost with messages in flight, or not as a planned reconnect (``users.ws_client``)."""
-_NUMBER = (int, float)
 _ceil = math.ceil
+NON_FINITE = ANOMALY_PREFIX + "non-finite latency"
+"""The count of success samples whose response time or stage gap was no finite number (left out of the histograms)."""
 
 
 class Bucket:
@@ -142,11 +144,17 @@ class Collector:
         self._counts: dict[str, int] = {}
         self._in_flight: list[tuple[float, float, float]] = []
         self.samples = 0
-        # the hot path's cache: the bucket of the last sample's second and its metrics by type then name, so a
-        # sample costs no "TYPE name" string and no bucket lookup (reset by drain())
+        # The hot path: a success's response time is appended to its metric's list of the current bucket (the
+        # bucket of the last sample's second), found by type then name, so a sample costs no "TYPE name" string,
+        # no bucket lookup and no histogram update; a message's stage gaps wait as the message's mapping. _fold()
+        # adds them to the bucket's histograms (Histogram.record_list: the same buckets, counts, min, max and sum
+        # as a record() of each, in C loops) when the samples move to another bucket and at drain(), the only
+        # reader of the buckets, so at most one second's samples wait.
         self._cur_idx: int | None = None
         self._cur: Bucket = Bucket()
-        self._cur_metrics: dict[str, dict[str, MetricData]] = {}
+        self._cur_values: dict[str, dict[str, list[float]]] = {}
+        self._unfolded: list[tuple[Histogram, list[float]]] = []
+        self._stage_rows: list[Mapping[str, float]] = []
 
     def record(
         self,
@@ -161,91 +169,87 @@ class Collector:
         """One sample; ``tier``: the tier a failed sample's error text names (see :attr:`Bucket.named`)."""
         if response_time is None:
             return
-        m = self.record_success(request_type, name, response_time, now, stages)
+        self.record_success(request_type, name, response_time, now, stages)
         if failed:
-            m.fails.record(response_time)
+            key = f"{request_type} {name}"
+            self._cur.metrics[key].fails.record(response_time)
             if tier is not None:
-                named = self._cur.named.setdefault(f"{request_type} {name}", {})
+                named = self._cur.named.setdefault(key, {})
                 named[tier] = named.get(tier, 0) + 1
 
     def record_success(self, request_type: str, name: str, response_time: float, now: float,
-                       stages: Mapping[str, float] | None = None) -> MetricData:
-        """A sample, as a success (what :meth:`record` adds for a failure comes after); its metric's data."""
-        return self.record_successes(request_type, ((name, response_time, stages, None),), now, name)
+                       stages: Mapping[str, float] | None = None) -> None:
+        """A sample, as a success (what :meth:`record` adds for a failure comes after). A response time that is no
+        finite number raises here, as :meth:`Histogram.record` does, and is not recorded."""
+        _ceil(response_time)  # ValueError / OverflowError / TypeError: the listener's error, as before the buffer
+        self.record_successes(request_type, ((name, response_time, stages, None),), now, name)
 
     def record_successes(self, request_type: str, samples: Sequence[tuple[str, float, Any, Any]], now: float,
-                         staged: str | None) -> MetricData:
+                         staged: str | None) -> None:
         """Successes at ``now``, each (name, response time, stages, anything): the stage gaps of the samples named
-        ``staged`` only; the last sample's metric data. Called directly, a message's samples at once, by the chat
-        connections' success path (:mod:`users.sample_sink`)."""
-        by_name = self._cur_metrics.get(request_type) if int(now // self.resolution_s) == self._cur_idx else None
-        m: MetricData | None = None
+        ``staged`` only. Called directly, a message's samples at once, by the chat connections' success path
+        (:mod:`users.sample_sink`), whose response times are clock differences; a non-finite one (which would
+        only come from a bug) is left out at the fold and counted as the anomaly ``non-finite latency``."""
+        by_name = self._cur_values.get(request_type) if int(now // self.resolution_s) == self._cur_idx else None
         for name, response_time, stages, _ in samples:
-            m = by_name.get(name) if by_name is not None else None
-            if m is None:  # another second, or this metric's first sample in it
-                m = self._metric(request_type, name, now)
-                by_name = self._cur_metrics[request_type]
-            # Histogram.record() inlined for the 1-ms buckets (the hot path: ~9 records per chat message), the same
-            # bucket and counts; anything else goes through Histogram.record() itself
-            h = m.hist
-            k = _ceil(response_time)
-            if 0 <= k <= LINEAR_LIMIT_MS:
-                counts = h.counts
-                counts[k] = counts.get(k, 0) + 1
-                h.count += 1
-                h.total += response_time
-                if response_time < h.min:
-                    h.min = response_time
-                if response_time > h.max:
-                    h.max = response_time
-            else:
-                h.record(response_time)
+            values = by_name.get(name) if by_name is not None else None
+            if values is None:  # another second, or this metric's first sample in it
+                values = self._values(request_type, name, now)
+                by_name = self._cur_values[request_type]
+            values.append(response_time)
             if stages and name == staged:
-                self._record_stages(self._cur, stages)
+                self._stage_rows.append(stages)
         self.samples += len(samples)
-        assert m is not None, "no samples"
-        return m
 
-    def _metric(self, request_type: str, name: str, now: float) -> MetricData:
-        """The data of ``"TYPE name"`` in ``now``'s bucket; makes that bucket and its metrics the cached ones."""
+    def _values(self, request_type: str, name: str, now: float) -> list[float]:
+        """The list of ``"TYPE name"``'s response times waiting in ``now``'s bucket; makes that bucket the current
+        one (folding the one before)."""
         idx = int(now // self.resolution_s)
         if idx != self._cur_idx:
+            self._fold()
             b = self._pending.get(idx)
             if b is None:
                 b = self._pending[idx] = Bucket()
-            self._cur_idx, self._cur, self._cur_metrics = idx, b, {}
+            self._cur_idx, self._cur, self._cur_values = idx, b, {}
         else:
             b = self._cur
-        by_name = self._cur_metrics.get(request_type)
+        by_name = self._cur_values.get(request_type)
         if by_name is None:
-            by_name = self._cur_metrics[request_type] = {}
+            by_name = self._cur_values[request_type] = {}
         key = f"{request_type} {name}"
         m = b.metrics.get(key)
         if m is None:
             m = b.metrics[key] = MetricData()
-        by_name[name] = m
-        return m
+        values: list[float] = []
+        self._unfolded.append((m.hist, values))
+        by_name[name] = values
+        return values
 
-    @staticmethod
-    def _record_stages(b: Bucket, stages: Mapping[str, float]) -> None:
-        by_gap = b.stages
-        for gap, ms in stages.items():
-            if isinstance(ms, _NUMBER):
-                h = by_gap.get(gap)
-                if h is None:
-                    h = by_gap[gap] = Histogram()
-                k = _ceil(ms)
-                if 0 <= k <= LINEAR_LIMIT_MS:  # Histogram.record() inlined, as for the samples
-                    counts = h.counts
-                    counts[k] = counts.get(k, 0) + 1
-                    h.count += 1
-                    h.total += ms
-                    if ms < h.min:
-                        h.min = ms
-                    if ms > h.max:
-                        h.max = ms
-                else:
-                    h.record(ms)
+    def _fold(self) -> None:
+        """Add the current bucket's waiting response times and stage gaps to its histograms."""
+        skipped = 0
+        for hist, values in self._unfolded:
+            skipped += hist.record_list(values)
+        self._unfolded = []
+        rows = self._stage_rows
+        if rows:
+            by_gap: defaultdict[str, list[float]] = defaultdict(list)
+            for stages in rows:
+                for gap, ms in stages.items():
+                    by_gap[gap].append(ms)
+            hists = self._cur.stages
+            for gap, gap_values in by_gap.items():
+                h = hists.get(gap)
+                if h is not None:
+                    skipped += h.record_list(gap_values)
+                    continue
+                h = Histogram()
+                skipped += h.record_list(gap_values)  # what is no number is left out, as before the buffer
+                if h.count:
+                    hists[gap] = h
+            self._stage_rows = []
+        if skipped:
+            self.count(NON_FINITE, skipped)
 
     def record_gauge(self, name: str, value: float, timestamp: float) -> None:
         if len(self._gauges) >= MAX_GAUGE_POINTS * 4:  # nobody drains (should not happen): keep the newest
@@ -263,6 +267,7 @@ class Collector:
 
     def drain(self) -> dict[str, Any] | None:
         """Serialisable payload of everything since the last drain (None when empty)."""
+        self._fold()
         if not self._pending and not self._gauges and not self._counts and not self._in_flight:
             return None
         payload: dict[str, Any] = {
@@ -275,7 +280,7 @@ class Collector:
         if self._in_flight:
             payload["i"] = [list(m) for m in self._in_flight]
         self._pending = {}
-        self._cur_idx, self._cur, self._cur_metrics = None, Bucket(), {}
+        self._cur_idx, self._cur, self._cur_values = None, Bucket(), {}
         self._gauges = []
         self._counts = {}
         self._in_flight = []
