@@ -222,7 +222,8 @@ def _tls_failure(exc: ssl.SSLError, host: str, port: int, has_client_cert: bool)
     return f"TLS handshake with {host}:{port} failed: {exc}"
 
 
-_iso_cache: list[Any] = [0, ""]
+_iso_cache: list[Any] = [-1, "", -1, ""]
+"""[ms, its ISO text, second, the ISO text of that second up to the seconds]: :func:`iso_ms`'s last results."""
 
 
 def _direct_read(sock: Any) -> tuple[Any, Any] | None:
@@ -271,11 +272,21 @@ def _recv_direct(sock: Any, raw: Any, watcher: Any, hub: Any, wait: float, until
 
 
 def _iso_now() -> str:
-    """ISO-8601 UTC now, to the millisecond (formatted at most once per ms: it was ~2 % of the send path)."""
-    ms = int(time.time() * 1000)
+    """ISO-8601 UTC now, to the millisecond."""
+    return iso_ms(int(time.time() * 1000))
+
+
+def iso_ms(ms: int) -> str:
+    """``ms`` (unix time in ms) as ISO-8601 UTC to the millisecond, as ``datetime.isoformat(timespec="milliseconds")``
+    writes it (``2026-12-07T22:16:15.123+00:00``). The date and time are formatted once per second, the rest per ms:
+    a ``datetime`` per message was 2.5 µs, ~2 % of the send path."""
     if ms != _iso_cache[0]:
+        sec, milli = divmod(ms, 1000)
+        if sec != _iso_cache[2]:
+            _iso_cache[2] = sec
+            _iso_cache[3] = datetime.fromtimestamp(sec, UTC).isoformat(timespec="seconds")[:-6]  # no "+00:00"
         _iso_cache[0] = ms
-        _iso_cache[1] = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        _iso_cache[1] = f"{_iso_cache[3]}.{milli:03d}+00:00"
     return _iso_cache[1]
 
 
