@@ -9,7 +9,7 @@ import pytest
 
 from sla_checks.profiles import validate_metric
 from users.probe_options import ProbeConfig, ProbeConfigError
-from users.query_files import QueryFileError, load_query_file, refuse_writes, statement_kind
+from users.query_files import QueryFile, QueryFileError, load_query_file, refuse_writes, statement_kind
 
 
 def _file(tmp_path: Path, text: str) -> str:
@@ -63,26 +63,17 @@ write = true
     assert sorted(cycle) == ["a"] * 9 + ["b", "w"]
 
 
+def _weighted_pair(tmp_path: Path, heavy: str, weight: int, light: str) -> QueryFile:
+    text = f'[queries.{heavy}]\nsql = "SELECT 1"\nweight = {weight}\n[queries.{light}]\nsql = "SELECT 2"\n'
+    return load_query_file(_file(tmp_path, text), "--pg-queries", "pg")
+
+
 def test_pick_spreads_each_query_over_its_cycle(tmp_path: Path) -> None:
     """Smooth, not in runs: weights 2 and 1 give a a b a a b ... (as 'aba' from the first pick); a weight-1 query
     next to a weight-100 one runs once in the first 101 picks (a random draw misses it there 37 % of the time)."""
-    path = _file(tmp_path, '''
-[queries.a]
-sql = "SELECT 1"
-weight = 2
-[queries.b]
-sql = "SELECT 2"
-''')
-    qf = load_query_file(path, "--pg-queries", "pg")
+    qf = _weighted_pair(tmp_path, "a", 2, "b")
     assert "".join(qf.pick().name for _ in range(9)) == "aba" * 3  # type: ignore[union-attr]
-    path = _file(tmp_path, '''
-[queries.big]
-sql = "SELECT 1"
-weight = 100
-[queries.rare]
-sql = "SELECT 2"
-''')
-    qf = load_query_file(path, "--pg-queries", "pg")
+    qf = _weighted_pair(tmp_path, "big", 100, "rare")
     assert [qf.pick().name for _ in range(101)].count("rare") == 1  # type: ignore[union-attr]
 
 
