@@ -226,11 +226,13 @@ class Collector:
         return values
 
     def _fold(self) -> None:
-        """Add the current bucket's waiting response times and stage gaps to its histograms."""
+        """Add the current bucket's waiting response times and stage gaps to its histograms; the next sample starts
+        a new list (a folded list must take no more samples: they would never reach the histogram)."""
         skipped = 0
         for hist, values in self._unfolded:
             skipped += hist.record_list(values)
         self._unfolded = []
+        self._cur_values = {}
         rows = self._stage_rows
         if rows:
             by_gap: defaultdict[str, list[float]] = defaultdict(list)

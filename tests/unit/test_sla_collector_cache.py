@@ -260,3 +260,19 @@ def test_a_non_finite_time_from_the_batch_path_is_left_out_and_counted():
     assert (h.count, h.min, h.max) == (1, 12.0, 12.0)
     assert payload["c"] == {NON_FINITE: 2}
     assert bucket["s"] == {}  # no histogram for a gap without a number
+
+
+def test_samples_after_a_fold_within_the_same_second_are_kept():
+    """A fold in the middle of a second (as a reader that wants the figures so far makes) leaves no list behind that
+    takes samples the histograms would never see."""
+    c = Collector()
+    now = 7_000_000.25
+    c.record_successes("WS", [("agent_completed", 10.0, None, None)], now, None)
+    c._fold()  # noqa: SLF001
+    c.record_successes("WS", [("agent_completed", 20.0, None, None)], now + 0.1, None)
+    c.record("WS", "agent_completed", 30.0, False, now + 0.2)
+    payload = c.drain()
+    assert payload is not None
+    [(_, bucket)] = payload["b"]
+    h = Histogram.from_dict(bucket["m"]["WS agent_completed"]["h"])
+    assert (h.count, h.min, h.max, h.total) == (3, 10.0, 30.0, 60.0)
