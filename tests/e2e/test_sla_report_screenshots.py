@@ -1,5 +1,7 @@
 """The SLA HTML report of two real runs in headless Chromium: a healthy and a faulted ``--scenario smoke`` against
-the reference backend (20 s each, side by side, each against a backend of its own).
+the reference backend (20 s each, one after the other, each against a backend of its own: side by side, on a slow
+2-core VM under CI, the healthy run once measured a 90 ms Redis GET among its 11 and failed its 50 ms p(95), which
+was the truth about that machine, not about the report).
 
 Checks: the exit codes (0 / 3); the injected fault recorded in the JSON report; every chart drawn with a size in the
 browser, the fault hatched on each time chart, no console error, no request besides the page itself (the report is
@@ -19,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,12 @@ def test_healthy_and_faulted_reports_in_chromium(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     backends = {mode: BackendProcess.start(tmp_path / f"backend-{mode}") for mode in ("healthy", "faulted")}
     try:
-        started = time.monotonic()
-        procs = {mode: _run(mode, backend, tmp_path) for mode, backend in backends.items()}
+        procs = {}
         codes = {}
-        for mode, proc in procs.items():
+        for mode, backend in backends.items():
+            proc = procs[mode] = _run(mode, backend, tmp_path)
             try:
-                codes[mode] = proc.wait(timeout=max(1.0, DURATION_S + 90 - (time.monotonic() - started)))
+                codes[mode] = proc.wait(timeout=DURATION_S + 90)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
