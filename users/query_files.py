@@ -33,7 +33,6 @@ Pure: reads the file, nothing else (no Locust, no driver).
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,7 +91,6 @@ class QueryFile:
     queries: tuple[ProbeQuery, ...]
     _turns: dict[bool, list[int]] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
     """The round-robin's running scores per pool (all queries / reads only), one per query of the pool."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False, hash=False)
 
     @property
     def writes(self) -> tuple[ProbeQuery, ...]:
@@ -108,16 +106,15 @@ class QueryFile:
         pool = [q for q in self.queries if not (read_only and q.write)]
         if not pool:
             return None
-        with self._lock:  # no yield inside: for threads, should a caller use them
-            scores = self._turns.get(read_only)
-            if scores is None:
-                scores = self._turns[read_only] = [0] * len(pool)
-            best = 0
-            for i, q in enumerate(pool):
-                scores[i] += q.weight
-                if scores[i] > scores[best]:
-                    best = i
-            scores[best] -= sum(q.weight for q in pool)
+        scores = self._turns.get(read_only)  # no yield from here to the return: one greenlet at a time
+        if scores is None:
+            scores = self._turns[read_only] = [0] * len(pool)
+        best = 0
+        for i, q in enumerate(pool):
+            scores[i] += q.weight
+            if scores[i] > scores[best]:
+                best = i
+        scores[best] -= sum(q.weight for q in pool)
         return pool[best]
 
 
