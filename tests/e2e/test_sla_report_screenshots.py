@@ -1,7 +1,9 @@
 """The SLA HTML report of two real runs in headless Chromium: a healthy and a faulted ``--scenario smoke`` against
 the reference backend (20 s each, one after the other, each against a backend of its own: side by side, on a slow
 2-core VM under CI, the healthy run once measured a 90 ms Redis GET among its 11 and failed its 50 ms p(95), which
-was the truth about that machine, not about the report).
+was the truth about that machine, not about the report). Both runs take ``--exit-code-on-error 0``, so the
+thresholds alone decide the exit code: CI22's healthy run exited 1, Locust's code for a request that failed, while
+its thresholds held (``test_scenario_proofs`` keeps asserting that a healthy ``smoke`` run fails no request).
 
 Checks: the exit codes (0 / 3); the injected fault recorded in the JSON report; every chart drawn with a size in the
 browser, the fault hatched on each time chart, no console error, no request besides the page itself (the report is
@@ -48,7 +50,7 @@ def _run(mode: str, backend: BackendProcess, out: Path) -> subprocess.Popen[byte
     argv = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
         "--host", backend.ws_url, "--scenario", "smoke", "--scenario-duration", str(DURATION_S),
-        "--stop-timeout", "5", "--sla-report-json", str(out / f"{mode}.json"),
+        "--stop-timeout", "5", "--exit-code-on-error", "0", "--sla-report-json", str(out / f"{mode}.json"),
         "--sla-report-html", str(out / f"{mode}.html"), "--html", str(out / f"{mode}-locust.html"),
     ]
     if mode == "faulted":
