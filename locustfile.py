@@ -17,6 +17,7 @@ import users.accel  # noqa: F401  (first of the suite: scripts/build-accel's com
 import scenarios.plugin  # noqa: F401  (scenarios: --scenario, --list-scenarios, --inject-faults)
 import sla_checks.plugin  # noqa: F401  (SLA: --sla-* options, live evaluation, verdict, exit code, reports)
 import sla_checks.webui  # noqa: F401  (SLA tab + /sla/status, /sla/report in the web UI)
+import users.csv_shutdown  # noqa: F401  (--csv: Locust's writer ends quietly once shutdown closed its files)
 import users.ctrl_c  # noqa: F401  (Ctrl-C stops the run from Locust's main greenlet, never inside a user's)
 import users.gc_freeze  # noqa: F401  (--gc-freeze: no long GC pauses at thousands of sessions)
 from config.options import add_option
